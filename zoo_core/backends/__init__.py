@@ -1,0 +1,1 @@
+"""The built-in backend plugins: ONNX Runtime (the CPU default) and PyTorch eager (the reference)."""

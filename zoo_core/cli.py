@@ -1,0 +1,215 @@
+"""The ``zoo`` command line: thin click commands over plain functions; rich only renders."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import EXIT_INTERRUPTED, EXIT_USAGE, ZooError
+
+
+def _zoo():  # noqa: ANN202
+    from .runner import Zoo
+
+    return Zoo.create()
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _console():  # noqa: ANN202
+    from rich.console import Console
+
+    return Console()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="zoo", prog_name="zoo")
+def cli() -> None:
+    """zoo: take a model through export, compile, inference and metrics on any backend, in one command."""
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array on stdout.")
+def list_cmd(as_json: bool) -> None:
+    """Registered models."""
+    from .inventory import list_models
+
+    rows = list_models(_zoo().registry)
+    if as_json:
+        return _emit_json(rows)
+    from rich.table import Table
+
+    table = Table("model", "family", "input", "weights", "plugin", box=None, header_style="bold")
+    for r in rows:
+        weights = "cached" if r["weights_cached"] else ("known" if r["weights_known"] else "-")
+        table.add_row(r["name"], r["family"], "x".join(map(str, r["input_shape"])), weights, r["plugin"])
+    _console().print(table)
+
+
+@cli.command("info")
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def info_cmd(model: str, as_json: bool) -> None:
+    """A model's full configuration."""
+    from .inventory import model_info
+
+    data = model_info(_zoo().registry, model)
+    if as_json:
+        return _emit_json(data)
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None)
+    for key, value in data.items():
+        table.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    _console().print(table)
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def plugins_cmd(as_json: bool) -> None:
+    """Plugins with their hooks, versions and load errors; backends and whether they can run here."""
+    from .inventory import plugins_info
+
+    data = plugins_info(_zoo().registry)
+    if as_json:
+        return _emit_json(data)
+    from rich.table import Table
+
+    console = _console()
+    table = Table("plugin", "version", "source", "hooks / error", box=None, header_style="bold")
+    for p in data["plugins"]:
+        detail = f"[red]failed: {p['error']}[/]" if p["error"] else ", ".join(h.removeprefix("zoo_") for h in p["hooks"])
+        table.add_row(p["name"], p["version"], p["source"], detail)
+    console.print(table)
+    console.print()
+    backends = Table("backend", "device", "state", box=None, header_style="bold")
+    for b in data["backends"]:
+        state = "[green]available[/]" if b["available"] else f"[yellow]unavailable[/]: {b['reason']}"
+        backends.add_row(b["name"], b["device"], state)
+    console.print(backends)
+
+
+def _run_flags(**given: Any) -> dict[str, Any]:
+    return {k: v for k, v in given.items() if v is not None}
+
+
+@cli.command("run")
+@click.argument("model")
+@click.option("--bs", "batch_sizes", default="8", show_default=True, help="Batch size, or a sweep: 1,4,8,16,32,64.")
+@click.option("--backend", default=None, help="Backend name (default: the best available; see `zoo plugins`).")
+@click.option("--weights", default=None, help="A checkpoint file, or `random` for seeded random weights.")
+@click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder for an accuracy run.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default DATA/val_label.txt).")
+@click.option("--limit", type=int, default=None, help="Evaluate the first N images only.")
+@click.option("--preset", default=None, help="Preprocessing preset (default: the model's).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: zoo-runs/MODEL-BACKEND-TIME).")
+@click.option("--warmup", type=int, default=None, help="Warm-up batches before timing.  [default: 5]")
+@click.option("--iterations", "--loop", "iterations", type=int, default=None, help="Timed batches.  [default: 20]")
+@click.option("--threads", type=int, default=None, help="Inference threads (default: one per core).")
+@click.option("--opset", type=int, default=None, help="ONNX opset for export (default: the model's).")
+@click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
+@click.option("--json", "as_json", is_flag=True, help="Print only the results object on stdout.")
+@click.option("--dry-run", is_flag=True, help="Show what would run, and run nothing.")
+def run_cmd(model: str, batch_sizes: str, as_json: bool, dry_run: bool, **flags: Any) -> None:
+    """Export, compile and time MODEL on a backend: the recipe in one command."""
+    from .progress import RichProgress
+    from .runner import run
+    from .specs import parse_batch_sizes, resolve_options
+
+    zoo = _zoo()
+    spec = zoo.registry.model(model)
+    options = resolve_options(spec, _run_flags(batch_sizes=parse_batch_sizes(batch_sizes), **flags))
+    if options.out is None:
+        backend = zoo.registry.backend(options.backend).name
+        options = options.with_(out=Path("zoo-runs") / f"{spec.name}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if dry_run:
+        return _dry_run(zoo, options, as_json)
+    results = run(zoo, options, RichProgress())
+    if as_json:
+        return _emit_json(results)
+    _print_results(results, options.out)
+
+
+def _dry_run(zoo: Any, options: Any, as_json: bool) -> None:
+    backend = zoo.registry.backend(options.backend)
+    plan = {
+        "model": options.model,
+        "backend": backend.name,
+        "batch_sizes": list(options.batch_sizes),
+        "weights": options.weights or "cache, else download",
+        "stages": ["weights", "export", *[f"simplify+compile bs={bs}" for bs in options.batch_sizes], "measure"],
+        "out": str(options.out),
+        "cache": str(zoo.store.root),
+    }
+    if as_json:
+        return _emit_json(plan)
+    for key, value in plan.items():
+        click.echo(f"{key}: {value}")
+
+
+def _print_results(results: dict[str, Any], out: Path | None) -> None:
+    from rich.table import Table
+
+    title = f"{results['model']} on {results['backend']} ({results['device']}), weights {results['weights']}"
+    table = Table(title=title, header_style="bold")
+    for col in ("batch", "throughput (img/s)", "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1", "top-5"):
+        table.add_column(col, justify="right")
+    for row in results["results"]:
+        lat = row["latency_ms"]
+        acc = [f"{row[k] * 100:.2f} %" if row[k] is not None else "-" for k in ("top1", "top5")]
+        table.add_row(str(row["batch_size"]), f"{row['throughput']:.2f}", *(f"{lat[k]:.2f}" for k in ("mean", "p50", "p90", "p99")), *acc)
+    console = _console()
+    console.print(table)
+    if results["weights"] == "random":
+        console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
+    if out is not None:
+        console.print(f"[dim]results: {out / 'results.json'}[/]")
+
+
+@cli.command("export")
+@click.argument("model")
+@click.option("--bs", "batch_size", type=int, default=None, help="Fix the batch and simplify (default: dynamic batch).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the .onnx file.")
+@click.option("--weights", default=None, help="A checkpoint file, or `random`.")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the model's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def export_cmd(model: str, batch_size: int | None, output: Path, as_json: bool, **flags: Any) -> None:
+    """Export MODEL to ONNX (checked against PyTorch), simplified at --bs if given."""
+    from .progress import RichProgress
+    from .runner import export_to_file
+    from .specs import resolve_options
+
+    if batch_size is not None and batch_size < 1:
+        raise ZooError(f"--bs: batch size {batch_size} must be at least 1", exit_code=EXIT_USAGE)
+    zoo = _zoo()
+    options = resolve_options(zoo.registry.model(model), _run_flags(**flags))
+    data = export_to_file(zoo, options, output, batch_size, RichProgress())
+    if as_json:
+        return _emit_json(data)
+    click.echo(f"wrote {data['path']} (max |onnxruntime - torch| = {data.get('max_abs_diff', float('nan')):.2g})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: runs the CLI and turns errors into one line and an exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="zoo", standalone_mode=False)
+    except ZooError as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        if exc.note:
+            click.echo(f"Note: {exc.note}", err=True)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,41 @@
+"""User-facing errors: one line, a Note with what to do, and a documented exit code."""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README. Anything that is not a ZooError is a bug and keeps its traceback (1).
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2  # a bad flag, an unknown model or backend: the command line is wrong
+EXIT_ENV = 3  # the environment or the input data is wrong: missing weights, offline, unavailable backend
+EXIT_CHECK = 4  # a verification failed: exported model disagrees with PyTorch, a checksum mismatch
+EXIT_INTERRUPTED = 130
+
+
+class ZooError(Exception):
+    """A user or environment problem, printed as one line plus a ``Note:`` and never as a traceback.
+
+    Only ``zoo_core.cli`` turns it into an exit code.
+    """
+
+    def __init__(self, message: str, note: str | None = None, exit_code: int = EXIT_ENV) -> None:
+        super().__init__(message)
+        self.message = message
+        self.note = note
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ZooError):
+    """The command line asks for something that does not exist or cannot be parsed."""
+
+    def __init__(self, message: str, note: str | None = None) -> None:
+        super().__init__(message, note, exit_code=EXIT_USAGE)
+
+
+class CheckError(ZooError):
+    """A verification failed: numbers that must agree do not."""
+
+    def __init__(self, message: str, note: str | None = None) -> None:
+        super().__init__(message, note, exit_code=EXIT_CHECK)

@@ -1,0 +1,171 @@
+"""PyTorch to ONNX for any registered model: build, load weights, export, verify, simplify per batch size."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckError, UsageError, ZooError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from .specs import ModelSpec
+    from .weights import WeightsRef
+
+CHECK_FILE = "export-check.json"
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """How closely ONNX Runtime reproduces PyTorch on the same input."""
+
+    max_abs_diff: float
+    tolerance: float
+    batch_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_abs_diff": self.max_abs_diff, "tolerance": self.tolerance, "batch_size": self.batch_size}
+
+
+def import_factory(model: ModelSpec) -> Any:
+    """The callable named by ``model.factory`` (``"package.module:function"``)."""
+    module_name, _, attr = model.factory.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ZooError(
+            f"model {model.name!r}: cannot import its factory {model.factory!r}: {exc}",
+            note=f"reinstall the plugin {model.plugin!r} that registered it",
+        ) from None
+
+
+def build_module(model: ModelSpec, weights: WeightsRef) -> torch.nn.Module:
+    """The model's torch module in eval mode, with the given weights (or seeded random ones)."""
+    import torch
+
+    from .weights import load_state_dict
+
+    factory = import_factory(model)
+    if weights.kind == "random":
+        torch.manual_seed(weights.seed or 0)
+    module = factory(**dict(model.factory_kwargs))
+    if weights.kind == "file":
+        assert weights.path is not None
+        state = load_state_dict(weights.path)
+        expected = module.state_dict()
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+        if missing or unexpected or wrong:
+            parts = []
+            if missing:
+                parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+            if unexpected:
+                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+            if wrong:
+                k = wrong[0]
+                parts.append(
+                    f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} != {tuple(expected[k].shape)})"
+                )
+            raise ZooError(
+                f"weights {weights.path} do not fit model {model.name!r}: keys " + ", ".join(parts),
+                note="these weights belong to another model; pass the right file with --weights",
+            )
+        module.load_state_dict(state, strict=True)
+    module.eval()
+    return module
+
+
+def sample_input(model: ModelSpec, batch_size: int, seed: int = 0) -> np.ndarray:
+    """A seeded input batch of the model's shape, roughly like normalised images."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch_size, *model.input_shape)).astype(model.input_dtype)
+
+
+def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, atol: float = 1e-4) -> ExportCheck:
+    """Export ``model`` to ``path`` with a dynamic batch axis, then check ONNX Runtime against PyTorch.
+
+    The check's result is written beside the ONNX file (``export-check.json``). A difference beyond
+    ``atol * max(1, max |torch output|)`` raises :class:`CheckError`.
+    """
+    import torch
+
+    if len(model.input_names) != 1:
+        raise UsageError(f"model {model.name!r}: the generic exporter handles one input; its plugin must export it")
+    module = build_module(model, weights)
+    example = torch.from_numpy(sample_input(model, 2, seed=1))
+    dynamic = {name: {0: "batch"} for name in (*model.input_names, *model.output_names)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=list(model.input_names),
+            output_names=list(model.output_names),
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    with torch.no_grad():
+        expected = module(example).numpy()
+    actual = run_onnx(path, {model.input_names[0]: example.numpy()})[0]
+    check = compare(expected, actual, atol, batch_size=example.shape[0])
+    path.with_name(CHECK_FILE).write_text(json.dumps(check.to_dict()))
+    if check.max_abs_diff > check.tolerance:
+        raise CheckError(
+            f"exported ONNX of {model.name!r} differs from PyTorch by {check.max_abs_diff:.3g} "
+            f"(tolerance {check.tolerance:.3g})",
+            note=f"try another opset with --opset (now {opset}); if this persists, report it to the plugin's authors",
+        )
+    return check
+
+
+def compare(expected: np.ndarray, actual: np.ndarray, atol: float, batch_size: int) -> ExportCheck:
+    import numpy as np
+
+    if expected.shape != actual.shape:
+        raise CheckError(f"exported ONNX output shape {actual.shape} differs from PyTorch's {expected.shape}")
+    diff = float(np.max(np.abs(expected.astype(np.float64) - actual.astype(np.float64))))
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    return ExportCheck(max_abs_diff=diff, tolerance=atol * scale, batch_size=batch_size)
+
+
+def run_onnx(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run an ONNX file once on ONNX Runtime's CPU provider (for checks, not for timing)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, feed)
+
+
+def simplify_onnx(model: ModelSpec, src: Path, dst: Path, batch_size: int, atol: float = 1e-4) -> ExportCheck:
+    """onnxsim ``src`` with the batch fixed at ``batch_size`` into ``dst``, and check it still agrees with ``src``."""
+    import onnx
+    import onnxsim
+
+    shapes = {name: [batch_size, *model.input_shape] for name in model.input_names}
+    simplified, ok = onnxsim.simplify(onnx.load(str(src)), overwrite_input_shapes=shapes)
+    if not ok:
+        raise CheckError(f"onnxsim could not validate the simplified model of {model.name!r} at batch {batch_size}")
+    onnx.save(simplified, str(dst))
+    feed = {name: sample_input(model, batch_size, seed=2) for name in model.input_names}
+    expected = run_onnx(src, feed)[0]
+    actual = run_onnx(dst, feed)[0]
+    check = compare(expected, actual, atol, batch_size)
+    if check.max_abs_diff > check.tolerance:
+        raise CheckError(
+            f"simplified ONNX of {model.name!r} at batch {batch_size} differs from the exported one by "
+            f"{check.max_abs_diff:.3g} (tolerance {check.tolerance:.3g})",
+            note="the model's graph may bake the batch size into a reshape; export with -1 for the batch axis",
+        )
+    return check

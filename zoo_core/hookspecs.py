@@ -1,0 +1,150 @@
+"""Hook specifications: what a zoo plugin (model, dataset, backend, metrics) can implement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import pluggy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runtime import CompiledModel, Runner
+    from .specs import BackendSpec, DatasetSpec, ModelSpec, RunOptions
+    from .weights import WeightsRef
+
+PROJECT = "zoo"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# -------------------------------------------------------------------------
+# Registration hooks: called once, when the registry is first needed
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def zoo_register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Register the models this plugin provides.
+
+    Called once per plugin manager, when the model registry is first built.
+
+    :param register: Call it with one :class:`~zoo_core.specs.ModelSpec` per model. The core validates the
+        spec, records which plugin registered it and refuses a name that another plugin already took.
+    """
+
+
+@hookspec
+def zoo_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register the dataset kinds this plugin provides (an image folder with labels, generated input, ...).
+
+    :param register: Call it with one :class:`~zoo_core.specs.DatasetSpec` per dataset kind.
+    """
+
+
+@hookspec
+def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
+    """Register the backends this plugin provides.
+
+    A backend that cannot run on this machine still registers, with ``available=False`` and an
+    ``unavailable_reason`` saying what is missing and how to get it, so ``zoo plugins`` can show it.
+
+    :param register: Call it with one :class:`~zoo_core.specs.BackendSpec` per backend.
+    """
+
+
+# -------------------------------------------------------------------------
+# Stage hooks: the recipe, PyTorch weights -> ONNX -> compiled -> outputs -> metrics
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def zoo_export(model: ModelSpec, weights: WeightsRef, path: Path, options: RunOptions) -> Path | None:
+    """Export ``model`` with ``weights`` to an ONNX file at ``path``, with a dynamic batch axis.
+
+    Called by the runner when no cached export matches. The input and output names, the opset
+    (``options.opset``) and the per-sample input shape come from the model spec and options.
+
+    :param model: The model to export.
+    :param weights: The weights to load, or ``kind == "random"`` for seeded random weights.
+    :param path: Where to write the ONNX file.
+    :param options: The resolved run options.
+    :return: ``path`` once written, or ``None`` when ``model`` is not this plugin's.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path) -> np.ndarray | None:
+    """Turn one image file into the model's input sample (no batch axis), as the preset prescribes.
+
+    Called for each image of a dataset, in worker processes.
+
+    :param model: The model the sample is for; its spec holds mean, std and input shape.
+    :param preset: The preprocessing preset (e.g. ``"modelzoo"`` or ``"reference"``).
+    :param image_path: The image file.
+    :return: The sample as an array of the model's input shape and dtype, or ``None`` when ``model``
+        is not this plugin's.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def zoo_compile(
+    backend: BackendSpec,
+    model: ModelSpec,
+    weights: WeightsRef,
+    onnx_path: Path,
+    batch_size: int,
+    workdir: Path,
+    options: RunOptions,
+) -> CompiledModel | None:
+    """Compile a simplified ONNX file, fixed at ``batch_size``, for ``backend``.
+
+    Called by the runner when no cached compile matches. Whatever is written under ``workdir``
+    becomes the cached artifact; the returned object must only refer to files in it.
+
+    :param backend: The backend to compile for.
+    :param model: The model being compiled.
+    :param weights: The weights it was exported with (for backends that run the framework model itself).
+    :param onnx_path: The simplified ONNX file, its batch axis fixed at ``batch_size``.
+    :param batch_size: The batch size the compiled model serves.
+    :param workdir: An empty folder to write the compiled model (and logs) into.
+    :param options: The resolved run options.
+    :return: The compiled model, or ``None`` when ``backend`` is not this plugin's.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def zoo_infer(compiled: CompiledModel, model: ModelSpec, options: RunOptions) -> Runner | None:
+    """Open a runner that infers batches on a compiled model.
+
+    The core drives the returned :class:`~zoo_core.runtime.Runner`: it validates and times each
+    call, feeds generated input in performance mode or the dataset's batches, and closes it.
+
+    :param compiled: What :func:`zoo_compile` returned (possibly from the cache).
+    :param model: The model it was compiled from.
+    :param options: The resolved run options.
+    :return: An open runner, or ``None`` when ``compiled.backend`` is not this plugin's.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec
+def zoo_metrics(model: ModelSpec, outputs: np.ndarray, labels: np.ndarray) -> Mapping[str, Any] | None:
+    """Compute metrics from a dataset's outputs and labels.
+
+    Every plugin that implements it contributes; the results are merged (a later key never
+    silently replaces an earlier one: the core refuses duplicates).
+
+    :param model: The model that produced the outputs.
+    :param outputs: The first model output for every image, in dataset order, shape ``(N, ...)``.
+    :param labels: The label of every image, shape ``(N,)``.
+    :return: A mapping of metric name to JSON-ready value, or ``None`` when nothing applies.
+    """

@@ -1,0 +1,203 @@
+"""The plugin manager factory and the registry of models, datasets and backends built from it."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import sys
+from dataclasses import dataclass, replace
+from importlib.metadata import entry_points
+from typing import Any, Iterable, TypeVar
+
+import pluggy
+
+from . import hookspecs
+from .errors import UsageError, ZooError
+from .specs import BackendSpec, DatasetSpec, ModelSpec
+
+ENTRY_POINT_GROUP = "zoo"
+# Set to 1 to load no plugin from entry points (tests register exactly what they need).
+DISABLE_AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
+
+# Built-ins are plugins too, registered after the entry points, in this order.
+DEFAULT_PLUGINS = {
+    "builtin:onnxruntime": "zoo_core.backends.onnxruntime",
+    "builtin:torch": "zoo_core.backends.torch",
+    "builtin:metrics": "zoo_core.metrics",
+}
+
+
+@dataclass(frozen=True)
+class PluginProblem:
+    """A plugin that could not be loaded or that registered something invalid."""
+
+    plugin: str
+    error: str
+    source: str = ""
+
+
+class ZooPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers which plugins failed to load, and why."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.problems: list[PluginProblem] = []
+        self.sources: dict[str, str] = {}  # plugin name -> where it came from
+        self.versions: dict[str, str] = {}  # plugin name -> its distribution's version
+
+
+def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] = ()) -> ZooPluginManager:
+    """Build the plugin manager: specs, entry points of group ``zoo``, default plugins, then ``plugins``.
+
+    A plugin that fails to import, or that implements a hook the specs do not define, is recorded in
+    ``pm.problems`` and left out; every other plugin still works.
+    """
+    pm = ZooPluginManager()
+    pm.add_hookspecs(hookspecs)
+    if autoload is None:
+        autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "") not in ("1", "true", "yes")
+    if autoload:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            source = f"{ep.dist.name} (entry point)" if ep.dist else "entry point"
+            if ep.dist:
+                pm.versions[ep.name] = ep.dist.version
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin never breaks the CLI
+                pm.problems.append(PluginProblem(ep.name, _one_line(exc), source))
+                continue
+            _register_checked(pm, plugin, ep.name, source)
+    for name, module_name in DEFAULT_PLUGINS.items():
+        _register_checked(pm, importlib.import_module(module_name), name, "built-in")
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        _register_checked(pm, plugin, name, "given")
+    pm.check_pending()
+    return pm
+
+
+def _register_checked(pm: ZooPluginManager, plugin: Any, name: str, source: str) -> None:
+    if pm.get_plugin(name) is not None or pm.is_registered(plugin):
+        return
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        if pm.is_registered(plugin):
+            pm.unregister(plugin)
+        pm.problems.append(PluginProblem(name, _one_line(exc), source))
+        return
+    pm.sources[name] = source
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+S = TypeVar("S", ModelSpec, DatasetSpec, BackendSpec)
+
+
+class Registry:
+    """Models, datasets and backends, as the plugins registered them; built on first use."""
+
+    def __init__(self, pm: ZooPluginManager) -> None:
+        self.pm = pm
+        self._models: dict[str, ModelSpec] | None = None
+        self._datasets: dict[str, DatasetSpec] | None = None
+        self._backends: dict[str, BackendSpec] | None = None
+
+    @property
+    def models(self) -> dict[str, ModelSpec]:
+        if self._models is None:
+            self._models = self._collect("zoo_register_models", ModelSpec, "model")
+        return self._models
+
+    @property
+    def datasets(self) -> dict[str, DatasetSpec]:
+        if self._datasets is None:
+            self._datasets = self._collect("zoo_register_datasets", DatasetSpec, "dataset")
+        return self._datasets
+
+    @property
+    def backends(self) -> dict[str, BackendSpec]:
+        if self._backends is None:
+            self._backends = self._collect("zoo_register_backends", BackendSpec, "backend")
+        return self._backends
+
+    def _collect(self, hook_name: str, kind: type[S], noun: str) -> dict[str, S]:
+        found: dict[str, S] = {}
+        hook = getattr(self.pm.hook, hook_name)
+        # Each implementation is called on its own so that the core knows who registered what,
+        # and so that one plugin raising does not hide the others' registrations.
+        for impl in reversed(hook.get_hookimpls()):
+            owner = impl.plugin_name
+
+            def register(spec: S, _owner: str = owner) -> None:
+                if not isinstance(spec, kind):
+                    raise TypeError(f"register() takes a {kind.__name__}, got {type(spec).__name__}")
+                if not spec.name or spec.name != spec.name.strip():
+                    raise ValueError(f"invalid {noun} name {spec.name!r}")
+                if spec.name in found:
+                    self.pm.problems.append(
+                        PluginProblem(
+                            _owner,
+                            f"duplicate {noun} name {spec.name!r}: already registered by plugin "
+                            f"{found[spec.name].plugin!r}; this one is ignored",
+                        )
+                    )
+                    return
+                found[spec.name] = replace(spec, plugin=_owner)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                self.pm.problems.append(PluginProblem(owner, f"{hook_name}: {_one_line(exc)}"))
+        return found
+
+    def model(self, name: str) -> ModelSpec:
+        """The model called ``name``, or a usage error that suggests close matches."""
+        return self._lookup(self.models, name, "model", "zoo list")
+
+    def backend(self, name: str) -> BackendSpec:
+        """The backend called ``name``; ``"auto"`` takes the available backend of highest priority."""
+        if name == "auto":
+            ready = [b for b in self.backends.values() if b.available]
+            if not ready:
+                raise ZooError("no backend is available on this machine", note="run `zoo plugins` to see why")
+            return max(ready, key=lambda b: b.priority)
+        spec = self._lookup(self.backends, name, "backend", "zoo plugins")
+        if not spec.available:
+            raise ZooError(f"backend {name!r} is not available here: {spec.unavailable_reason}",
+                           note="run `zoo plugins` for every backend's state, or choose another with --backend")
+        return spec
+
+    def dataset(self, name: str) -> DatasetSpec:
+        return self._lookup(self.datasets, name, "dataset", "zoo plugins")
+
+    @staticmethod
+    def _lookup(table: dict[str, S], name: str, noun: str, listing: str) -> S:
+        if name in table:
+            return table[name]
+        close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise UsageError(f"unknown {noun} {name!r}", note=f"{hint}`{listing}` shows every registered {noun}")
+
+
+def hook_owners(pm: ZooPluginManager) -> dict[str, list[str]]:
+    """Plugin name -> the hooks it implements, for ``zoo plugins``."""
+    owners: dict[str, list[str]] = {}
+    for name, plugin in pm.list_name_plugin():
+        impls = pm.get_hookcallers(plugin) or []
+        owners[name] = sorted(caller.name for caller in impls)
+    return owners
+
+
+def plugin_version(pm: ZooPluginManager, name: str) -> str:
+    """The version of the distribution a plugin comes from, else its package's ``__version__``."""
+    if name in pm.versions:
+        return pm.versions[name]
+    module = getattr(pm.get_plugin(name), "__name__", "")
+    top = sys.modules.get(module.split(".")[0]) if module else None
+    return str(getattr(top, "__version__", ""))

@@ -1,0 +1,57 @@
+"""How the runner reports progress: a silent default, and a rich one on stderr for the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterator
+
+
+class Progress:
+    """The silent reporter: the runner's stages and timed loops call these; nothing is shown."""
+
+    interactive = False  # whether downloads may draw their own progress bar
+
+    @contextlib.contextmanager
+    def stage(self, description: str) -> Iterator[Callable[[str], None]]:
+        """Wraps one stage (export, simplify, compile); the yielded callable sets its final note."""
+        yield lambda note: None
+
+    @contextlib.contextmanager
+    def loop(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        """Wraps a counted loop (timed batches); the yielded callable advances it by one."""
+        yield lambda: None
+
+
+class RichProgress(Progress):
+    """Spinners for stages and a bar for timed loops, on stderr; one line per finished stage."""
+
+    interactive = True
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+
+    @contextlib.contextmanager
+    def stage(self, description: str) -> Iterator[Callable[[str], None]]:
+        notes: list[str] = []
+        start = time.perf_counter()
+        with self.console.status(f"{description} ..."):
+            yield notes.append
+        seconds = time.perf_counter() - start
+        note = notes[-1] if notes else f"{seconds:.1f} s"
+        self.console.print(f"[green]✓[/] {description} [dim]({note})[/]")
+
+    @contextlib.contextmanager
+    def loop(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
+
+        with Bar(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=self.console, transient=True,
+        ) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda: bar.advance(task)
+        self.console.print(f"[green]✓[/] {description}")

@@ -1,0 +1,242 @@
+"""The runner: drives export, simplify, compile and infer for any registered model on any backend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .artifacts import Artifact, ArtifactStore
+from .environment import fingerprint, package_version
+from .errors import ZooError
+from .export import CHECK_FILE, sample_input, simplify_onnx
+from .measure import latency_stats, throughput
+from .plugins import Registry, ZooPluginManager, get_plugin_manager
+from .progress import Progress
+from .runtime import CompiledModel, load_compiled, save_compiled
+from .specs import BackendSpec, ModelSpec, RunOptions
+from .weights import WeightsRef, resolve_weights
+
+SCHEMA = 1
+EXPORT_FILE = "model.onnx"
+SIMPLIFIED_FILE = "model.sim.onnx"
+
+
+@dataclass
+class Zoo:
+    """The application: the plugin manager, the registry built from it, and the artifact cache."""
+
+    pm: ZooPluginManager
+    registry: Registry
+    store: ArtifactStore
+
+    @classmethod
+    def create(cls, *, autoload: bool | None = None, plugins: Iterable[Any] = (), cache_dir: Path | None = None) -> "Zoo":
+        pm = get_plugin_manager(autoload=autoload, plugins=plugins)
+        return cls(pm=pm, registry=Registry(pm), store=ArtifactStore(cache_dir))
+
+
+@dataclass
+class Prepared:
+    """A model exported, then simplified and compiled for every batch size, on one backend."""
+
+    model: ModelSpec
+    backend: BackendSpec
+    weights: WeightsRef
+    exported: Artifact
+    compiled: dict[int, CompiledModel] = field(default_factory=dict)
+
+
+def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions, progress: Progress) -> Artifact:
+    """The model's dynamic-batch ONNX export, from the cache or built now."""
+    inputs = {
+        "model": model.to_dict(),
+        "weights": weights.key,
+        "opset": options.opset,
+        "torch": package_version("torch"),
+        "onnx": package_version("onnx"),
+        "plugin": model.plugin,
+    }
+
+    def build(folder: Path) -> None:
+        path = zoo.pm.hook.zoo_export(model=model, weights=weights, path=folder / EXPORT_FILE, options=options)
+        if path is None:
+            raise ZooError(f"no plugin exports models of family {model.family!r}",
+                           note=f"the plugin {model.plugin!r} registered {model.name!r} but implements no zoo_export")
+
+    with progress.stage(f"export {model.name} to ONNX (opset {options.opset})") as done:
+        artifact = zoo.store.get_or_build("export", inputs, build)
+        done(_stage_note(artifact, _export_check(artifact)))
+    return artifact
+
+
+def simplify(zoo: Zoo, model: ModelSpec, exported: Artifact, batch_size: int, progress: Progress) -> Artifact:
+    """onnxsim with the batch fixed at ``batch_size``, from the cache or built now."""
+    inputs = {"export": exported.key, "batch_size": batch_size, "onnxsim": package_version("onnxsim")}
+
+    def build(folder: Path) -> None:
+        simplify_onnx(model, exported.file(EXPORT_FILE), folder / SIMPLIFIED_FILE, batch_size)
+
+    with progress.stage(f"simplify at batch {batch_size}") as done:
+        artifact = zoo.store.get_or_build("simplify", inputs, build)
+        done(_stage_note(artifact))
+    return artifact
+
+
+def compile_model(
+    zoo: Zoo,
+    model: ModelSpec,
+    backend: BackendSpec,
+    weights: WeightsRef,
+    simplified: Artifact,
+    batch_size: int,
+    options: RunOptions,
+    progress: Progress,
+) -> CompiledModel:
+    """The backend's compiled model for one batch size, from the cache or built now."""
+    inputs = {
+        "simplified": simplified.key,
+        "weights": weights.key,
+        "backend": backend.name,
+        "plugin": backend.plugin,
+        "backend_version": package_version(backend.name),
+        "threads": options.threads,
+    }
+
+    def build(folder: Path) -> None:
+        compiled = zoo.pm.hook.zoo_compile(
+            backend=backend, model=model, weights=weights, onnx_path=simplified.file(SIMPLIFIED_FILE),
+            batch_size=batch_size, workdir=folder, options=options,
+        )
+        if compiled is None:
+            raise ZooError(f"no plugin compiles for backend {backend.name!r}",
+                           note=f"the plugin {backend.plugin!r} registered it but implements no zoo_compile")
+        save_compiled(compiled, folder)
+
+    with progress.stage(f"compile for {backend.name} at batch {batch_size}") as done:
+        artifact = zoo.store.get_or_build("compile", inputs, build)
+        done(_stage_note(artifact))
+    return load_compiled(artifact.path)
+
+
+def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> Prepared:
+    """Resolve, export, simplify and compile for every batch size of ``options``."""
+    progress = progress or Progress()
+    model = zoo.registry.model(options.model)
+    backend = zoo.registry.backend(options.backend)
+    weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
+    prepared = Prepared(model, backend, weights, export(zoo, model, weights, options, progress))
+    for bs in options.batch_sizes:
+        simplified = simplify(zoo, model, prepared.exported, bs, progress)
+        prepared.compiled[bs] = compile_model(zoo, model, backend, weights, simplified, bs, options, progress)
+    return prepared
+
+
+def measure(zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, progress: Progress) -> dict[str, Any]:
+    """Performance mode: warm-up, then timed batches of generated input; one results row."""
+    bs = compiled.batch_size
+    runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
+    if runner is None:
+        raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
+    feed = {i.name: sample_input(model, bs, seed=options.seed) for i in compiled.inputs}
+    wall: list[float] = []
+    device: list[float] = []
+    with runner:
+        with progress.loop(f"time batch {bs}: {options.warmup} warm-up + {options.iterations} timed", options.warmup + options.iterations) as advance:
+            for _ in range(options.warmup):
+                runner.infer(feed)
+                advance()
+            for _ in range(options.iterations):
+                runner.infer(feed)
+                wall.append(runner.last_ms)
+                if runner.last_device_ms is not None:
+                    device.append(runner.last_device_ms)
+                advance()
+    timed = device if len(device) == len(wall) else wall
+    stats = latency_stats(timed)
+    return {
+        "batch_size": bs,
+        "throughput": throughput(bs, stats["mean"]),
+        "latency_ms": stats,
+        "top1": None,
+        "top5": None,
+        "images": None,
+    }
+
+
+def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
+    """The whole recipe for one model on one backend and every batch size: the results object."""
+    progress = progress or Progress()
+    if options.data is not None:
+        raise ZooError("accuracy runs with --data are not available yet in this version of zoo",
+                       note="run without --data for the performance table")
+    if options.iterations < 1 or options.warmup < 0:
+        raise ZooError("--iterations must be at least 1 and --warmup at least 0", exit_code=2)
+    prepared = prepare(zoo, options, progress)
+    model = prepared.model
+    rows = [measure(zoo, model, prepared.compiled[bs], options, progress) for bs in options.batch_sizes]
+    results = {
+        "schema": SCHEMA,
+        "model": model.name,
+        "backend": prepared.backend.name,
+        "device": prepared.backend.device,
+        "weights": prepared.weights.label,
+        "preset": options.preset,
+        "env": fingerprint(),
+        "export": {"opset": options.opset, **_export_check(prepared.exported)},
+        "measurement": {"warmup": options.warmup, "iterations": options.iterations, "threads": options.threads,
+                        "formula": "throughput = 1000 * batch_size / mean batch latency (ms)"},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "results": rows,
+    }
+    if options.out is not None:
+        write_results(results, options.out)
+    return results
+
+
+def write_results(results: dict[str, Any], out: Path) -> Path:
+    """Write ``results.json`` into ``out`` (created if needed), atomically."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        target = out / "results.json"
+        tmp = out / ".results.json.tmp"
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.replace(target)
+    except OSError as exc:
+        raise ZooError(f"cannot write results to {out}: {exc.strerror or exc}",
+                       note="choose a writable folder with --out") from None
+    return target
+
+
+def export_to_file(zoo: Zoo, options: RunOptions, target: Path, batch_size: int | None,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """``zoo export``: the dynamic export, or the simplified one at ``batch_size``, copied to ``target``."""
+    progress = progress or Progress()
+    model = zoo.registry.model(options.model)
+    weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
+    exported = export(zoo, model, weights, options, progress)
+    source = exported.file(EXPORT_FILE)
+    if batch_size is not None:
+        source = simplify(zoo, model, exported, batch_size, progress).file(SIMPLIFIED_FILE)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        raise ZooError(f"cannot write {target}: {exc.strerror or exc}", note="choose a writable path with -o") from None
+    return {"model": model.name, "path": str(target), "batch_size": batch_size, "weights": weights.label,
+            "opset": options.opset, **_export_check(exported)}
+
+
+def _export_check(artifact: Artifact) -> dict[str, Any]:
+    path = artifact.file(CHECK_FILE)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _stage_note(artifact: Artifact, check: dict[str, Any] | None = None) -> str:
+    note = "cached" if artifact.cached else "built"
+    if check and "max_abs_diff" in check:
+        note += f", max |onnxruntime - torch| = {check['max_abs_diff']:.2g}"
+    return note

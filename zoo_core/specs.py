@@ -1,0 +1,173 @@
+"""Typed, frozen specs: what a model, a dataset and a backend declare, and the resolved options of a run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a model's published weights live and how to recognise them."""
+
+    url: str
+    sha256_prefix: str  # the leading hex digits of the file's sha256, as in the published file name
+    file_name: str  # the name the file has in torch hub's checkpoints folder
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """A published accuracy, with where it comes from."""
+
+    top1: float
+    top5: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: how to build it, what goes in and out, and how its input is prepared.
+
+    ``factory`` is an import path ``"package.module:function"`` so that listing models never imports torch.
+    """
+
+    name: str
+    family: str
+    factory: str
+    factory_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    input_names: tuple[str, ...] = ("actual_input_1",)
+    input_shape: tuple[int, ...] = (3, 224, 224)  # per sample, without the batch axis
+    input_dtype: str = "float32"
+    input_format: str = "NCHW"
+    output_names: tuple[str, ...] = ("output1",)
+    num_classes: int = 1000
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    preset: str = "modelzoo"
+    presets: tuple[str, ...] = ("modelzoo", "reference")
+    opset: int = 11
+    weights: WeightsSpec | None = None
+    license: str = ""
+    reference_accuracy: Accuracy | None = None
+    description: str = ""
+    plugin: str = ""  # filled in by the registry: the plugin that registered it
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view of the spec."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (WeightsSpec, Accuracy)):
+                value = {g.name: getattr(value, g.name) for g in fields(value)}
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset kind (an image folder with labels, generated input, ...)."""
+
+    name: str
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A registered backend: a name, whether it can run here, and why not if it cannot."""
+
+    name: str
+    description: str = ""
+    available: bool = True
+    unavailable_reason: str = ""  # one line, with how to make it available
+    priority: int = 0  # automatic choice takes the available backend with the highest priority
+    device: str = "cpu"
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs, resolved in one place: command-line flag > model config > default."""
+
+    model: str
+    batch_sizes: tuple[int, ...] = (8,)
+    backend: str = "auto"
+    weights: str | None = None  # a path, "random", or None for cache-then-download
+    data: Path | None = None
+    labels: Path | None = None
+    limit: int | None = None
+    preset: str = "modelzoo"
+    out: Path | None = None
+    opset: int = 11
+    warmup: int = 5
+    iterations: int = 20
+    seed: int = 0
+    threads: int = 0  # 0: one per core
+    export_atol: float = 1e-4  # max |onnxruntime - torch| allowed after export, scaled by max(1, max|torch|)
+    dry_run: bool = False
+
+    def with_(self, **changes: Any) -> "RunOptions":
+        return replace(self, **changes)
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunOptions) if f.name != "model"}
+
+
+def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
+    """Resolve a run's options: a flag that was given wins, then the model's config, then the default.
+
+    ``flags`` holds only what the user set (``None`` means "not given").
+    """
+    from_model = {"preset": model.preset, "opset": model.opset}
+    values: dict[str, Any] = {}
+    for name, default in DEFAULTS.items():
+        given = flags.get(name)
+        values[name] = given if given is not None else from_model.get(name, default)
+    unknown = set(flags) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    options = RunOptions(model=model.name, **values)
+    if options.preset not in model.presets:
+        raise UsageError(
+            f"model {model.name!r} has no preprocessing preset {options.preset!r}",
+            note=f"choose one of: {', '.join(model.presets)}",
+        )
+    if options.data is not None:
+        options = options.with_(data=Path(options.data))
+    if options.labels is not None:
+        options = options.with_(labels=Path(options.labels))
+    if options.threads == 0:
+        options = options.with_(threads=cpu_count())
+    return options
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    """Parse ``"8"`` or ``"1,4,8"`` into a tuple of positive batch sizes, keeping the order given."""
+    sizes: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            value = int(part)
+        except ValueError:
+            raise UsageError(f"--bs: {part!r} is not a whole number", note="write e.g. --bs 8 or --bs 1,4,8") from None
+        if value < 1:
+            raise UsageError(f"--bs: batch size {value} must be at least 1", note="write e.g. --bs 8 or --bs 1,4,8")
+        if value not in sizes:
+            sizes.append(value)
+    return tuple(sizes)
+
+
+def cpu_count() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
