@@ -19,6 +19,8 @@ from .specs import BackendSpec, DatasetSpec, ModelSpec
 ENTRY_POINT_GROUP = "zoo"
 # Set to 1 to load no plugin from entry points (tests register exactly what they need).
 DISABLE_AUTOLOAD_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
+# Comma-separated modules to register as plugins as well, without installing them (like pytest's -p).
+EXTRA_PLUGINS_ENV = "ZOO_PLUGINS"
 
 # Built-ins are plugins too, registered after the entry points, in this order.
 DEFAULT_PLUGINS = {
@@ -48,7 +50,8 @@ class ZooPluginManager(pluggy.PluginManager):
 
 
 def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] = ()) -> ZooPluginManager:
-    """Build the plugin manager: specs, entry points of group ``zoo``, default plugins, then ``plugins``.
+    """Build the plugin manager: specs, entry points of group ``zoo``, default plugins, the modules named in
+    ``$ZOO_PLUGINS``, then ``plugins``.
 
     A plugin that fails to import, or that implements a hook the specs do not define, is recorded in
     ``pm.problems`` and left out; every other plugin still works.
@@ -70,6 +73,13 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] =
             _register_checked(pm, plugin, ep.name, source)
     for name, module_name in DEFAULT_PLUGINS.items():
         _register_checked(pm, importlib.import_module(module_name), name, "built-in")
+    for module_name in filter(None, (m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            pm.problems.append(PluginProblem(module_name, _one_line(exc), f"${EXTRA_PLUGINS_ENV}"))
+            continue
+        _register_checked(pm, module, module_name, f"${EXTRA_PLUGINS_ENV}")
     for plugin in plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         _register_checked(pm, plugin, name, "given")
@@ -131,7 +141,7 @@ class Registry:
         hook = getattr(self.pm.hook, hook_name)
         # Each implementation is called on its own so that the core knows who registered what,
         # and so that one plugin raising does not hide the others' registrations.
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():  # registration order: the first to claim a name keeps it
             owner = impl.plugin_name
 
             def register(spec: S, _owner: str = owner) -> None:

@@ -48,6 +48,7 @@ class Prepared:
     weights: WeightsRef
     exported: Artifact
     compiled: dict[int, CompiledModel] = field(default_factory=dict)
+    artifacts: list[Artifact] = field(default_factory=list)  # every stage's, in the order they were needed
 
 
 def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions, progress: Progress) -> Artifact:
@@ -95,7 +96,7 @@ def compile_model(
     batch_size: int,
     options: RunOptions,
     progress: Progress,
-) -> CompiledModel:
+) -> Artifact:
     """The backend's compiled model for one batch size, from the cache or built now."""
     inputs = {
         "simplified": simplified.key,
@@ -119,7 +120,7 @@ def compile_model(
     with progress.stage(f"compile for {backend.name} at batch {batch_size}") as done:
         artifact = zoo.store.get_or_build("compile", inputs, build)
         done(_stage_note(artifact))
-    return load_compiled(artifact.path)
+    return artifact
 
 
 def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> Prepared:
@@ -128,10 +129,13 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> 
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend)
     weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
-    prepared = Prepared(model, backend, weights, export(zoo, model, weights, options, progress))
+    exported = export(zoo, model, weights, options, progress)
+    prepared = Prepared(model, backend, weights, exported, artifacts=[exported])
     for bs in options.batch_sizes:
-        simplified = simplify(zoo, model, prepared.exported, bs, progress)
-        prepared.compiled[bs] = compile_model(zoo, model, backend, weights, simplified, bs, options, progress)
+        simplified = simplify(zoo, model, exported, bs, progress)
+        compiled = compile_model(zoo, model, backend, weights, simplified, bs, options, progress)
+        prepared.artifacts += [simplified, compiled]
+        prepared.compiled[bs] = load_compiled(compiled.path)
     return prepared
 
 

@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated cache and torch hub folder, the tiny model plugin, a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+sys.path.insert(0, str(TEST_PLUGINS))
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact cache for the whole session, so the tiny model is exported once."""
+    return tmp_path_factory.mktemp("zoo-cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session_cache: Path) -> None:
+    """No test reads or writes the user's caches, and every test sees the tiny model plugin."""
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(session_cache))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setenv("ZOO_PLUGINS", "zoo_tiny")
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TEST_PLUGINS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("COLUMNS", "200")
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        self.code = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+
+    def json(self):  # noqa: ANN201
+        return json.loads(self.stdout)
+
+    def __repr__(self) -> str:
+        return f"<exit {self.code}\nstdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}>"
+
+
+@pytest.fixture
+def zoo_cli():  # noqa: ANN201
+    """Run the real ``zoo`` command in a subprocess, as a user would; returns code, stdout, stderr."""
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
+        full_env = {**os.environ, **(env or {})}
+        proc = subprocess.run(
+            [sys.executable, "-m", "zoo_core", *args], capture_output=True, text=True, env=full_env,
+            cwd=cwd, timeout=600,
+        )
+        return Result(proc)
+
+    return run
