@@ -81,7 +81,7 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] =
             continue
         _register_checked(pm, module, module_name, f"${EXTRA_PLUGINS_ENV}")
     for plugin in plugins:
-        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        name = getattr(plugin, "plugin_name", None) or getattr(plugin, "__name__", None) or type(plugin).__name__
         _register_checked(pm, plugin, name, "given")
     pm.check_pending()
     return pm

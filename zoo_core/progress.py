@@ -41,17 +41,21 @@ class RichProgress(Progress):
             yield notes.append
         seconds = time.perf_counter() - start
         note = notes[-1] if notes else f"{seconds:.1f} s"
-        self.console.print(f"[green]✓[/] {description} [dim]({note})[/]")
+        self.console.print(f"[green]✓[/] {description} [dim]({note})[/]", highlight=False)
 
     @contextlib.contextmanager
     def loop(self, description: str, total: int) -> Iterator[Callable[[], None]]:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
 
+        if not self.console.is_terminal:  # a log file gets the finished line only
+            yield lambda: None
+            self.console.print(f"✓ {description}", highlight=False)
+            return
         with Bar(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=self.console, transient=True,
         ) as bar:
             task = bar.add_task(description, total=total)
             yield lambda: bar.advance(task)
-        self.console.print(f"[green]✓[/] {description}")
+        self.console.print(f"[green]✓[/] {description}", highlight=False)

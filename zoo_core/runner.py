@@ -18,6 +18,7 @@ from .plugins import Registry, ZooPluginManager, get_plugin_manager
 from .progress import Progress
 from .runtime import CompiledModel, load_compiled, save_compiled
 from .specs import BackendSpec, ModelSpec, RunOptions
+from .timing import StageTimer
 from .weights import WeightsRef, resolve_weights
 
 SCHEMA = 1
@@ -32,11 +33,15 @@ class Zoo:
     pm: ZooPluginManager
     registry: Registry
     store: ArtifactStore
+    timer: StageTimer
 
     @classmethod
-    def create(cls, *, autoload: bool | None = None, plugins: Iterable[Any] = (), cache_dir: Path | None = None) -> "Zoo":
-        pm = get_plugin_manager(autoload=autoload, plugins=plugins)
-        return cls(pm=pm, registry=Registry(pm), store=ArtifactStore(cache_dir))
+    def create(
+        cls, *, autoload: bool | None = None, plugins: Iterable[Any] = (), cache_dir: Path | None = None
+    ) -> "Zoo":
+        timer = StageTimer()
+        pm = get_plugin_manager(autoload=autoload, plugins=[*plugins, timer])
+        return cls(pm=pm, registry=Registry(pm), store=ArtifactStore(cache_dir), timer=timer)
 
 
 @dataclass
@@ -139,7 +144,9 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> 
     return prepared
 
 
-def measure(zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, progress: Progress) -> dict[str, Any]:
+def measure(
+    zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, progress: Progress
+) -> dict[str, Any]:
     """Performance mode: warm-up, then timed batches of generated input; one results row."""
     bs = compiled.batch_size
     runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
@@ -149,7 +156,8 @@ def measure(zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOpt
     wall: list[float] = []
     device: list[float] = []
     with runner:
-        with progress.loop(f"time batch {bs}: {options.warmup} warm-up + {options.iterations} timed", options.warmup + options.iterations) as advance:
+        label = f"time batch {bs}: {options.warmup} warm-up + {options.iterations} timed"
+        with progress.loop(label, options.warmup + options.iterations) as advance:
             for _ in range(options.warmup):
                 runner.infer(feed)
                 advance()
@@ -174,6 +182,7 @@ def measure(zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOpt
 def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
     """The whole recipe for one model on one backend and every batch size: the results object."""
     progress = progress or Progress()
+    zoo.timer.seconds.clear()
     if options.data is not None:
         raise ZooError("accuracy runs with --data are not available yet in this version of zoo",
                        note="run without --data for the performance table")
@@ -193,6 +202,7 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         "export": {"opset": options.opset, **_export_check(prepared.exported)},
         "measurement": {"warmup": options.warmup, "iterations": options.iterations, "threads": options.threads,
                         "formula": "throughput = 1000 * batch_size / mean batch latency (ms)"},
+        "stage_seconds": zoo.timer.snapshot(),  # hooks that ran (a cached stage runs none)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": rows,
     }
