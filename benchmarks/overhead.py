@@ -14,28 +14,34 @@ from typing import Any, Callable
 from zoo_core.backends.onnxruntime import session_options
 from zoo_core.environment import fingerprint
 from zoo_core.export import sample_input
+from zoo_core.measure import latency_stats, throughput
 from zoo_core.progress import Progress
 from zoo_core.runner import SIMPLIFIED_FILE, Prepared, Zoo, measure, prepare
 from zoo_core.specs import ModelSpec, RunOptions, parse_batch_sizes, resolve_options
 
 SIDES = ("zoo", "bare", "bare_sim")
 LABELS = {
-    "zoo": "zoo measure() on its compiled file",
-    "bare": "bare ORT loop, same optimized file zoo runs",
-    "bare_sim": "bare ORT loop, simplified (uncompiled) file",
+    "zoo": "zoo's measure() on its compiled file (model.optimized.onnx)",
+    "bare": "bare ORT loop on the same file zoo runs (model.optimized.onnx)",
+    "bare_sim": "bare ORT loop on the simplified, uncompiled file (model.sim.onnx)",
 }
+REFS = ("bare", "bare_sim")
+Stats = dict  # one side in one round: latency_stats() of its timed batches, in ms
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="resnest50")
     parser.add_argument("--bs", default="1,8", help="batch sizes, e.g. 1,8")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per batch size")
-    parser.add_argument("--iterations", type=int, default=20, help="timed batches per side per round")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed batches per side per round")
-    parser.add_argument("--weights", default="random")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (default 10)")
+    parser.add_argument("--iterations", type=int, default=10, help="timed batches per side per round (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed batches per side per round (default 3)")
+    parser.add_argument("--weights", default="random", help="random (default) or a weights file")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.iterations < 1 or args.warmup < 0:
+        parser.error("--rounds and --iterations must be at least 1, --warmup at least 0")
+    return args
 
 
 def zoo_prepare(args: argparse.Namespace) -> tuple[Zoo, ModelSpec, RunOptions, Prepared]:
@@ -57,7 +63,7 @@ def simplified_file(prepared: Prepared, bs: int) -> Path:
     raise LookupError(f"no simplify artifact for batch {bs}")
 
 
-def bare_throughput(path: Path, spec: ModelSpec, bs: int, options: RunOptions) -> float:
+def bare_loop(path: Path, spec: ModelSpec, bs: int, options: RunOptions) -> Stats:
     """A plain session on ``path`` with zoo's session options: warm-up, then timed ``session.run`` calls."""
     import onnxruntime as ort
 
@@ -71,81 +77,98 @@ def bare_throughput(path: Path, spec: ModelSpec, bs: int, options: RunOptions) -
         start = time.perf_counter()
         session.run(None, feed)
         times.append((time.perf_counter() - start) * 1000.0)
-    return 1000.0 * bs / statistics.fmean(times)
+    return latency_stats(times)
 
 
-def sides(zoo: Zoo, spec: ModelSpec, options: RunOptions, prepared: Prepared, bs: int) -> dict[str, Callable[[], float]]:
-    """One callable per measured side, each returning images/s."""
+def sides(
+    zoo: Zoo, spec: ModelSpec, options: RunOptions, prepared: Prepared, bs: int
+) -> dict[str, Callable[[], Stats]]:
+    """One callable per measured side, each returning its batch latency stats (ms)."""
     compiled = prepared.compiled[bs]
     sim = simplified_file(prepared, bs)
     return {
-        "zoo": lambda: measure(zoo, spec, compiled, options, Progress())["throughput"],
-        "bare": lambda: bare_throughput(compiled.path, spec, bs, options),
-        "bare_sim": lambda: bare_throughput(sim, spec, bs, options),
+        "zoo": lambda: measure(zoo, spec, compiled, options, Progress())["latency_ms"],
+        "bare": lambda: bare_loop(compiled.path, spec, bs, options),
+        "bare_sim": lambda: bare_loop(sim, spec, bs, options),
     }
 
 
-def run_rounds(zoo: Zoo, spec: ModelSpec, options: RunOptions, prepared: Prepared, rounds: int) -> dict[int, dict[str, list[float]]]:
-    """Interleave: each round, each batch size, every side once; the order flips each round."""
+def run_rounds(
+    zoo: Zoo, spec: ModelSpec, options: RunOptions, prepared: Prepared, rounds: int
+) -> dict[int, dict[str, list[Stats]]]:
+    """Interleave: each round, each batch size, every side once; the order reverses every other round."""
     runs = {bs: sides(zoo, spec, options, prepared, bs) for bs in options.batch_sizes}
-    figures = {bs: {side: [] for side in SIDES} for bs in options.batch_sizes}
+    stats: dict[int, dict[str, list[Stats]]] = {bs: {s: [] for s in SIDES} for bs in options.batch_sizes}
     for r in range(rounds):
-        order = SIDES if r % 2 == 0 else tuple(reversed(SIDES))
+        order = SIDES if r % 2 == 0 else SIDES[::-1]
         for bs in options.batch_sizes:
             for side in order:
-                figures[bs][side].append(runs[bs][side]())
-            got = "  ".join(f"{s} {figures[bs][s][-1]:.2f}" for s in SIDES)
+                stats[bs][side].append(runs[bs][side]())
+            got = "  ".join(f"{s} {throughput(bs, stats[bs][s][-1]['mean']):6.2f}" for s in SIDES)
             print(f"round {r + 1}/{rounds} bs {bs}: {got} img/s", file=sys.stderr, flush=True)
-    return figures
+    return stats
 
 
-def summarize(per_round: dict[str, list[float]]) -> dict[str, Any]:
-    """Medians per side, and zoo/bare and zoo/bare_sim as per-round ratios (median, min, max)."""
-    out: dict[str, Any] = {f"{s}_median": statistics.median(v) for s, v in per_round.items()}
-    for ref in ("bare", "bare_sim"):
-        ratios = [z / b for z, b in zip(per_round["zoo"], per_round[ref])]
-        out[f"ratio_vs_{ref}"] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
-                                  "per_round": ratios}
-    out["per_round"] = per_round
-    return out
+def spread(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "per_round": values}
 
 
-def header(env: dict[str, Any], options: RunOptions, command: str) -> list[str]:
+def summarize(bs: int, per_side: dict[str, list[Stats]]) -> dict[str, Any]:
+    """Per side, throughput by round (from the mean batch ms, as zoo reports it); zoo/ref ratios by round."""
+    tput = {s: [throughput(bs, st["mean"]) for st in per_side[s]] for s in SIDES}
+    tput_p50 = {s: [throughput(bs, st["p50"]) for st in per_side[s]] for s in SIDES}
+    row: dict[str, Any] = {"batch_size": bs}
+    row["throughput"] = {s: spread(tput[s]) for s in SIDES}
+    for ref in REFS:
+        row[f"zoo/{ref}"] = spread([z / b for z, b in zip(tput["zoo"], tput[ref])])
+        row[f"zoo/{ref} (p50)"] = spread([z / b for z, b in zip(tput_p50["zoo"], tput_p50[ref])])
+    row["latency_ms"] = per_side
+    return row
+
+
+def header(env: dict[str, Any], options: RunOptions, rounds: int, command: str) -> list[str]:
     return [
         f"command: {command}",
-        f"model {options.model}, weights {options.weights}, {options.warmup} warm-up + {options.iterations} timed"
-        " batches per side per round",
+        f"model {options.model}, weights {options.weights}; {rounds} interleaved rounds, each side per round: "
+        f"new session, {options.warmup} warm-up + {options.iterations} timed batches",
         f"onnxruntime {env['onnxruntime']}, CPUExecutionProvider, intra-op threads {options.threads}, "
         f"CPU {env['cpu']} ({env['cores']} cores)",
-        "throughput = 1000 * bs / mean batch ms, images/s; medians over rounds; ratio = median (min..max) of per-round zoo/ref",
+        "throughput = 1000 * bs / mean batch ms (images/s), median over rounds;",
+        "ratio = median (min..max) over rounds of that round's zoo/ref throughput; p50: the same from median batch ms",
     ]
 
 
-def table(results: dict[int, dict[str, Any]]) -> list[str]:
-    lines = [f"{'bs':>3}  {'zoo':>8}  {'bare':>8}  {'bare_sim':>8}  {'zoo/bare':>22}  {'zoo/bare_sim':>22}"]
-    for bs, row in results.items():
-        cells = [f"{row[f'{s}_median']:8.2f}" for s in SIDES]
-        ratios = [row[f"ratio_vs_{ref}"] for ref in ("bare", "bare_sim")]
-        spans = [f"{r['median']:.3f} ({r['min']:.3f}..{r['max']:.3f})" for r in ratios]
-        lines.append(f"{bs:>3}  {'  '.join(cells)}  {spans[0]:>22}  {spans[1]:>22}")
-    lines += [f"  {s}: {LABELS[s]}" for s in SIDES]
-    return lines
+def ratio_cell(r: dict[str, Any]) -> str:
+    return f"{r['median']:.3f} ({r['min']:.3f}..{r['max']:.3f})"
+
+
+def table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'bs':>3}  {'zoo':>8}  {'bare':>8}  {'bare_sim':>8}  {'zoo/bare':>21}  {'zoo/bare p50':>12}  "
+             f"{'zoo/bare_sim':>21}"]
+    for row in rows:
+        cells = "  ".join(f"{row['throughput'][s]['median']:8.2f}" for s in SIDES)
+        lines.append(f"{row['batch_size']:>3}  {cells}  {ratio_cell(row['zoo/bare']):>21}  "
+                     f"{row['zoo/bare (p50)']['median']:>12.3f}  {ratio_cell(row['zoo/bare_sim']):>21}")
+    return lines + [f"  {s}: {LABELS[s]}" for s in SIDES]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    given = sys.argv[1:] if argv is None else argv
+    command = " ".join(shlex.quote(a) for a in ("python", sys.argv[0], *given))
     zoo, spec, options, prepared = zoo_prepare(args)
-    figures = run_rounds(zoo, spec, options, prepared, args.rounds)
-    results = {bs: summarize(per_round) for bs, per_round in figures.items()}
+    stats = run_rounds(zoo, spec, options, prepared, args.rounds)
+    rows = [summarize(bs, per_side) for bs, per_side in stats.items()]
     env = fingerprint()
     if args.json:
+        files = {bs: {"optimized": str(prepared.compiled[bs].path), "simplified": str(simplified_file(prepared, bs))}
+                 for bs in options.batch_sizes}
         print(json.dumps({"command": command, "model": options.model, "weights": options.weights,
-                          "warmup": options.warmup, "iterations": options.iterations, "rounds": args.rounds,
-                          "threads": options.threads, "env": env, "sides": LABELS,
-                          "results": [{"batch_size": bs, **row} for bs, row in results.items()]}, indent=2))
+                          "rounds": args.rounds, "warmup": options.warmup, "iterations": options.iterations,
+                          "threads": options.threads, "env": env, "sides": LABELS, "files": files,
+                          "results": rows}, indent=2))
     else:
-        print("\n".join([*header(env, options, command), "", *table(results)]))
+        print("\n".join([*header(env, options, args.rounds, command), "", *table(rows)]))
     return 0
 
 
