@@ -60,7 +60,9 @@ def test_plugins_json_lists_hooks_and_backends(zoo_cli) -> None:
     hooks = {p["name"]: p["hooks"] for p in data["plugins"]}
     assert "zoo_export" in hooks["resnest"] and "zoo_register_models" in hooks["resnest"]
     assert {"zoo_compile", "zoo_infer"} <= set(hooks["builtin:onnxruntime"])
-    assert {b["name"]: b["available"] for b in data["backends"]} == {"onnxruntime": True, "torch": True}
+    from zoo_core.backends.ascend import probe
+
+    assert {b["name"]: b["available"] for b in data["backends"]} == {"onnxruntime": True, "torch": True, "ascend": probe().ok}
 
 
 def _one_line_error(result) -> tuple[str, str]:  # noqa: ANN001

@@ -116,43 +116,45 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--threads", type=int, default=None, help="Inference threads (default: one per core).")
 @click.option("--opset", type=int, default=None, help="ONNX opset for export (default: the model's).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
+@click.option("--device", "devices", default=None, help="Accelerator ids, e.g. 0 or 0,1,2,3 (one process each).")
+@click.option("--soc", default=None, help="Ascend: ATC --soc_version, e.g. Ascend310P3 (default: from npu-smi).")
+@click.option("--precision-mode", default=None, help="Ascend: ATC --precision_mode (default: ATC's).")
+@click.option("--atc-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
+              help="Ascend: an extra ATC argument; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print only the results object on stdout.")
-@click.option("--dry-run", is_flag=True, help="Show what would run, and run nothing.")
-def run_cmd(model: str, batch_sizes: str, as_json: bool, dry_run: bool, **flags: Any) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the commands that would do the same by hand; run nothing.")
+def run_cmd(
+    model: str, batch_sizes: str, devices: str | None, backend_args: tuple[str, ...], as_json: bool, dry_run: bool,
+    **flags: Any,
+) -> None:
     """Export, compile and time MODEL on a backend: the recipe in one command."""
     from .progress import RichProgress
-    from .runner import run
-    from .specs import parse_batch_sizes, resolve_options
+    from .runner import plan, run
+    from .specs import parse_backend_args, parse_batch_sizes, parse_devices, resolve_options
 
     zoo = _zoo()
     spec = zoo.registry.model(model)
-    options = resolve_options(spec, _run_flags(batch_sizes=parse_batch_sizes(batch_sizes), **flags))
+    parse_backend_args(backend_args)  # a malformed pair is a usage error before anything runs
+    options = resolve_options(spec, _run_flags(
+        batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None,
+        backend_args=backend_args or None, **flags,
+    ))
+    if dry_run:
+        data = plan(zoo, options)
+        if as_json:
+            return _emit_json(data)
+        for line in data["commands"]:
+            click.echo(line)
+        if data["note"]:
+            click.echo(f"# {data['note']}", err=True)
+        return None
     if options.out is None:
         backend = zoo.registry.backend(options.backend).name
         options = options.with_(out=Path("zoo-runs") / f"{spec.name}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if dry_run:
-        return _dry_run(zoo, options, as_json)
     results = run(zoo, options, RichProgress())
     if as_json:
         return _emit_json(results)
     _print_results(results, options.out)
-
-
-def _dry_run(zoo: Any, options: Any, as_json: bool) -> None:
-    backend = zoo.registry.backend(options.backend)
-    plan = {
-        "model": options.model,
-        "backend": backend.name,
-        "batch_sizes": list(options.batch_sizes),
-        "weights": options.weights or "cache, else download",
-        "stages": ["weights", "export", *[f"simplify+compile bs={bs}" for bs in options.batch_sizes], "measure"],
-        "out": str(options.out),
-        "cache": str(zoo.store.root),
-    }
-    if as_json:
-        return _emit_json(plan)
-    for key, value in plan.items():
-        click.echo(f"{key}: {value}")
 
 
 def _print_results(results: dict[str, Any], out: Path | None) -> None:
@@ -160,18 +162,48 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
 
     title = f"{results['model']} on {results['backend']} ({results['device']}), weights {results['weights']}"
     table = Table(title=title, header_style="bold")
-    for col in ("batch", "throughput (img/s)", "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1", "top-5"):
+    has_device = any(row.get("throughput_device") is not None for row in results["results"])
+    columns = ["batch", "throughput (img/s)", *(["end-to-end (img/s)"] if has_device else []),
+               "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1", "top-5"]
+    for col in columns:
         table.add_column(col, justify="right")
     for row in results["results"]:
         lat = row["latency_ms"]
         acc = [f"{row[k] * 100:.2f} %" if row[k] is not None else "-" for k in ("top1", "top5")]
-        table.add_row(str(row["batch_size"]), f"{row['throughput']:.2f}", *(f"{lat[k]:.2f}" for k in ("mean", "p50", "p90", "p99")), *acc)
+        e2e = [f"{row['throughput_e2e']:.2f}"] if has_device else []
+        table.add_row(str(row["batch_size"]), f"{row['throughput']:.2f}", *e2e,
+                      *(f"{lat[k]:.2f}" for k in ("mean", "p50", "p90", "p99")), *acc)
     console = _console()
     console.print(table)
     if results["weights"] == "random":
         console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
     if out is not None:
         console.print(f"[dim]results: {out / 'results.json'}[/]")
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def doctor_cmd(as_json: bool) -> None:
+    """The environment: versions, CPU, accelerator chip and toolkit, and every backend's availability."""
+    from .inventory import doctor
+
+    data = doctor(_zoo())
+    if as_json:
+        return _emit_json(data)
+    from rich.table import Table
+
+    console = _console()
+    env = Table(show_header=False, box=None)
+    for key, value in data["env"].items():
+        env.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(env)
+    console.print()
+    backends = Table("backend", "device", "state", box=None, header_style="bold")
+    for b in data["backends"]:
+        state = "[green]available[/]" if b["available"] else f"[yellow]unavailable[/]: {b['reason']}"
+        backends.add_row(b["name"], b["device"], state)
+    console.print(backends)
+    console.print(f"automatic choice: [bold]{data['auto_backend'] or 'none'}[/]")
 
 
 @cli.command("export")

@@ -148,3 +148,40 @@ def zoo_metrics(model: ModelSpec, outputs: np.ndarray, labels: np.ndarray) -> Ma
     :param labels: The label of every image, shape ``(N,)``.
     :return: A mapping of metric name to JSON-ready value, or ``None`` when nothing applies.
     """
+
+
+# -------------------------------------------------------------------------
+# Reporting hooks: what a user can paste by hand, and what the environment is
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def zoo_commands(
+    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions
+) -> list[list[str]] | None:
+    """The shell commands that compile and benchmark ``onnx_path`` on ``backend`` by hand, for ``--dry-run``.
+
+    Called without running anything: an implementation must not start tools or touch devices beyond
+    read-only queries, and should fall back to a placeholder (e.g. ``Ascend${chip}``) when a query fails.
+
+    :param backend: The backend the commands are for.
+    :param model: The model being compiled.
+    :param onnx_path: The simplified ONNX file the commands start from (it may not exist yet).
+    :param batch_size: The batch size the commands serve.
+    :param options: The resolved run options.
+    :return: A list of argument lists (one per command), or ``None`` when ``backend`` is not this
+        plugin's or it has no standalone commands.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec
+def zoo_environment() -> Mapping[str, Any] | None:
+    """Facts about the machine that a plugin knows (chip, driver and toolkit versions, ...).
+
+    Called for ``zoo doctor`` and for the ``env`` of every results object. Every plugin contributes;
+    a plugin returns ``None`` when it has nothing to say (e.g. its tools are not installed).
+
+    :return: A mapping of JSON-ready facts, e.g. ``{"ascend": {"chip": "310P3", "cann": "7.0.RC1"}}``.
+    """

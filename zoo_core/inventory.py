@@ -62,3 +62,14 @@ def plugins_info(registry: Registry) -> dict[str, Any]:
 def _natural(name: str) -> list[Any]:
     """Sort key that puts resnest50 before resnest101."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def doctor(zoo: Any) -> dict[str, Any]:
+    """The environment fingerprint, what plugins know of the machine, and every backend's availability."""
+    from .runner import environment
+
+    info = plugins_info(zoo.registry)
+    ready = [b for b in info["backends"] if b["available"]]
+    auto = max(ready, key=lambda b: b["priority"])["name"] if ready else None
+    problems = [p for p in info["plugins"] if p["error"]]
+    return {"env": environment(zoo), "backends": info["backends"], "auto_backend": auto, "plugin_errors": problems}

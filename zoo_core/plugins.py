@@ -26,6 +26,7 @@ EXTRA_PLUGINS_ENV = "ZOO_PLUGINS"
 DEFAULT_PLUGINS = {
     "builtin:onnxruntime": "zoo_core.backends.onnxruntime",
     "builtin:torch": "zoo_core.backends.torch",
+    "builtin:ascend": "zoo_core.backends.ascend",
     "builtin:metrics": "zoo_core.metrics",
 }
 
@@ -170,7 +171,7 @@ class Registry:
         """The model called ``name``, or a usage error that suggests close matches."""
         return self._lookup(self.models, name, "model", "zoo list")
 
-    def backend(self, name: str) -> BackendSpec:
+    def backend(self, name: str, *, require_available: bool = True) -> BackendSpec:
         """The backend called ``name``; ``"auto"`` takes the available backend of highest priority."""
         if name == "auto":
             ready = [b for b in self.backends.values() if b.available]
@@ -178,7 +179,7 @@ class Registry:
                 raise ZooError("no backend is available on this machine", note="run `zoo plugins` to see why")
             return max(ready, key=lambda b: b.priority)
         spec = self._lookup(self.backends, name, "backend", "zoo plugins")
-        if not spec.available:
+        if require_available and not spec.available:
             raise ZooError(f"backend {name!r} is not available here: {spec.unavailable_reason}",
                            note="run `zoo plugins` for every backend's state, or choose another with --backend")
         return spec

@@ -110,6 +110,11 @@ def compile_model(
         "plugin": backend.plugin,
         "backend_version": package_version(backend.name),
         "threads": options.threads,
+        "soc": options.soc,
+        "precision_mode": options.precision_mode,
+        "backend_args": _with_file_hashes([*model.backend_args.get(backend.name, {}).items()],
+                                          [tuple(a.partition("=")[::2]) for a in options.backend_args]),
+        "machine": sorted(json.dumps(f, sort_keys=True) for f in zoo.pm.hook.zoo_environment() if f),
     }
 
     def build(folder: Path) -> None:
@@ -147,36 +152,79 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> 
 def measure(
     zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, progress: Progress
 ) -> dict[str, Any]:
-    """Performance mode: warm-up, then timed batches of generated input; one results row."""
-    bs = compiled.batch_size
+    """Performance mode on every device of ``options.devices``: one results row.
+
+    One device runs here; several run one process each over the same loop, as ais_bench does, and their
+    throughputs add up.
+    """
+    label = f"time batch {compiled.batch_size}: {options.warmup} warm-up + {options.iterations} timed"
+    if len(options.devices) == 1:
+        with progress.loop(label, options.warmup + options.iterations) as advance:
+            wall, device = timed_loop(zoo, model, compiled, options, advance)
+        return results_row(compiled.batch_size, [(options.devices[0], wall, device)])
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with progress.stage(f"{label}, on devices {','.join(map(str, options.devices))}") as done:
+        with ProcessPoolExecutor(len(options.devices), mp_context=get_context("spawn")) as pool:
+            jobs = [pool.submit(_device_worker, model, compiled, options.with_(devices=(d,))) for d in options.devices]
+            per_device = [(d, *job.result()) for d, job in zip(options.devices, jobs)]
+        done(f"{len(per_device)} processes")
+    return results_row(compiled.batch_size, per_device)
+
+
+def timed_loop(
+    zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, advance: Any = lambda: None
+) -> tuple[list[float], list[float]]:
+    """Warm-up, then timed batches of generated input: per-batch wall ms, and device ms where measured."""
     runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
     if runner is None:
         raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
-    feed = {i.name: sample_input(model, bs, seed=options.seed) for i in compiled.inputs}
+    feed = {i.name: sample_input(model, compiled.batch_size, seed=options.seed) for i in compiled.inputs}
     wall: list[float] = []
     device: list[float] = []
     with runner:
-        label = f"time batch {bs}: {options.warmup} warm-up + {options.iterations} timed"
-        with progress.loop(label, options.warmup + options.iterations) as advance:
-            for _ in range(options.warmup):
-                runner.infer(feed)
-                advance()
-            for _ in range(options.iterations):
-                runner.infer(feed)
-                wall.append(runner.last_ms)
-                if runner.last_device_ms is not None:
-                    device.append(runner.last_device_ms)
-                advance()
-    timed = device if len(device) == len(wall) else wall
-    stats = latency_stats(timed)
-    return {
-        "batch_size": bs,
-        "throughput": throughput(bs, stats["mean"]),
-        "latency_ms": stats,
+        for _ in range(options.warmup):
+            runner.infer(feed)
+            advance()
+        for _ in range(options.iterations):
+            runner.infer(feed)
+            wall.append(runner.last_ms)
+            if runner.last_device_ms is not None:
+                device.append(runner.last_device_ms)
+            advance()
+    return wall, device if len(device) == len(wall) else []
+
+
+def _device_worker(model: ModelSpec, compiled: CompiledModel, options: RunOptions) -> tuple[list[float], list[float]]:
+    """One device's loop, in its own process (the plugins are loaded anew there)."""
+    return timed_loop(Zoo.create(), model, compiled, options)
+
+
+def results_row(batch_size: int, per_device: list[tuple[int, list[float], list[float]]]) -> dict[str, Any]:
+    """A results row from each device's timings: device throughput where the backend measures it (the
+    ais_bench number), end-to-end throughput from wall time, both summed over devices."""
+    wall_all = [ms for _, wall, _ in per_device for ms in wall]
+    device_all = [ms for _, _, device in per_device for ms in device]
+    e2e = sum(throughput(batch_size, latency_stats(wall)["mean"]) for _, wall, _ in per_device)
+    on_device = (
+        sum(throughput(batch_size, latency_stats(device)["mean"]) for _, _, device in per_device)
+        if all(device for _, _, device in per_device)
+        else None
+    )
+    row: dict[str, Any] = {
+        "batch_size": batch_size,
+        "throughput": on_device if on_device is not None else e2e,
+        "throughput_device": on_device,
+        "throughput_e2e": e2e,
+        "latency_ms": latency_stats(device_all if on_device is not None else wall_all),
+        "latency_e2e_ms": latency_stats(wall_all),
+        "devices": [d for d, _, _ in per_device],
         "top1": None,
         "top5": None,
         "images": None,
     }
+    return row
 
 
 def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
@@ -198,10 +246,16 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         "device": prepared.backend.device,
         "weights": prepared.weights.label,
         "preset": options.preset,
-        "env": fingerprint(),
+        "env": environment(zoo),
         "export": {"opset": options.opset, **_export_check(prepared.exported)},
-        "measurement": {"warmup": options.warmup, "iterations": options.iterations, "threads": options.threads,
-                        "formula": "throughput = 1000 * batch_size / mean batch latency (ms)"},
+        "measurement": {
+            "warmup": options.warmup,
+            "iterations": options.iterations,
+            "threads": options.threads,
+            "formula": "throughput = 1000 * batch_size / mean batch latency (ms), summed over devices; "
+            "throughput_device uses the backend's own compute time per batch (ais_bench's number), "
+            "throughput_e2e the wall time of each call",
+        },
         "stage_seconds": zoo.timer.snapshot(),  # hooks that ran (a cached stage runs none)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": rows,
@@ -209,6 +263,14 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     if options.out is not None:
         write_results(results, options.out)
     return results
+
+
+def environment(zoo: Zoo) -> dict[str, Any]:
+    """The environment fingerprint plus what every plugin knows (chip, driver, toolkit)."""
+    env = fingerprint()
+    for facts in zoo.pm.hook.zoo_environment():
+        env.update(facts or {})
+    return env
 
 
 def write_results(results: dict[str, Any], out: Path) -> Path:
@@ -242,6 +304,51 @@ def export_to_file(zoo: Zoo, options: RunOptions, target: Path, batch_size: int 
         raise ZooError(f"cannot write {target}: {exc.strerror or exc}", note="choose a writable path with -o") from None
     return {"model": model.name, "path": str(target), "batch_size": batch_size, "weights": weights.label,
             "opset": options.opset, **_export_check(exported)}
+
+
+def _with_file_hashes(*pairs: list[tuple[str, str]]) -> list[list[str]]:
+    """Backend arguments for a cache key; one naming a file (an AIPP config, say) adds the file's hash."""
+    from .artifacts import file_sha256
+
+    out = []
+    for key, value in (pair for group in pairs for pair in group):
+        path = Path(value)
+        out.append([key, value, file_sha256(path) if value and path.is_file() else ""])
+    return out
+
+
+def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
+    """``--dry-run``: what a run would do and the commands a user could paste to do it by hand; runs nothing."""
+    import shlex
+
+    model = zoo.registry.model(options.model)
+    backend = zoo.registry.backend(options.backend, require_available=False)
+    weights = options.weights or f"{model.weights.file_name if model.weights else '?'} (cache, else download)"
+    onnx_name = f"{model.name}.onnx"
+    steps = [["zoo", "export", model.name, "-o", onnx_name, *(["--weights", options.weights] if options.weights else [])]]
+    per_batch = []
+    for bs in options.batch_sizes:
+        sim = f"{model.name}_bs{bs}_sim.onnx"
+        shapes = [f"{n}:{','.join(map(str, (bs, *model.input_shape)))}" for n in model.input_names]
+        simplify_cmd = ["python3", "-m", "onnxsim", onnx_name, sim, "--overwrite-input-shape", *shapes]
+        backend_cmds = zoo.pm.hook.zoo_commands(
+            backend=backend, model=model, onnx_path=Path(sim), batch_size=bs, options=options
+        )
+        per_batch.append({"batch_size": bs, "commands": [simplify_cmd, *(backend_cmds or [])],
+                          "backend_has_commands": backend_cmds is not None})
+    commands = [shlex.join(c) for c in steps] + [shlex.join(c) for b in per_batch for c in b["commands"]]
+    return {
+        "model": model.name,
+        "backend": backend.name,
+        "backend_available": backend.available,
+        "batch_sizes": list(options.batch_sizes),
+        "weights": weights,
+        "cache": str(zoo.store.root),
+        "out": str(options.out) if options.out else None,
+        "commands": commands,
+        "note": None if all(b["backend_has_commands"] for b in per_batch)
+        else f"{backend.name} has no standalone commands: zoo runs it in-process",
+    }
 
 
 def _export_check(artifact: Artifact) -> dict[str, Any]:

@@ -109,3 +109,29 @@ def load_compiled(folder: Path) -> CompiledModel:
         device=data["device"],
         extra=data["extra"],
     )
+
+
+def infer_batches(runner: Runner, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """Run any number of samples through a static-batch runner, as ais_bench does.
+
+    ``inputs`` maps each input name to an array of shape ``(N, ...)``. Batches of the compiled size are fed in
+    order; the last partial batch is padded with copies of its last sample and the padded outputs are dropped.
+    Returns one array per model output, each of shape ``(N, ...)``.
+    """
+    import numpy as np
+
+    bs = runner.compiled.batch_size
+    total = len(next(iter(inputs.values())))
+    if any(len(a) != total for a in inputs.values()):
+        raise ValueError("every input must have the same number of samples")
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, total, bs):
+        real = min(bs, total - start)
+        feed = {}
+        for name, array in inputs.items():
+            batch = array[start : start + real]
+            if real < bs:
+                batch = np.concatenate([batch, np.repeat(batch[-1:], bs - real, axis=0)])
+            feed[name] = np.ascontiguousarray(batch)
+        chunks.append([out[:real] for out in runner.infer(feed)])
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))] if chunks else []

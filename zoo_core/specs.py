@@ -50,6 +50,8 @@ class ModelSpec:
     preset: str = "modelzoo"
     presets: tuple[str, ...] = ("modelzoo", "reference")
     opset: int = 11
+    # Extra arguments per backend, e.g. {"ascend": {"insert_op_conf": "/path/aipp.cfg", "input_fp16_nodes": "x"}}
+    backend_args: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     weights: WeightsSpec | None = None
     license: str = ""
     reference_accuracy: Accuracy | None = None
@@ -66,7 +68,7 @@ class ModelSpec:
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):
-                value = dict(value)
+                value = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
             out[f.name] = value
         return out
 
@@ -112,7 +114,10 @@ class RunOptions:
     seed: int = 0
     threads: int = 0  # 0: one per core
     export_atol: float = 1e-4  # max |onnxruntime - torch| allowed after export, scaled by max(1, max|torch|)
-    dry_run: bool = False
+    devices: tuple[int, ...] = (0,)  # accelerator ids; several run one process each and add up throughput
+    soc: str | None = None  # Ascend: the --soc_version for ATC (default: from npu-smi)
+    precision_mode: str | None = None  # Ascend: ATC --precision_mode (default: ATC's own)
+    backend_args: tuple[str, ...] = ()  # extra KEY=VALUE arguments for the backend's compiler (--atc-arg)
 
     def with_(self, **changes: Any) -> "RunOptions":
         return replace(self, **changes)
@@ -147,6 +152,34 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
     if options.threads == 0:
         options = options.with_(threads=cpu_count())
     return options
+
+
+def parse_devices(text: str) -> tuple[int, ...]:
+    """Parse ``"0"`` or ``"0,1,2,3"`` into device ids."""
+    devices: list[int] = []
+    for part in text.split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise UsageError(f"--device: {part.strip()!r} is not a device id", note="write e.g. --device 0 or --device 0,1") from None
+        if value < 0:
+            raise UsageError(f"--device: {value} is not a device id", note="device ids start at 0")
+        if value in devices:
+            raise UsageError(f"--device: device {value} is named twice")
+        devices.append(value)
+    return tuple(devices)
+
+
+def parse_backend_args(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``("precision_mode=force_fp32", "log=info")`` -> a dict; names with ``-`` or ``_`` are the same."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().lstrip("-").replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"--atc-arg: {pair!r} is not KEY=VALUE", note="write e.g. --atc-arg op_select_implmode=high_precision")
+        out[key] = value
+    return out
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:
