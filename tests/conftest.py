@@ -58,3 +58,18 @@ def zoo_cli():  # noqa: ANN201
         return Result(proc)
 
     return run
+
+
+@pytest.fixture
+def ascend_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The fake Ascend tools on PATH and PYTHONPATH of this process and its children; forgotten afterwards."""
+    from fakes.env import PYTHON, fake_ascend_env
+
+    env = fake_ascend_env(os.environ)
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(str(PYTHON))
+    yield env
+    for name in [m for m in sys.modules if m == "fake_om" or m.split(".")[0] == "ais_bench"]:
+        del sys.modules[name]

@@ -9,7 +9,8 @@ pytestmark = pytest.mark.slow
 
 def test_resnest50_sweep_json_then_cached(zoo_cli, tmp_path) -> None:
     args = ("run", "resnest50", "--bs", "1,8", "--weights", "random", "--warmup", "1", "--iterations", "2", "--json")
-    first = zoo_cli(*args, "--out", str(tmp_path / "a"))
+    cache = {"ZOO_CACHE_DIR": str(tmp_path / "cache")}  # its own cache: other tests export resnest50 too
+    first = zoo_cli(*args, "--out", str(tmp_path / "a"), env=cache)
     assert first.code == 0, first
     data = first.json()
     assert data["model"] == "resnest50" and data["weights"] == "random"
@@ -18,7 +19,7 @@ def test_resnest50_sweep_json_then_cached(zoo_cli, tmp_path) -> None:
     assert data["export"]["opset"] == 11 and data["export"]["max_abs_diff"] < 1e-4
     assert first.stderr.count("(built") == 5  # export, then simplify and compile per batch size
 
-    second = zoo_cli(*args, "--out", str(tmp_path / "b"))
+    second = zoo_cli(*args, "--out", str(tmp_path / "b"), env=cache)
     assert second.code == 0, second
     assert second.stderr.count("(cached") == 5 and "(built" not in second.stderr
 

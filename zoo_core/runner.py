@@ -204,27 +204,31 @@ def _device_worker(model: ModelSpec, compiled: CompiledModel, options: RunOption
 def results_row(batch_size: int, per_device: list[tuple[int, list[float], list[float]]]) -> dict[str, Any]:
     """A results row from each device's timings: device throughput where the backend measures it (the
     ais_bench number), end-to-end throughput from wall time, both summed over devices."""
+    measured_on_device = all(device for _, _, device in per_device)
+    devices = [
+        {
+            "device": d,
+            "throughput_e2e": throughput(batch_size, latency_stats(wall)["mean"]),
+            "throughput_device": throughput(batch_size, latency_stats(device)["mean"]) if measured_on_device else None,
+        }
+        for d, wall, device in per_device
+    ]
+    e2e = sum(d["throughput_e2e"] for d in devices)
+    on_device = sum(d["throughput_device"] for d in devices) if measured_on_device else None
     wall_all = [ms for _, wall, _ in per_device for ms in wall]
     device_all = [ms for _, _, device in per_device for ms in device]
-    e2e = sum(throughput(batch_size, latency_stats(wall)["mean"]) for _, wall, _ in per_device)
-    on_device = (
-        sum(throughput(batch_size, latency_stats(device)["mean"]) for _, _, device in per_device)
-        if all(device for _, _, device in per_device)
-        else None
-    )
-    row: dict[str, Any] = {
+    return {
         "batch_size": batch_size,
         "throughput": on_device if on_device is not None else e2e,
         "throughput_device": on_device,
         "throughput_e2e": e2e,
-        "latency_ms": latency_stats(device_all if on_device is not None else wall_all),
+        "latency_ms": latency_stats(device_all if measured_on_device else wall_all),
         "latency_e2e_ms": latency_stats(wall_all),
-        "devices": [d for d, _, _ in per_device],
+        "devices": devices,
         "top1": None,
         "top5": None,
         "images": None,
     }
-    return row
 
 
 def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
@@ -319,8 +323,6 @@ def _with_file_hashes(*pairs: list[tuple[str, str]]) -> list[list[str]]:
 
 def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     """``--dry-run``: what a run would do and the commands a user could paste to do it by hand; runs nothing."""
-    import shlex
-
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend, require_available=False)
     weights = options.weights or f"{model.weights.file_name if model.weights else '?'} (cache, else download)"
@@ -336,7 +338,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         )
         per_batch.append({"batch_size": bs, "commands": [simplify_cmd, *(backend_cmds or [])],
                           "backend_has_commands": backend_cmds is not None})
-    commands = [shlex.join(c) for c in steps] + [shlex.join(c) for b in per_batch for c in b["commands"]]
+    commands = [shell_join(c) for c in steps] + [shell_join(c) for b in per_batch for c in b["commands"]]
     return {
         "model": model.name,
         "backend": backend.name,
@@ -349,6 +351,14 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         "note": None if all(b["backend_has_commands"] for b in per_batch)
         else f"{backend.name} has no standalone commands: zoo runs it in-process",
     }
+
+
+def shell_join(argv: list[str]) -> str:
+    """A command line to paste: quoted where needed, but a ``${placeholder}`` is left for the shell to fill."""
+    import re
+    import shlex
+
+    return " ".join(a if re.fullmatch(r"[\w@%+=:,./${}-]+", a) else shlex.quote(a) for a in argv)
 
 
 def _export_check(artifact: Artifact) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The fake ais_bench inference package: ``interface.InferSession``."""
