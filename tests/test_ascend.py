@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 
 import zoo_datasets
 import zoo_resnest
+import zoo_tiny
+from zoo_core import hookimpl
 from zoo_core.backends import ascend
 from zoo_core.errors import ZooError
 from zoo_core.export import sample_input
@@ -38,17 +41,36 @@ def test_resnest50_sweep_on_the_fakes_prints_the_table(zoo_cli, ascend_env, tmp_
         assert f"compile for ascend at batch {bs}" in result.stderr
 
 
-def test_outputs_equal_onnxruntime_for_a_batch_that_needs_padding(ascend_env, tmp_path) -> None:
+@pytest.mark.parametrize(("model", "count", "classes"), [("resnest-tiny", 10, 10), ("resnest50", 6, 1000)])
+def test_outputs_equal_onnxruntime_for_a_batch_that_needs_padding(ascend_env, tmp_path, model, count, classes) -> None:
     zoo = make_zoo(tmp_path)
-    samples = sample_input(zoo.registry.model("resnest-tiny"), 10, seed=4)  # 10 = 4 + 4 + 2 padded to 4
+    samples = sample_input(zoo.registry.model(model), count, seed=4)  # the last batch of 4 is padded
     outputs = {}
     for backend in ("ascend", "onnxruntime"):
-        options = options_for(zoo, backend=backend, batch_sizes=(4,))
+        options = options_for(zoo, model=model, backend=backend, batch_sizes=(4,))
         prepared = prepare(zoo, options)
         with zoo.pm.hook.zoo_infer(compiled=prepared.compiled[4], model=prepared.model, options=options) as runner:
             outputs[backend] = infer_batches(runner, {"actual_input_1": samples})[0]
-    assert outputs["ascend"].shape == (10, 10)
+    assert outputs["ascend"].shape == (count, classes)
     np.testing.assert_allclose(outputs["ascend"], outputs["onnxruntime"], atol=1e-5)
+
+
+class Fp16Input:
+    """A model whose config carries extra ATC arguments, as a plugin's would (fp16 input nodes, a log level)."""
+
+    @hookimpl
+    def zoo_register_models(self, register):
+        register(replace(zoo_tiny.TINY, name="tiny-fp16",
+                         backend_args={"ascend": {"input_fp16_nodes": "actual_input_1", "log": "warning"}}))
+
+
+def test_model_config_and_command_line_atc_arguments_reach_atc(ascend_env, tmp_path) -> None:
+    zoo = Zoo.create(autoload=False, plugins=[zoo_resnest, Fp16Input()], cache_dir=tmp_path / "cache")
+    options = options_for(zoo, model="tiny-fp16", batch_sizes=(1,), backend_args=("log=info",))
+    prepared = prepare(zoo, options)
+    command = (prepared.compiled[1].path.parent / "atc.log").read_text().splitlines()[0].split()
+    assert "--input_fp16_nodes=actual_input_1" in command  # from the model's config
+    assert "--log=info" in command and "--log=warning" not in command  # the command line wins
 
 
 def test_results_carry_device_and_end_to_end_throughput(zoo_cli, ascend_env, tmp_path) -> None:
