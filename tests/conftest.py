@@ -26,7 +26,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session_cache: Pat
     """No test reads or writes the user's caches, and every test sees the tiny model plugin."""
     monkeypatch.setenv("ZOO_CACHE_DIR", str(session_cache))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setenv("ZOO_PLUGINS", "zoo_tiny")
+    monkeypatch.setenv("ZOO_PLUGINS", "zoo_tiny,zoo_slow")
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TEST_PLUGINS), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("COLUMNS", "200")

@@ -166,7 +166,10 @@ def test_an_export_beyond_tolerance_is_an_error(tmp_path: Path) -> None:
     assert (tmp_path / "export-check.json").exists()
 
 
-def test_data_runs_are_refused_until_supported(tmp_path: Path) -> None:
-    zoo = make_zoo(tmp_path)
-    with pytest.raises(ZooError, match="--data"):
-        run(zoo, options_for(zoo, data=tmp_path))
+def test_a_bad_dataset_fails_before_any_export(tmp_path: Path) -> None:
+    counter = CallCounter()
+    zoo = make_zoo(tmp_path, counter)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ZooError, match="label file not found"):
+        run(zoo, options_for(zoo, data=tmp_path / "data", labels=tmp_path / "nope.txt"))
+    assert counter.calls == {}

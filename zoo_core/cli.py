@@ -107,7 +107,12 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--weights", default=None, help="A checkpoint file, or `random` for seeded random weights.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder for an accuracy run.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default DATA/val_label.txt).")
-@click.option("--limit", type=int, default=None, help="Evaluate the first N images only.")
+@click.option("--dataset", default=None, help="Dataset kind: imagenet-val or folder (default: guessed).")
+@click.option("--limit", type=int, default=None, help="Evaluate the first N images only (natural order).")
+@click.option("--workers", type=int, default=None, help="Preprocessing processes (default: one per core).")
+@click.option("--skip-bad", is_flag=True, default=None, help="Count and skip unreadable images instead of stopping.")
+@click.option("--shard-images", type=int, default=None,
+              help="Save accuracy outputs every N images, to resume from.  [default: 256]")
 @click.option("--preset", default=None, help="Preprocessing preset (default: the model's).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: zoo-runs/MODEL-BACKEND-TIME).")
@@ -157,6 +162,29 @@ def run_cmd(
     _print_results(results, options.out)
 
 
+@cli.command("preprocess")
+@click.argument("model")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of images.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder for the .bin files.")
+@click.option("--preset", default=None, help="Preprocessing preset (default: the model's).")
+@click.option("--limit", type=int, default=None, help="The first N images only (natural order).")
+@click.option("--workers", type=int, default=None, help="Processes (default: one per core).")
+@click.option("--skip-bad", is_flag=True, default=None, help="Count and skip unreadable images.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> None:
+    """Write the seed's <stem>.bin inputs (raw float32 CHW), for running ais_bench by hand."""
+    from .evaluate import write_bins
+    from .progress import RichProgress
+    from .specs import resolve_options
+
+    zoo = _zoo()
+    spec = zoo.registry.model(model)
+    data = write_bins(zoo, spec, resolve_options(spec, _run_flags(**flags)), output, RichProgress())
+    if as_json:
+        return _emit_json(data)
+    click.echo(f"wrote {data['written']} files to {data['folder']} (skipped {data['skipped']['count']})")
+
+
 def _print_results(results: dict[str, Any], out: Path | None) -> None:
     from rich.table import Table
 
@@ -175,6 +203,16 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
                       *(f"{lat[k]:.2f}" for k in ("mean", "p50", "p90", "p99")), *acc)
     console = _console()
     console.print(table)
+    accuracy = results.get("accuracy")
+    if accuracy:
+        skipped = accuracy["skipped"]["count"]
+        console.print(f"accuracy on {accuracy['images']} images at batch {accuracy['batch_size']} "
+                      f"({accuracy['dataset']['kind']}, preset {accuracy['preset']})"
+                      + (f", {skipped} unreadable skipped" if skipped else ""))
+        for key, label in (("unlabeled", "images without a label"), ("labels_without_image", "labels without an image")):
+            if accuracy["dataset"][key]["count"]:
+                console.print(f"[yellow]{accuracy['dataset'][key]['count']} {label}[/], "
+                              f"e.g. {', '.join(accuracy['dataset'][key]['first'][:3])}")
     if results["weights"] == "random":
         console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
     if out is not None:

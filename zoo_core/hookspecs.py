@@ -10,6 +10,7 @@ import pluggy
 if TYPE_CHECKING:
     import numpy as np
 
+    from .datasets import Dataset
     from .runtime import CompiledModel, Runner
     from .specs import BackendSpec, DatasetSpec, ModelSpec, RunOptions
     from .weights import WeightsRef
@@ -57,6 +58,23 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
 # -------------------------------------------------------------------------
 # Stage hooks: the recipe, PyTorch weights -> ONNX -> compiled -> outputs -> metrics
 # -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def zoo_load_dataset(dataset: DatasetSpec, path: Path, labels: Path | None, model: ModelSpec) -> Dataset | None:
+    """List the labelled images of a dataset folder, matching labels to images by file stem.
+
+    Called once per accuracy run, before any image is decoded. File names in a label file are keys to
+    match, never paths to open.
+
+    :param dataset: The dataset kind (as registered) to read ``path`` as.
+    :param path: The data folder (``--data``).
+    :param labels: A label file (``--labels``), or ``None`` for the dataset's default.
+    :param model: The model, for its number of classes.
+    :return: The :class:`~zoo_core.datasets.Dataset`, or ``None`` when ``dataset`` is not this plugin's.
+
+    Stops at first non-None result.
+    """
 
 
 @hookspec(firstresult=True)

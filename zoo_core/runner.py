@@ -235,14 +235,22 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     """The whole recipe for one model on one backend and every batch size: the results object."""
     progress = progress or Progress()
     zoo.timer.seconds.clear()
-    if options.data is not None:
-        raise ZooError("accuracy runs with --data are not available yet in this version of zoo",
-                       note="run without --data for the performance table")
     if options.iterations < 1 or options.warmup < 0:
         raise ZooError("--iterations must be at least 1 and --warmup at least 0", exit_code=2)
+    if options.data is not None:
+        from .evaluate import load_dataset
+
+        load_dataset(zoo, zoo.registry.model(options.model), options)  # a bad dataset fails before any export
     prepared = prepare(zoo, options, progress)
     model = prepared.model
     rows = [measure(zoo, model, prepared.compiled[bs], options, progress) for bs in options.batch_sizes]
+    accuracy = None
+    if options.data is not None:
+        from .evaluate import evaluate
+
+        accuracy = evaluate(zoo, prepared, options, progress)
+        row = next(r for r in rows if r["batch_size"] == accuracy["batch_size"])
+        row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"), images=accuracy["images"])
     results = {
         "schema": SCHEMA,
         "model": model.name,
@@ -262,6 +270,7 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         },
         "stage_seconds": zoo.timer.snapshot(),  # hooks that ran (a cached stage runs none)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "accuracy": accuracy,
         "results": rows,
     }
     if options.out is not None:

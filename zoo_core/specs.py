@@ -105,7 +105,11 @@ class RunOptions:
     weights: str | None = None  # a path, "random", or None for cache-then-download
     data: Path | None = None
     labels: Path | None = None
+    dataset: str | None = None  # the dataset kind; None: guessed from the folder
     limit: int | None = None
+    workers: int = 0  # preprocessing processes; 0: one per core
+    skip_bad: bool = False  # count and skip unreadable images instead of stopping
+    shard_images: int = 256  # an accuracy run saves its outputs every this many images (whole batches)
     preset: str = "modelzoo"
     out: Path | None = None
     opset: int = 11
@@ -151,6 +155,10 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
         options = options.with_(labels=Path(options.labels))
     if options.threads == 0:
         options = options.with_(threads=cpu_count())
+    if options.workers == 0:
+        options = options.with_(workers=cpu_count())
+    if options.workers < 1 or options.threads < 1:
+        raise UsageError("--workers and --threads must be at least 1")
     return options
 
 

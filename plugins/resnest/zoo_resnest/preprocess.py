@@ -1,7 +1,22 @@
-"""ResNeSt preprocessing presets: the ModelZoo script's exact steps, and the upstream evaluation's."""
+"""ResNeSt preprocessing presets: the ModelZoo script's exact steps, and the upstream evaluation's.
+
+Both presets are bit-exact with a literal float32 implementation of their documented steps (see
+``tests/test_preprocess.py``); the speed-ups below change no output bit:
+
+- The normalisation ``(x / 255 - mean) / std`` in float32 depends only on the channel and the 8-bit value
+  ``x``, so it is a 3 x 256 lookup table computed once with exactly those float32 operations, in that order.
+  Applying it to the uint8 pixels gives the same bits as the per-pixel arithmetic, writes CHW directly and
+  never builds a float32 HWC copy.
+- ``modelzoo`` crops the uint8 pixels before anything is converted to float.
+- The resize itself is left whole. Computing only the cropped region (``resize(..., box=...)``) is NOT exact:
+  recent Pillow picks the order of its two passes (horizontal or vertical first) from the geometry, the
+  region resize can pick the other order, and the rounding between the passes then differs (e.g. 375x500).
+- An image that is already RGB is not copied by ``convert('RGB')``.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -11,13 +26,39 @@ if TYPE_CHECKING:
     from zoo_core.specs import ModelSpec
 
 
-def _normalise(hwc: np.ndarray, model: ModelSpec) -> np.ndarray:
+@lru_cache(maxsize=16)
+def _table(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """``table[c, v] == (float32(v) / 255 - mean[c]) / std[c]``, each step in float32, in the seed's order."""
     import numpy as np
 
-    mean = np.asarray(model.mean, dtype=np.float32)
-    std = np.asarray(model.std, dtype=np.float32)
-    out = (hwc / np.float32(255.0) - mean) / std
-    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
+    values = np.arange(256, dtype=np.float32)[None, :]
+    table = values / np.float32(255.0)
+    table = table - np.asarray(mean, dtype=np.float32)[:, None]
+    table = table / np.asarray(std, dtype=np.float32)[:, None]
+    table = np.ascontiguousarray(table, dtype=np.float32)
+    table.flags.writeable = False
+    return table
+
+
+def _normalise(hwc: np.ndarray, model: ModelSpec) -> np.ndarray:
+    """uint8 HWC pixels -> normalised float32 CHW (C-contiguous, a fresh array)."""
+    import numpy as np
+
+    table = _table(tuple(model.mean), tuple(model.std))
+    height, width, channels = hwc.shape
+    out = np.empty((channels, height, width), dtype=np.float32)
+    for c in range(channels):
+        # uint8 indices never leave [0, 256): "wrap" is a no-op that skips take's buffered bounds check.
+        np.take(table[c], hwc[:, :, c], out=out[c], mode="wrap")
+    return out
+
+
+def _rgb(img):  # noqa: ANN001, ANN202
+    """``img.convert('RGB')``, without the copy that convert makes of an image already RGB."""
+    if img.mode == "RGB":
+        img.load()
+        return img
+    return img.convert("RGB")
 
 
 def modelzoo(image_path: Path, model: ModelSpec) -> np.ndarray:
@@ -32,25 +73,29 @@ def modelzoo(image_path: Path, model: ModelSpec) -> np.ndarray:
     resize = round(size * 256 / 224)
     top = (resize - size) // 2
     with Image.open(image_path) as img:
-        img = img.convert("RGB").resize((resize, resize), Image.BILINEAR)
-        hwc = np.asarray(img, dtype=np.float32)[top : top + size, top : top + size, :]
+        img = _rgb(img)
+        hwc = np.asarray(img.resize((resize, resize), Image.BILINEAR))[top : top + size, top : top + size]
     return _normalise(hwc, model)
 
 
 def reference(image_path: Path, model: ModelSpec) -> np.ndarray:
     """The upstream evaluation: centre square crop of side ``224/256`` of the short side, bicubic to the
-    input size, /255, mean/std, CHW float32."""
+    input size, /255, mean/std, CHW float32.
+
+    Rounding: ``side = round(min(w, h) * 224 / 256)`` (Python's round, half to even), offsets
+    ``left = (w - side) // 2``, ``top = (h - side) // 2``.
+    """
     import numpy as np
     from PIL import Image
 
     size = model.input_shape[-1]
     with Image.open(image_path) as img:
-        img = img.convert("RGB")
+        img = _rgb(img)
         w, h = img.size
         side = round(min(w, h) * 224 / 256)
         left, top = (w - side) // 2, (h - side) // 2
         img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
-        hwc = np.asarray(img, dtype=np.float32)
+        hwc = np.asarray(img)
     return _normalise(hwc, model)
 
 

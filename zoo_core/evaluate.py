@@ -1,0 +1,268 @@
+"""Accuracy runs: images decoded in worker processes, streamed as batches to the backend, saved per shard."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from .artifacts import fingerprint
+from .datasets import Dataset, Sample, check_folder
+from .errors import EXIT_INTERRUPTED, ZooError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .progress import Progress
+    from .runner import Prepared, Zoo
+    from .specs import ModelSpec, RunOptions
+
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
+    """The dataset under ``--data`` as the dataset plugins read it; ``--limit`` applied."""
+    assert options.data is not None
+    path = check_folder(Path(options.data))
+    name = options.dataset or _guess_kind(path, options)
+    spec = zoo.registry.dataset(name)
+    dataset = zoo.pm.hook.zoo_load_dataset(dataset=spec, path=path, labels=options.labels, model=model)
+    if dataset is None:
+        raise ZooError(f"dataset kind {name!r} cannot be read from a folder",
+                       note="choose --dataset imagenet-val or --dataset folder")
+    dataset = dataset.limited(options.limit)
+    if not dataset.samples:
+        raise ZooError(f"no labelled image in {path}",
+                       note="the folder needs images whose file stems appear in the label file")
+    return dataset
+
+
+def _guess_kind(path: Path, options: RunOptions) -> str:
+    if options.labels is not None or (path / "val_label.txt").exists():
+        return "imagenet-val"
+    if any(p.is_dir() for p in path.iterdir()):
+        return "folder"
+    raise ZooError(f"cannot tell what kind of dataset {path} is: no val_label.txt and no class subfolders",
+                   note="pass --labels FILE, or --dataset imagenet-val|folder")
+
+
+# -------------------------------------------------------------------------
+# Worker processes: decode and preprocess one image
+# -------------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(model: ModelSpec, preset: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
+    from .plugins import get_plugin_manager
+
+    _worker.update(pm=get_plugin_manager(), model=model, preset=preset)
+
+
+def _preprocess(task: tuple[int, str]) -> tuple[int, Any, str | None]:
+    index, path = task
+    try:
+        array = _worker["pm"].hook.zoo_preprocess(model=_worker["model"], preset=_worker["preset"],
+                                                  image_path=Path(path))
+    except Exception as exc:  # a corrupt or unreadable image: reported, the run decides
+        return index, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    if array is None:
+        return index, None, f"no plugin preprocesses models of family {_worker['model'].family!r}"
+    return index, array, None
+
+
+@dataclass
+class Preprocessor:
+    """A pool of worker processes that turn image files into model inputs, in order, a bounded way ahead."""
+
+    model: ModelSpec
+    preset: str
+    workers: int
+    ahead: int = 64  # images decoded ahead of the consumer, at most
+
+    def __enter__(self) -> "Preprocessor":
+        from multiprocessing import get_context
+
+        self.pool = get_context("spawn").Pool(self.workers, _init_worker, (self.model, self.preset))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+    def map(self, samples: list[Sample]) -> Iterator[tuple[int, Any, str | None]]:
+        """``(index in samples, array or None, error or None)`` for each sample, in order."""
+        room = threading.Semaphore(self.ahead)
+
+        def tasks() -> Iterable[tuple[int, str]]:
+            for index, sample in enumerate(samples):
+                room.acquire()
+                yield index, str(sample.path)
+
+        for result in self.pool.imap(_preprocess, tasks(), chunksize=2):
+            room.release()
+            yield result
+
+
+# -------------------------------------------------------------------------
+# The run
+# -------------------------------------------------------------------------
+
+
+def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progress) -> dict[str, Any]:
+    """Top-1/top-5 of the model on the dataset at the largest batch size, resumable shard by shard."""
+    import numpy as np
+
+    from .runtime import infer_batches
+
+    model = prepared.model
+    dataset = load_dataset(zoo, model, options)
+    bs = max(options.batch_sizes)
+    compiled = prepared.compiled[bs]
+    per_shard = bs * max(1, -(-options.shard_images // bs))  # rounded up to whole batches
+    shards = [dataset.samples[i : i + per_shard] for i in range(0, len(dataset.samples), per_shard)]
+    state = zoo.store.root / "evaluations" / fingerprint({
+        "compiled": compiled.path.parent.name, "preset": options.preset, "dataset": dataset.signature(),
+        "skip_bad": options.skip_bad, "per_shard": per_shard,
+    })
+    state.mkdir(parents=True, exist_ok=True)
+    done = {i for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists()}
+    todo = [i for i in range(len(shards)) if i not in done]
+    fresh = sum(len(shards[i]) for i in todo)
+    start = time.perf_counter()
+    if todo:
+        runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
+        if runner is None:
+            raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
+        label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
+        try:
+            with Preprocessor(model, options.preset, options.workers) as pre, runner, progress.loop(label, fresh) as advance:
+                stream = pre.map([s for i in todo for s in shards[i]])
+                for i in todo:
+                    arrays, kept, skipped = [], [], []
+                    for position, sample in enumerate(shards[i]):
+                        _, array, error = next(stream)
+                        advance()
+                        if error is None:
+                            arrays.append(array)
+                            kept.append(position)
+                        elif options.skip_bad:
+                            skipped.append({"id": sample.id, "reason": error})
+                        else:
+                            raise ZooError(f"cannot read image {sample.path}: {error}",
+                                           note="remove or replace the file, or pass --skip-bad to count and skip it")
+                    outputs = (infer_batches(runner, {compiled.inputs[0].name: np.stack(arrays)})[0]
+                               if arrays else np.zeros((0, model.num_classes), np.float32))
+                    _save_shard(state / f"shard-{i:06d}.npz", outputs, kept, skipped)
+        except KeyboardInterrupt:
+            finished = sum(1 for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists())
+            raise ZooError(f"interrupted: {finished} of {len(shards)} shards are saved",
+                           note="run the same command again to resume from them", exit_code=EXIT_INTERRUPTED) from None
+    seconds = time.perf_counter() - start
+    return _score(zoo, model, dataset, shards, state, options, bs, fresh, seconds)
+
+
+def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[dict[str, str]]) -> None:
+    import numpy as np
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, outputs=outputs, kept=np.asarray(kept, dtype=np.int64), skipped=json.dumps(skipped))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _score(
+    zoo: Zoo, model: ModelSpec, dataset: Dataset, shards: list[list[Sample]], state: Path, options: RunOptions,
+    bs: int, fresh: int, seconds: float,
+) -> dict[str, Any]:
+    import numpy as np
+
+    outputs, samples, skipped = [], [], []
+    for i, shard in enumerate(shards):
+        with np.load(state / f"shard-{i:06d}.npz") as data:
+            outputs.append(data["outputs"])
+            samples += [shard[k] for k in data["kept"]]
+            skipped += json.loads(str(data["skipped"]))
+    scores = np.concatenate(outputs) if outputs else np.zeros((0, model.num_classes), np.float32)
+    labels = np.asarray([s.label for s in samples], dtype=np.int64)
+    metrics: dict[str, Any] = {}
+    for contribution in zoo.pm.hook.zoo_metrics(model=model, outputs=scores, labels=labels):
+        for key, value in (contribution or {}).items():
+            if key in metrics:
+                raise ZooError(f"two metrics plugins both report {key!r}", note="uninstall one of them")
+            metrics[key] = value
+    if options.out is not None:
+        _write_predictions(options.out / PREDICTIONS_FILE, samples, scores, labels)
+    return {
+        **metrics,
+        "images": len(samples),
+        "batch_size": bs,
+        "skipped": {"count": len(skipped), "images": skipped},
+        "dataset": dataset.report(),
+        "seconds": seconds,
+        "images_per_s": fresh / seconds if fresh and seconds > 0 else None,
+        "resumed_images": len(samples) + len(skipped) - fresh,
+        "preset": options.preset,
+        "workers": options.workers,
+    }
+
+
+def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, labels: np.ndarray) -> None:
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    k = min(5, scores.shape[1]) if scores.ndim == 2 else 0
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k] if len(scores) else np.zeros((0, k), np.int64)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", *(f"top{j + 1}" for j in range(k)), "label"])
+        for sample, row, label in zip(samples, top, labels):
+            writer.writerow([sample.id, *map(int, row), int(label)])
+    os.replace(tmp, path)
+
+
+# -------------------------------------------------------------------------
+# zoo preprocess: the seed's .bin files, for running ais_bench by hand
+# -------------------------------------------------------------------------
+
+
+def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, progress: Progress) -> dict[str, Any]:
+    """Every image under ``--data`` preprocessed to ``<id>.bin`` (raw float32, no batch axis) in ``target``."""
+    from .datasets import list_images
+
+    path = check_folder(Path(options.data))  # type: ignore[arg-type]
+    images, _ = list_images(path)
+    samples = [Sample(p.stem, p, None) for p in images][: options.limit]
+    if not samples:
+        raise ZooError(f"no image in {path}", note="pass the folder of images with --data")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"cannot create {target}: {exc.strerror or exc}", note="choose a writable folder with -o") from None
+    written, skipped = 0, []
+    with Preprocessor(model, options.preset, options.workers) as pre, progress.loop(f"preprocess {len(samples)} images", len(samples)) as advance:
+        for (index, array, error), sample in zip(pre.map(samples), samples):
+            advance()
+            if error is not None:
+                if not options.skip_bad:
+                    raise ZooError(f"cannot read image {sample.path}: {error}",
+                                   note="remove or replace the file, or pass --skip-bad to count and skip it")
+                skipped.append({"id": sample.id, "reason": error})
+                continue
+            out = target / f"{sample.id}.bin"
+            tmp = out.with_name(f".{out.name}.tmp")
+            array.tofile(tmp)
+            os.replace(tmp, out)
+            written += 1
+    return {"model": model.name, "preset": options.preset, "written": written, "folder": str(target),
+            "skipped": {"count": len(skipped), "images": skipped}}
