@@ -66,8 +66,9 @@ def _init_worker(model: ModelSpec, preset: str) -> None:
     _worker.update(pm=get_plugin_manager(), model=model, preset=preset)
 
 
-def _preprocess(task: tuple[int, str]) -> tuple[int, Any, str | None]:
-    index, path = task
+def _preprocess(task: tuple[int, str, str | None]) -> tuple[int, Any, str | None]:
+    """Preprocess one image; with a target path, write it there (``<id>.bin``) instead of sending it back."""
+    index, path, target = task
     try:
         array = _worker["pm"].hook.zoo_preprocess(model=_worker["model"], preset=_worker["preset"],
                                                   image_path=Path(path))
@@ -75,6 +76,11 @@ def _preprocess(task: tuple[int, str]) -> tuple[int, Any, str | None]:
         return index, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
     if array is None:
         return index, None, f"no plugin preprocesses models of family {_worker['model'].family!r}"
+    if target is not None:
+        tmp = f"{target}.{os.getpid()}.tmp"
+        array.tofile(tmp)
+        os.replace(tmp, target)
+        return index, None, None
     return index, array, None
 
 
@@ -88,25 +94,31 @@ class Preprocessor:
     ahead: int = 64  # images decoded ahead of the consumer, at most
 
     def __enter__(self) -> "Preprocessor":
+        import sys
         from multiprocessing import get_context
 
-        self.pool = get_context("spawn").Pool(self.workers, _init_worker, (self.model, self.preset))
+        # Forked workers start in milliseconds, where spawned ones spend a second importing. The workers only
+        # decode images (Pillow, numpy), never touch the parent's framework threads, and the pool is made
+        # before the backend opens its session.
+        method = "fork" if sys.platform == "linux" else "spawn"
+        self.pool = get_context(method).Pool(self.workers, _init_worker, (self.model, self.preset))
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.pool.terminate()
         self.pool.join()
 
-    def map(self, samples: list[Sample]) -> Iterator[tuple[int, Any, str | None]]:
-        """``(index in samples, array or None, error or None)`` for each sample, in order."""
+    def map(self, samples: list[Sample], targets: list[Path] | None = None) -> Iterator[tuple[int, Any, str | None]]:
+        """``(index in samples, array or None, error or None)`` for each sample, in order; with ``targets``,
+        each array is written to its target file by the worker and ``None`` comes back in its place."""
         room = threading.Semaphore(self.ahead)
 
-        def tasks() -> Iterable[tuple[int, str]]:
+        def tasks() -> Iterable[tuple[int, str, str | None]]:
             for index, sample in enumerate(samples):
                 room.acquire()
-                yield index, str(sample.path)
+                yield index, str(sample.path), str(targets[index]) if targets else None
 
-        for result in self.pool.imap(_preprocess, tasks(), chunksize=2):
+        for result in self.pool.imap(_preprocess, tasks(), chunksize=4):
             room.release()
             yield result
 
@@ -138,12 +150,11 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     fresh = sum(len(shards[i]) for i in todo)
     start = time.perf_counter()
     if todo:
-        runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
-        if runner is None:
-            raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
         label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
         try:
-            with Preprocessor(model, options.preset, options.workers) as pre, runner, progress.loop(label, fresh) as advance:
+            # The workers start (and import) while the backend opens its session.
+            with Preprocessor(model, options.preset, options.workers) as pre, \
+                    _open_runner(zoo, compiled, model, options) as runner, progress.loop(label, fresh) as advance:
                 stream = pre.map([s for i in todo for s in shards[i]])
                 for i in todo:
                     arrays, kept, skipped = [], [], []
@@ -167,6 +178,13 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
                            note="run the same command again to resume from them", exit_code=EXIT_INTERRUPTED) from None
     seconds = time.perf_counter() - start
     return _score(zoo, model, dataset, shards, state, options, bs, fresh, seconds)
+
+
+def _open_runner(zoo: Zoo, compiled: Any, model: ModelSpec, options: RunOptions) -> Any:
+    runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
+    if runner is None:
+        raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
+    return runner
 
 
 def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[dict[str, str]]) -> None:
@@ -250,8 +268,9 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
     except OSError as exc:
         raise ZooError(f"cannot create {target}: {exc.strerror or exc}", note="choose a writable folder with -o") from None
     written, skipped = 0, []
-    with Preprocessor(model, options.preset, options.workers) as pre, progress.loop(f"preprocess {len(samples)} images", len(samples)) as advance:
-        for (index, array, error), sample in zip(pre.map(samples), samples):
+    label = f"preprocess {len(samples)} images"
+    with Preprocessor(model, options.preset, options.workers) as pre, progress.loop(label, len(samples)) as advance:
+        for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.id}.bin" for s in samples]), samples):
             advance()
             if error is not None:
                 if not options.skip_bad:
@@ -259,10 +278,6 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
                                    note="remove or replace the file, or pass --skip-bad to count and skip it")
                 skipped.append({"id": sample.id, "reason": error})
                 continue
-            out = target / f"{sample.id}.bin"
-            tmp = out.with_name(f".{out.name}.tmp")
-            array.tofile(tmp)
-            os.replace(tmp, out)
             written += 1
     return {"model": model.name, "preset": options.preset, "written": written, "folder": str(target),
             "skipped": {"count": len(skipped), "images": skipped}}
