@@ -142,6 +142,7 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     shards = [dataset.samples[i : i + per_shard] for i in range(0, len(dataset.samples), per_shard)]
     state = zoo.store.root / "evaluations" / fingerprint({
         "compiled": compiled.path.parent.name, "preset": options.preset, "dataset": dataset.signature(),
+        "preprocess": _preprocessing_versions(zoo),
         "skip_bad": options.skip_bad, "per_shard": per_shard,
     })
     state.mkdir(parents=True, exist_ok=True)
@@ -178,6 +179,14 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
                            note="run the same command again to resume from them", exit_code=EXIT_INTERRUPTED) from None
     seconds = time.perf_counter() - start
     return _score(zoo, model, dataset, shards, state, options, bs, fresh, seconds)
+
+
+def _preprocessing_versions(zoo: Zoo) -> list[str]:
+    """The plugins that may preprocess, with their versions: a new release invalidates saved shards."""
+    from .plugins import plugin_version
+
+    callers = zoo.pm.hook.zoo_preprocess.get_hookimpls()
+    return sorted(f"{impl.plugin_name}=={plugin_version(zoo.pm, impl.plugin_name)}" for impl in callers)
 
 
 def _open_runner(zoo: Zoo, compiled: Any, model: ModelSpec, options: RunOptions) -> Any:

@@ -1,0 +1,100 @@
+"""Accuracy runs end to end, against labels that are the model's own torch-eager predictions.
+
+The dataset (tests/accuracy_data.py) holds JPEGs of varied sizes, some greyscale, labelled with the predictions
+of a seeded random resnest50 (BatchNorm calibrated on the images, classifier standardised) under the
+``modelzoo`` preset, keeping only images whose top-1 leads clearly. So ``zoo run --data`` must score exactly
+1.0: a wrong image order, crop, resize, normalisation or label matching breaks it; the negative control shows
+that the labels are not all alike. The label file is in random order, so matching by position fails too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from accuracy_data import LABEL_FILE, MIN_CLASSES, MIN_IMAGES, SelfConsistent, make_selfconsistent_dataset
+from accuracy_data import shifted_labels, write_labels
+
+pytestmark = pytest.mark.slow
+
+BATCH = 8  # the kept count is not a multiple of it in general: the last batch is padded
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> SelfConsistent:
+    return make_selfconsistent_dataset(tmp_path_factory.mktemp("selfconsistent"))
+
+
+def run_accuracy(zoo_cli, data: Path, weights: Path, out: Path, *extra: str, env=None):  # noqa: ANN001, ANN201
+    result = zoo_cli("run", "resnest50", "--bs", str(BATCH), "--data", str(data), "--weights", str(weights),
+                     "--warmup", "0", "--iterations", "1", "--json", "--out", str(out), *extra, env=env)
+    assert result.code == 0, result
+    return result.json()
+
+
+def predictions(out: Path) -> dict[str, tuple[int, int]]:
+    """``predictions.csv``: id -> (top-1, label)."""
+    with (out / "predictions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and list(rows[0]) == ["id", "top1", "top2", "top3", "top4", "top5", "label"]
+    return {row["id"]: (int(row["top1"]), int(row["label"])) for row in rows}
+
+
+def assert_self_consistent(data: dict, out: Path, dataset: SelfConsistent) -> None:
+    kept = len(dataset.labels)
+    accuracy = data["accuracy"]
+    assert accuracy.get("resumed_images", 0) == 0  # really evaluated, not read back from an earlier run
+    assert (accuracy["top1"], accuracy["top5"], accuracy["images"]) == (1.0, 1.0, kept), json.dumps(accuracy)
+    (row,) = [r for r in data["results"] if r["batch_size"] == BATCH]
+    assert (row["top1"], row["top5"], row["images"]) == (1.0, 1.0, kept)
+    assert predictions(out) == {stem: (label, label) for stem, label in dataset.labels.items()}
+    assert json.loads((out / "results.json").read_text())["accuracy"]["top1"] == 1.0
+
+
+def test_the_dataset_is_a_discriminating_oracle(dataset: SelfConsistent) -> None:
+    assert len(dataset.labels) >= MIN_IMAGES and len(dataset.classes) >= MIN_CLASSES
+    assert min(dataset.margins.values()) >= dataset.min_margin > 0
+    images = sorted(p.name for p in dataset.data.glob("*.JPEG"))
+    assert images == dataset.names  # the low-margin images are gone
+    lines = [line.split(" ") for line in (dataset.data / LABEL_FILE).read_text().splitlines()]
+    assert sorted((name, int(label)) for name, label in lines) == sorted(
+        (f"{stem}.JPEG", label) for stem, label in dataset.labels.items()
+    )
+    assert [name for name, _ in lines] != dataset.names  # not in natural order: matching must go by name
+    # No class dominates: the shifted-labels control below can only match where neighbours agree.
+    shifted = shifted_labels(dataset.labels)
+    assert sum(shifted[s] == dataset.labels[s] for s in dataset.labels) / len(dataset.labels) < 0.5
+
+
+def test_onnxruntime_scores_top1_one_on_its_own_predictions(zoo_cli, dataset, tmp_path) -> None:
+    out = tmp_path / "out"
+    data = run_accuracy(zoo_cli, dataset.data, dataset.weights, out)
+    assert data["backend"] == "onnxruntime"
+    assert_self_consistent(data, out, dataset)
+
+
+def test_negative_control_labels_shifted_by_one_image(zoo_cli, dataset, tmp_path) -> None:
+    copy = tmp_path / "shifted"
+    shutil.copytree(dataset.data, copy)
+    shifted = shifted_labels(dataset.labels)
+    write_labels(copy / LABEL_FILE, shifted, seed=1)
+    expected = sum(shifted[s] == dataset.labels[s] for s in dataset.labels) / len(dataset.labels)
+
+    out = tmp_path / "out"
+    data = run_accuracy(zoo_cli, copy, dataset.weights, out)
+    assert data["accuracy"]["top1"] < 0.5
+    assert data["accuracy"]["top1"] == pytest.approx(expected)
+    assert data["accuracy"]["images"] == len(dataset.labels)
+    assert data["accuracy"].get("resumed_images", 0) == 0
+    assert predictions(out) == {stem: (dataset.labels[stem], shifted[stem]) for stem in dataset.labels}
+
+
+def test_the_ascend_fakes_score_top1_one_on_the_same_predictions(zoo_cli, ascend_env, dataset, tmp_path) -> None:
+    out = tmp_path / "out"
+    data = run_accuracy(zoo_cli, dataset.data, dataset.weights, out, "--backend", "ascend", env=ascend_env)
+    assert data["backend"] == "ascend"
+    assert_self_consistent(data, out, dataset)
