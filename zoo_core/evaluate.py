@@ -61,9 +61,11 @@ _worker: dict[str, Any] = {}
 
 def _init_worker(model: ModelSpec, preset: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
-    from .plugins import get_plugin_manager
+    if "pm" not in _worker:  # a spawned worker: load the plugins anew (a forked one inherited them)
+        from .plugins import get_plugin_manager
 
-    _worker.update(pm=get_plugin_manager(), model=model, preset=preset)
+        _worker["pm"] = get_plugin_manager()
+    _worker.update(model=model, preset=preset)
 
 
 def _preprocess(task: tuple[int, str, str | None]) -> tuple[int, Any, str | None]:
@@ -91,6 +93,7 @@ class Preprocessor:
     model: ModelSpec
     preset: str
     workers: int
+    pm: Any = None  # the parent's plugin manager, inherited by forked workers
     ahead: int = 64  # images decoded ahead of the consumer, at most
 
     def __enter__(self) -> "Preprocessor":
@@ -101,7 +104,13 @@ class Preprocessor:
         # decode images (Pillow, numpy), never touch the parent's framework threads, and the pool is made
         # before the backend opens its session.
         method = "fork" if sys.platform == "linux" else "spawn"
-        self.pool = get_context(method).Pool(self.workers, _init_worker, (self.model, self.preset))
+        _worker.clear()
+        if method == "fork" and self.pm is not None:
+            _worker["pm"] = self.pm
+        try:
+            self.pool = get_context(method).Pool(self.workers, _init_worker, (self.model, self.preset))
+        finally:
+            _worker.clear()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -149,36 +158,43 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     done = {i for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists()}
     todo = [i for i in range(len(shards)) if i not in done]
     fresh = sum(len(shards[i]) for i in todo)
-    start = time.perf_counter()
+    start = ready = time.perf_counter()
     if todo:
         label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
         try:
             # The workers start (and import) while the backend opens its session.
-            with Preprocessor(model, options.preset, options.workers) as pre, \
+            with Preprocessor(model, options.preset, options.workers, zoo.pm) as pre, \
                     _open_runner(zoo, compiled, model, options) as runner, progress.loop(label, fresh) as advance:
+                ready = time.perf_counter()  # workers started and session open: the streaming starts
                 stream = pre.map([s for i in todo for s in shards[i]])
+                name = compiled.inputs[0].name
                 for i in todo:
-                    arrays, kept, skipped = [], [], []
+                    batch, outputs, kept, skipped = [], [], [], []
                     for position, sample in enumerate(shards[i]):
                         _, array, error = next(stream)
                         advance()
                         if error is None:
-                            arrays.append(array)
+                            batch.append(array)
                             kept.append(position)
                         elif options.skip_bad:
                             skipped.append({"id": sample.id, "reason": error})
                         else:
                             raise ZooError(f"cannot read image {sample.path}: {error}",
                                            note="remove or replace the file, or pass --skip-bad to count and skip it")
-                    outputs = (infer_batches(runner, {compiled.inputs[0].name: np.stack(arrays)})[0]
-                               if arrays else np.zeros((0, model.num_classes), np.float32))
-                    _save_shard(state / f"shard-{i:06d}.npz", outputs, kept, skipped)
+                        if len(batch) == bs:  # a full batch goes to the backend while the workers decode on
+                            outputs.append(runner.infer({name: np.stack(batch)})[0])
+                            batch = []
+                    if batch:  # the dataset's last, partial batch: padded, and the padding dropped
+                        outputs.append(infer_batches(runner, {name: np.stack(batch)})[0])
+                    scores = np.concatenate(outputs) if outputs else np.zeros((0, model.num_classes), np.float32)
+                    _save_shard(state / f"shard-{i:06d}.npz", scores, kept, skipped)
         except KeyboardInterrupt:
             finished = sum(1 for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists())
             raise ZooError(f"interrupted: {finished} of {len(shards)} shards are saved",
                            note="run the same command again to resume from them", exit_code=EXIT_INTERRUPTED) from None
-    seconds = time.perf_counter() - start
-    return _score(zoo, model, dataset, shards, state, options, bs, fresh, seconds)
+    end = time.perf_counter()
+    timing = {"setup_seconds": ready - start, "seconds": end - ready}
+    return _score(zoo, model, dataset, shards, state, options, bs, fresh, timing)
 
 
 def _preprocessing_versions(zoo: Zoo) -> list[str]:
@@ -209,7 +225,7 @@ def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[
 
 def _score(
     zoo: Zoo, model: ModelSpec, dataset: Dataset, shards: list[list[Sample]], state: Path, options: RunOptions,
-    bs: int, fresh: int, seconds: float,
+    bs: int, fresh: int, timing: dict[str, float],
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -235,8 +251,8 @@ def _score(
         "batch_size": bs,
         "skipped": {"count": len(skipped), "images": skipped},
         "dataset": dataset.report(),
-        "seconds": seconds,
-        "images_per_s": fresh / seconds if fresh and seconds > 0 else None,
+        **timing,  # setup: starting the workers and opening the session; then the streaming itself
+        "images_per_s": fresh / timing["seconds"] if fresh and timing["seconds"] > 0 else None,
         "resumed_images": len(samples) + len(skipped) - fresh,
         "preset": options.preset,
         "workers": options.workers,
@@ -278,7 +294,7 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
         raise ZooError(f"cannot create {target}: {exc.strerror or exc}", note="choose a writable folder with -o") from None
     written, skipped = 0, []
     label = f"preprocess {len(samples)} images"
-    with Preprocessor(model, options.preset, options.workers) as pre, progress.loop(label, len(samples)) as advance:
+    with Preprocessor(model, options.preset, options.workers, zoo.pm) as pre, progress.loop(label, len(samples)) as advance:
         for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.id}.bin" for s in samples]), samples):
             advance()
             if error is not None:
