@@ -59,77 +59,106 @@ def _guess_kind(path: Path, options: RunOptions) -> str:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(model: ModelSpec, preset: str) -> None:
+def _init_worker(model: ModelSpec, preset: str, slots: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
     if "pm" not in _worker:  # a spawned worker: load the plugins anew (a forked one inherited them)
         from .plugins import get_plugin_manager
 
         _worker["pm"] = get_plugin_manager()
-    _worker.update(model=model, preset=preset)
+    _worker.update(model=model, preset=preset, slots=slots)
 
 
-def _preprocess(task: tuple[int, str, str | None]) -> tuple[int, Any, str | None]:
-    """Preprocess one image; with a target path, write it there (``<id>.bin``) instead of sending it back."""
-    index, path, target = task
+def _slot(buffer: Any, model: ModelSpec, slot: int) -> np.ndarray:
+    """Slot ``slot`` of the shared buffer, as an array of the model's input sample."""
+    import numpy as np
+
+    dtype = np.dtype(model.input_dtype)
+    count = int(np.prod(model.input_shape))
+    return np.frombuffer(buffer, dtype=dtype, count=count, offset=slot * count * dtype.itemsize).reshape(
+        model.input_shape)
+
+
+def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str | None]:
+    """Preprocess one image into its slot of the shared buffer (only a tiny reply crosses the pipe); with a
+    target path, write it there (``<id>.bin``) instead."""
+    index, path, target, slot = task
+    model = _worker["model"]
     try:
-        array = _worker["pm"].hook.zoo_preprocess(model=_worker["model"], preset=_worker["preset"],
-                                                  image_path=Path(path))
+        array = _worker["pm"].hook.zoo_preprocess(model=model, preset=_worker["preset"], image_path=Path(path))
     except Exception as exc:  # a corrupt or unreadable image: reported, the run decides
         return index, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
     if array is None:
-        return index, None, f"no plugin preprocesses models of family {_worker['model'].family!r}"
+        return index, None, f"no plugin preprocesses models of family {model.family!r}"
     if target is not None:
         tmp = f"{target}.{os.getpid()}.tmp"
         array.tofile(tmp)
         os.replace(tmp, target)
         return index, None, None
-    return index, array, None
+    if array.shape != tuple(model.input_shape) or array.dtype != model.input_dtype:
+        return index, array, None  # not what the model takes: sent whole, and the runner will say so
+    _slot(_worker["slots"], model, slot)[...] = array
+    return index, slot, None
 
 
 @dataclass
 class Preprocessor:
-    """A pool of worker processes that turn image files into model inputs, in order, a bounded way ahead."""
+    """A pool of worker processes that turn image files into model inputs, in order, a bounded way ahead.
+
+    Each result lands in one of ``ahead`` slots of a shared buffer; an image is only decoded once the one
+    ``ahead`` places before it has been taken, so a slot is never overwritten before it is read.
+    """
 
     model: ModelSpec
     preset: str
     workers: int
     pm: Any = None  # the parent's plugin manager, inherited by forked workers
-    ahead: int = 64  # images decoded ahead of the consumer, at most
+    ahead: int = 32  # images decoded ahead of the consumer, at most
 
     def __enter__(self) -> "Preprocessor":
         import sys
         from multiprocessing import get_context
 
+        import numpy as np
+
         # Forked workers start in milliseconds, where spawned ones spend a second importing. The workers only
         # decode images (Pillow, numpy), never touch the parent's framework threads, and the pool is made
         # before the backend opens its session.
         method = "fork" if sys.platform == "linux" else "spawn"
+        context = get_context(method)
+        size = int(np.prod(self.model.input_shape)) * np.dtype(self.model.input_dtype).itemsize
+        self.slots = context.RawArray("b", self.ahead * size)
+        self._closed = threading.Event()
         _worker.clear()
         if method == "fork" and self.pm is not None:
             _worker["pm"] = self.pm
         try:
-            self.pool = get_context(method).Pool(self.workers, _init_worker, (self.model, self.preset))
+            self.pool = context.Pool(self.workers, _init_worker, (self.model, self.preset, self.slots))
         finally:
             _worker.clear()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closed.set()  # a task feeder waiting for room gives up, so the pool can end
         self.pool.terminate()
         self.pool.join()
 
     def map(self, samples: list[Sample], targets: list[Path] | None = None) -> Iterator[tuple[int, Any, str | None]]:
-        """``(index in samples, array or None, error or None)`` for each sample, in order; with ``targets``,
-        each array is written to its target file by the worker and ``None`` comes back in its place."""
+        """``(index in samples, array or None, error or None)`` for each sample, in order; the array is the
+        caller's own. With ``targets``, each worker writes its file and ``None`` comes back instead."""
         room = threading.Semaphore(self.ahead)
 
-        def tasks() -> Iterable[tuple[int, str, str | None]]:
+        def tasks() -> Iterable[tuple[int, str, str | None, int]]:
             for index, sample in enumerate(samples):
-                room.acquire()
-                yield index, str(sample.path), str(targets[index]) if targets else None
+                while not room.acquire(timeout=0.1):
+                    if self._closed.is_set():
+                        return
+                yield index, str(sample.path), str(targets[index]) if targets else None, index % self.ahead
 
-        for result in self.pool.imap(_preprocess, tasks(), chunksize=4):
-            room.release()
-            yield result
+        for index, value, error in self.pool.imap(_preprocess, tasks(), chunksize=2):
+            if isinstance(value, int):
+                value = _slot(self.slots, self.model, value).copy()
+            room.release()  # the slot is read: the image `ahead` places on may be decoded into it
+            yield index, value, error
 
 
 # -------------------------------------------------------------------------
