@@ -154,11 +154,16 @@ class Preprocessor:
                         return
                 yield index, str(sample.path), str(targets[index]) if targets else None, index % self.ahead
 
-        for index, value, error in self.pool.imap(_preprocess, tasks(), chunksize=2):
-            if isinstance(value, int):
-                value = _slot(self.slots, self.model, value).copy()
-            room.release()  # the slot is read: the image `ahead` places on may be decoded into it
-            yield index, value, error
+        results = self.pool.imap(_preprocess, tasks(), chunksize=2)  # the workers start now, not on first next()
+
+        def drain() -> Iterator[tuple[int, Any, str | None]]:
+            for index, value, error in results:
+                if isinstance(value, int):
+                    value = _slot(self.slots, self.model, value).copy()
+                room.release()  # the slot is read: the image `ahead` places on may be decoded into it
+                yield index, value, error
+
+        return drain()
 
 
 # -------------------------------------------------------------------------
@@ -194,9 +199,12 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
             # The workers start (and import) while the backend opens its session.
             with Preprocessor(model, options.preset, options.workers, zoo.pm) as pre, \
                     _open_runner(zoo, compiled, model, options) as runner, progress.loop(label, fresh) as advance:
-                ready = time.perf_counter()  # workers started and session open: the streaming starts
                 stream = pre.map([s for i in todo for s in shards[i]])
                 name = compiled.inputs[0].name
+                # A new session's first call is slow (allocations, kernel choice): make it on zeros while
+                # the workers decode the first images, as performance mode warms up before it times.
+                runner.infer({i.name: np.zeros(i.shape, i.dtype) for i in compiled.inputs})
+                ready = time.perf_counter()  # workers started, session open and warm: the streaming starts
                 for i in todo:
                     batch, outputs, kept, skipped = [], [], [], []
                     for position, sample in enumerate(shards[i]):
