@@ -105,6 +105,8 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--bs", "batch_sizes", default="8", show_default=True, help="Batch size, or a sweep: 1,4,8,16,32,64.")
 @click.option("--backend", default=None, help="Backend name (default: the best available; see `zoo plugins`).")
 @click.option("--weights", default=None, help="A checkpoint file, or `random` for seeded random weights.")
+@click.option("--onnx", type=click.Path(path_type=Path), default=None,
+              help="Use this ONNX file instead of exporting the model.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder for an accuracy run.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default DATA/val_label.txt).")
 @click.option("--dataset", default=None, help="Dataset kind: imagenet-val or folder (default: guessed).")

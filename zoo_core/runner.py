@@ -73,9 +73,27 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
             raise ZooError(f"no plugin exports models of family {model.family!r}",
                            note=f"the plugin {model.plugin!r} registered {model.name!r} but implements no zoo_export")
 
+    if options.onnx is not None:
+        return given_onnx(zoo, model, Path(options.onnx), progress)
     with progress.stage(f"export {model.name} to ONNX (opset {options.opset})") as done:
         artifact = zoo.store.get_or_build("export", inputs, build)
         done(_stage_note(artifact, _export_check(artifact)))
+    return artifact
+
+
+def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Artifact:
+    """``--onnx FILE`` in place of the export: the user's file, keyed by its content."""
+    from .artifacts import file_sha256
+
+    if not path.is_file():
+        raise ZooError(f"ONNX file not found: {path}", note="pass an existing .onnx file with --onnx")
+
+    def build(folder: Path) -> None:
+        shutil.copyfile(path, folder / EXPORT_FILE)
+
+    with progress.stage(f"use {path.name} as the export of {model.name}") as done:
+        artifact = zoo.store.get_or_build("export", {"given": file_sha256(path), "model": model.to_dict()}, build)
+        done(_stage_note(artifact))
     return artifact
 
 

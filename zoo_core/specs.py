@@ -103,6 +103,7 @@ class RunOptions:
     batch_sizes: tuple[int, ...] = (8,)
     backend: str = "auto"
     weights: str | None = None  # a path, "random", or None for cache-then-download
+    onnx: Path | None = None  # an ONNX file to use instead of exporting (dynamic or at each batch size)
     data: Path | None = None
     labels: Path | None = None
     dataset: str | None = None  # the dataset kind; None: guessed from the folder
