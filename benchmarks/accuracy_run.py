@@ -68,7 +68,7 @@ def main() -> None:
         rounds = []
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
-            wall, _ = timed_loop(zoo, spec, compiled, options)
+            wall = timed_loop(zoo, spec, compiled, options).wall
             pure = throughput(args.bs, latency_stats(wall)["mean"])
             shutil.rmtree(zoo.store.root / "evaluations", ignore_errors=True)  # no resuming: a whole run
             e2e = evaluate(zoo, prepared, options, Progress())["images_per_s"]

@@ -26,3 +26,12 @@ def test_throughput_is_the_ais_bench_formula() -> None:
 def test_no_latencies_is_an_error() -> None:
     with pytest.raises(ValueError):
         latency_stats([])
+
+
+def test_windows_agree_within_the_share_of_the_smallest() -> None:
+    from zoo_core.measure import windows_agree
+
+    assert not windows_agree([10.0, 10.0])  # fewer than three windows
+    assert windows_agree([50.0, 10.0, 10.5, 11.0])  # the last three: 10% of 10.0 is 1.0
+    assert not windows_agree([10.0, 10.5, 11.1])
+    assert windows_agree([10.0, 10.5, 11.1], tolerance=0.2)

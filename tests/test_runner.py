@@ -173,3 +173,27 @@ def test_a_bad_dataset_fails_before_any_export(tmp_path: Path) -> None:
     with pytest.raises(ZooError, match="label file not found"):
         run(zoo, options_for(zoo, data=tmp_path / "data", labels=tmp_path / "nope.txt"))
     assert counter.calls == {}
+
+
+def test_timing_windows_settle_or_stop_at_the_cap(tmp_path: Path) -> None:
+    zoo = make_zoo(tmp_path)
+    options = options_for(zoo, batch_sizes=(2,), iterations=None, window=3, agree=0.99, max_seconds=30.0)
+    prepared = prepare(zoo, options)
+    settled = measure(zoo, prepared.model, prepared.compiled[2], options, Progress())
+    # The statistics come from the three windows that agreed (more windows ran if a hiccup got in the way).
+    assert settled["stable"] is True and settled["timed_batches"] == 9
+    means = settled["devices"][0]["windows_ms"]
+    assert len(means) >= 3 and max(means[-3:]) <= 1.99 * min(means[-3:])
+
+    strict = options.with_(agree=1e-12, max_seconds=0.3)  # no two windows' means are ever that close
+    capped = measure(zoo, prepared.model, prepared.compiled[2], strict, Progress())
+    assert capped["stable"] is False
+    assert capped["timed_batches"] == 3 * len(capped["devices"][0]["windows_ms"]) >= 3
+
+
+def test_a_fixed_count_is_not_judged(tmp_path: Path) -> None:
+    zoo = make_zoo(tmp_path)
+    options = options_for(zoo, batch_sizes=(2,), iterations=4)
+    prepared = prepare(zoo, options)
+    row = measure(zoo, prepared.model, prepared.compiled[2], options, Progress())
+    assert row["stable"] is None and row["timed_batches"] == 4

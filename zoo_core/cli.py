@@ -119,7 +119,13 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: zoo-runs/MODEL-BACKEND-TIME).")
 @click.option("--warmup", type=int, default=None, help="Warm-up batches before timing.  [default: 5]")
-@click.option("--iterations", "--loop", "iterations", type=int, default=None, help="Timed batches.  [default: 20]")
+@click.option("--iterations", "--loop", "iterations", type=int, default=None,
+              help="Time exactly N batches (default: windows until the timing is stable).")
+@click.option("--window", type=int, default=None, help="Batches per timing window.  [default: 10]")
+@click.option("--agree", type=float, default=None,
+              help="Stable when 3 consecutive windows agree within this share.  [default: 0.10]")
+@click.option("--max-seconds", type=float, default=None,
+              help="Per batch size, stop timing after this and mark the row unstable.  [default: 60]")
 @click.option("--threads", type=int, default=None, help="Inference threads (default: one per core).")
 @click.option("--opset", type=int, default=None, help="ONNX opset for export (default: the model's).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
@@ -219,6 +225,143 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
         console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
     if out is not None:
         console.print(f"[dim]results: {out / 'results.json'}[/]")
+        console.print(_report_files_line(out), style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+@cli.command("compare")
+@click.argument("model")
+@click.option("--backends", required=True,
+              help="Backends to compare, e.g. onnxruntime,torch; the reference is torch when named, else the first.")
+@click.option("--bs", "batch_size", default="8", show_default=True, help="Batch size of every backend.")
+@click.option("--weights", default=None, help="A checkpoint file, or `random` for seeded random weights.")
+@click.option("--onnx", type=click.Path(path_type=Path), default=None,
+              help="Use this ONNX file instead of exporting (the torch backend still runs the weights).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance.  [default: 1e-4]")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance.  [default: 1e-3]")
+@click.option("--samples", type=int, default=None,
+              help="Inputs to compare (default: 2 * bs + 1, so one batch is padded).")
+@click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def compare_cmd(
+    model: str, backends: str, batch_size: str, atol: float | None, rtol: float | None, samples: int | None,
+    as_json: bool, **flags: Any,
+) -> None:
+    """Run the same inputs through several backends and check every output against the reference's."""
+    from .compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, default_samples, parse_backends, raise_if_failed
+    from .progress import RichProgress
+    from .specs import parse_batch_sizes, resolve_options
+
+    zoo = _zoo()
+    spec = zoo.registry.model(model)
+    sizes = parse_batch_sizes(batch_size)
+    options = resolve_options(spec, _run_flags(batch_sizes=sizes, **flags))
+    result = compare(
+        zoo, options, parse_backends(backends), default_samples(sizes[0]) if samples is None else samples,
+        DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol, RichProgress(),
+    )
+    if as_json:
+        _emit_json(result)
+    else:
+        _print_comparison(result)
+    raise_if_failed(result)  # after the table: exit 4 with the tolerance that would have passed
+
+
+def _print_comparison(result: dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .compare import ceil_sig
+
+    def number(value: float | None, round_up: bool = False) -> str:
+        return "-" if value is None else f"{ceil_sig(value) if round_up else value:.3g}"
+
+    title = (f"{result['model']} at batch {result['batch_size']}, {result['samples']} samples (seed {result['seed']}), "
+             f"weights {result['weights']}" + (f", ONNX {result['onnx']}" if result["onnx"] else ""))
+    table = Table(title=escape(title), header_style="bold",
+                  caption=f"needed atol: at --rtol {result['rtol']:g}; needed rtol: at --atol {result['atol']:g} "
+                  "(rounded up)")
+    for column in ("backend", "reference", "output", "max abs", "max rel", "needed atol", "needed rtol", "result"):
+        table.add_column(column, justify="right" if column.startswith(("max", "needed")) else "left")
+    for c in result["comparisons"]:
+        table.add_row(c["backend"], c["reference"], escape(c["output"]), number(c["max_abs"]), number(c["max_rel"]),
+                      number(c["needed_atol"], True), number(c["needed_rtol"], True),
+                      "[green]PASS[/]" if c["passed"] else "[red]FAIL[/]")
+    console = _console()
+    console.print(table)
+    failed = sum(not c["passed"] for c in result["comparisons"])
+    verdict = (f"[green]PASS[/]: every output agrees with {result['reference']} within" if not failed
+               else f"[red]FAIL[/]: {failed} of {len(result['comparisons'])} output(s) differ from "
+               f"{result['reference']} beyond")
+    console.print(f"{verdict} --atol {result['atol']:g} --rtol {result['rtol']:g}", highlight=False)
+
+
+@cli.command("report")
+@click.argument("run_a", metavar="A", type=click.Path(path_type=Path))
+@click.argument("run_b", metavar="B", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--fail-below", type=float, default=None, metavar="RATIO",
+              help="Exit 4 when a batch size's throughput ratio B/A is below RATIO (e.g. 0.95).")
+def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None) -> None:
+    """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
+    ratio, accuracy delta, and what differs between the runs, for regression checks."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .errors import CheckError
+    from .report import compare_runs, load_results
+
+    a, b = load_results(run_a), load_results(run_b)
+    data = {"a": str(run_a), "b": str(run_b), **compare_runs(a, b)}
+    if as_json:
+        _emit_json(data)
+    else:
+        def num(value: float | None, spec: str) -> str:
+            return "-" if value is None else format(value, spec)
+
+        def points(value: float | None) -> str:
+            return "-" if value is None else f"{value * 100:+.2f} pp"
+
+        table = Table(title=escape(f"B = {run_b} vs A = {run_a}"), header_style="bold",
+                      caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
+                      "top-1/top-5 delta = B - A in percentage points")
+        for column in ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
+                       "top-1 delta", "top-5 delta"):
+            table.add_column(column, justify="right")
+        for r in data["rows"]:
+            table.add_row(str(r["batch_size"]), num(r["throughput_a"], ".2f"), num(r["throughput_b"], ".2f"),
+                          num(r["throughput_ratio"], ".3f"), num(r["throughput_e2e_ratio"], ".3f"),
+                          num(r["latency_ratio"], ".3f"), num(r["latency_p99_ratio"], ".3f"),
+                          points(r["top1_delta"]), points(r["top5_delta"]))
+        console = _console()
+        console.print(table)
+        if data["throughput_ratio_geomean"] is not None:
+            console.print(f"geometric mean throughput ratio B/A: {data['throughput_ratio_geomean']:.3f}")
+        for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
+            if data[key]:
+                console.print(f"[yellow]batch sizes {label}[/]: {', '.join(map(str, data[key]))}")
+        differences = {**data["differences"], **{f"env.{k}": v for k, v in data["env"].items()}}
+        if differences:
+            diff = Table("differs", "A", "B", title="run and environment differences", header_style="bold")
+            for key, pair in differences.items():
+                diff.add_row(escape(key), *(escape(json.dumps(pair[s]) if not isinstance(pair[s], str) else pair[s])
+                                            for s in ("a", "b")))
+            console.print(diff)
+        else:
+            console.print("same model, backend, weights, measurement settings and environment")
+    slow = [r for r in data["rows"] if fail_below is not None and r["throughput_ratio"] is not None
+            and r["throughput_ratio"] < fail_below]
+    if slow:
+        worst = min(slow, key=lambda r: r["throughput_ratio"])
+        raise CheckError(f"throughput regressed at batch {', '.join(str(r['batch_size']) for r in slow)}: "
+                         f"B/A down to {worst['throughput_ratio']:.3f} at batch {worst['batch_size']}, "
+                         f"below --fail-below {fail_below:g}",
+                         note="check the environment differences above, or re-run both on a quiet machine")
+
+
+def _report_files_line(out: Path) -> str:
+    from .report import files_line
+
+    return files_line(out)
 
 
 @cli.command("doctor")

@@ -33,3 +33,11 @@ def latency_stats(ms: Sequence[float]) -> dict[str, float]:
 def throughput(batch_size: int, mean_ms: float) -> float:
     """Images per second: ``1000 * batch_size / mean_ms``."""
     return 1000.0 * batch_size / mean_ms
+
+
+def windows_agree(window_means: Sequence[float], tolerance: float = 0.10, count: int = 3) -> bool:
+    """Whether the last ``count`` windows' mean latencies agree within ``tolerance`` of the smallest."""
+    if len(window_means) < count:
+        return False
+    last = window_means[-count:]
+    return (max(last) - min(last)) <= tolerance * min(last)

@@ -18,8 +18,8 @@ class Progress:
         yield lambda note: None
 
     @contextlib.contextmanager
-    def loop(self, description: str, total: int) -> Iterator[Callable[[], None]]:
-        """Wraps a counted loop (timed batches); the yielded callable advances it by one."""
+    def loop(self, description: str, total: int | None) -> Iterator[Callable[[], None]]:
+        """Wraps a counted loop (timed batches; ``None``: count unknown); the yielded callable advances it by one."""
         yield lambda: None
 
 
@@ -44,7 +44,7 @@ class RichProgress(Progress):
         self.console.print(f"[green]✓[/] {description} [dim]({note})[/]", highlight=False)
 
     @contextlib.contextmanager
-    def loop(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+    def loop(self, description: str, total: int | None) -> Iterator[Callable[[], None]]:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as Bar
 

@@ -13,7 +13,7 @@ from .artifacts import Artifact, ArtifactStore
 from .environment import fingerprint, package_version
 from .errors import ZooError
 from .export import CHECK_FILE, sample_input, simplify_onnx
-from .measure import latency_stats, throughput
+from .measure import latency_stats, throughput, windows_agree
 from .plugins import Registry, ZooPluginManager, get_plugin_manager
 from .progress import Progress
 from .runtime import CompiledModel, load_compiled, save_compiled
@@ -167,6 +167,16 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> 
     return prepared
 
 
+@dataclass
+class Timing:
+    """One device's timed batches: wall and device milliseconds, and how the timing settled."""
+
+    wall: list[float]
+    device: list[float]  # empty when the backend does not measure its own compute time
+    windows: list[float] = field(default_factory=list)  # mean ms of each timing window
+    stable: bool | None = None  # None: a fixed --iterations count, nothing to judge
+
+
 def measure(
     zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, progress: Progress
 ) -> dict[str, Any]:
@@ -175,66 +185,94 @@ def measure(
     One device runs here; several run one process each over the same loop, as ais_bench does, and their
     throughputs add up.
     """
-    label = f"time batch {compiled.batch_size}: {options.warmup} warm-up + {options.iterations} timed"
+    bs = compiled.batch_size
+    if options.iterations is not None:
+        label, total = f"time batch {bs}: {options.warmup} warm-up + {options.iterations} timed", \
+            options.warmup + options.iterations
+    else:
+        label, total = f"time batch {bs}: windows of {options.window} until 3 agree within {options.agree:.0%}", None
     if len(options.devices) == 1:
-        with progress.loop(label, options.warmup + options.iterations) as advance:
-            wall, device = timed_loop(zoo, model, compiled, options, advance)
-        return results_row(compiled.batch_size, [(options.devices[0], wall, device)])
+        with progress.loop(label, total) as advance:
+            timing = timed_loop(zoo, model, compiled, options, advance)
+        return results_row(bs, [(options.devices[0], timing)])
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with progress.stage(f"{label}, on devices {','.join(map(str, options.devices))}") as done:
         with ProcessPoolExecutor(len(options.devices), mp_context=get_context("spawn")) as pool:
             jobs = [pool.submit(_device_worker, model, compiled, options.with_(devices=(d,))) for d in options.devices]
-            per_device = [(d, *job.result()) for d, job in zip(options.devices, jobs)]
+            per_device = [(d, job.result()) for d, job in zip(options.devices, jobs)]
         done(f"{len(per_device)} processes")
-    return results_row(compiled.batch_size, per_device)
+    return results_row(bs, per_device)
 
 
 def timed_loop(
     zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, advance: Any = lambda: None
-) -> tuple[list[float], list[float]]:
-    """Warm-up, then timed batches of generated input: per-batch wall ms, and device ms where measured."""
+) -> Timing:
+    """Warm-up, then timed batches of generated input: a fixed count, or windows until three agree."""
     runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
     if runner is None:
         raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
     feed = {i.name: sample_input(model, compiled.batch_size, seed=options.seed) for i in compiled.inputs}
-    wall: list[float] = []
-    device: list[float] = []
-    with runner:
-        for _ in range(options.warmup):
-            runner.infer(feed)
-            advance()
-        for _ in range(options.iterations):
+
+    def batches(count: int) -> tuple[list[float], list[float]]:
+        wall, device = [], []
+        for _ in range(count):
             runner.infer(feed)
             wall.append(runner.last_ms)
             if runner.last_device_ms is not None:
                 device.append(runner.last_device_ms)
             advance()
-    return wall, device if len(device) == len(wall) else []
+        return wall, device if len(device) == len(wall) else []
+
+    with runner:
+        for _ in range(options.warmup):
+            runner.infer(feed)
+            advance()
+        if options.iterations is not None:
+            return Timing(*batches(options.iterations))
+        start = time.perf_counter()
+        windows: list[tuple[list[float], list[float]]] = []
+        means: list[float] = []
+        while True:
+            wall, device = batches(options.window)
+            windows.append((wall, device))
+            means.append(sum(device or wall) / len(device or wall))
+            if windows_agree(means, options.agree):
+                kept, stable = windows[-3:], True  # the statistics of the settled windows
+                break
+            if time.perf_counter() - start > options.max_seconds:
+                kept, stable = windows, False
+                break
+    wall = [ms for w, _ in kept for ms in w]
+    device = [ms for _, d in kept for ms in d]
+    return Timing(wall, device if len(device) == len(wall) else [], means, stable)
 
 
-def _device_worker(model: ModelSpec, compiled: CompiledModel, options: RunOptions) -> tuple[list[float], list[float]]:
+def _device_worker(model: ModelSpec, compiled: CompiledModel, options: RunOptions) -> Timing:
     """One device's loop, in its own process (the plugins are loaded anew there)."""
     return timed_loop(Zoo.create(), model, compiled, options)
 
 
-def results_row(batch_size: int, per_device: list[tuple[int, list[float], list[float]]]) -> dict[str, Any]:
+def results_row(batch_size: int, per_device: list[tuple[int, Timing]]) -> dict[str, Any]:
     """A results row from each device's timings: device throughput where the backend measures it (the
     ais_bench number), end-to-end throughput from wall time, both summed over devices."""
-    measured_on_device = all(device for _, _, device in per_device)
+    measured_on_device = all(t.device for _, t in per_device)
     devices = [
         {
             "device": d,
-            "throughput_e2e": throughput(batch_size, latency_stats(wall)["mean"]),
-            "throughput_device": throughput(batch_size, latency_stats(device)["mean"]) if measured_on_device else None,
+            "throughput_e2e": throughput(batch_size, latency_stats(t.wall)["mean"]),
+            "throughput_device": throughput(batch_size, latency_stats(t.device)["mean"]) if measured_on_device else None,
+            "windows_ms": t.windows,
+            "stable": t.stable,
         }
-        for d, wall, device in per_device
+        for d, t in per_device
     ]
     e2e = sum(d["throughput_e2e"] for d in devices)
     on_device = sum(d["throughput_device"] for d in devices) if measured_on_device else None
-    wall_all = [ms for _, wall, _ in per_device for ms in wall]
-    device_all = [ms for _, _, device in per_device for ms in device]
+    wall_all = [ms for _, t in per_device for ms in t.wall]
+    device_all = [ms for _, t in per_device for ms in t.device]
+    judged = [t.stable for _, t in per_device if t.stable is not None]
     return {
         "batch_size": batch_size,
         "throughput": on_device if on_device is not None else e2e,
@@ -243,6 +281,8 @@ def results_row(batch_size: int, per_device: list[tuple[int, list[float], list[f
         "latency_ms": latency_stats(device_all if measured_on_device else wall_all),
         "latency_e2e_ms": latency_stats(wall_all),
         "devices": devices,
+        "stable": all(judged) if judged else None,  # None: a fixed --iterations count was timed
+        "timed_batches": len(wall_all),
         "top1": None,
         "top5": None,
         "images": None,
@@ -253,8 +293,6 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     """The whole recipe for one model on one backend and every batch size: the results object."""
     progress = progress or Progress()
     zoo.timer.seconds.clear()
-    if options.iterations < 1 or options.warmup < 0:
-        raise ZooError("--iterations must be at least 1 and --warmup at least 0", exit_code=2)
     if options.data is not None:
         from .evaluate import load_dataset
 
@@ -281,6 +319,12 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         "measurement": {
             "warmup": options.warmup,
             "iterations": options.iterations,
+            "window": options.window,
+            "agree": options.agree,
+            "max_seconds": options.max_seconds,
+            "stability": "fixed --iterations count" if options.iterations is not None else
+            "windows of `window` batches until 3 consecutive window means agree within `agree`, "
+            "or `max_seconds` (row marked unstable); statistics from the 3 agreeing windows",
             "threads": options.threads,
             "formula": "throughput = 1000 * batch_size / mean batch latency (ms), summed over devices; "
             "throughput_device uses the backend's own compute time per batch (ais_bench's number), "
@@ -305,13 +349,22 @@ def environment(zoo: Zoo) -> dict[str, Any]:
 
 
 def write_results(results: dict[str, Any], out: Path) -> Path:
-    """Write ``results.json`` into ``out`` (created if needed), atomically."""
+    """Write ``results.json``, ``results.csv``, ``report.md`` and ``throughput.png`` (when matplotlib is
+    installed; else a stale chart is removed and report.md says so) into ``out`` (created if needed), each
+    atomically."""
+    from . import report
+
     try:
         out.mkdir(parents=True, exist_ok=True)
         target = out / "results.json"
         tmp = out / ".results.json.tmp"
         tmp.write_text(json.dumps(results, indent=2) + "\n")
         tmp.replace(target)
+        report.write_csv(results, out / report.CSV_FILE)
+        chart = report.write_chart(results, out / report.CHART_FILE)
+        if not chart:
+            (out / report.CHART_FILE).unlink(missing_ok=True)
+        report.write_markdown(results, out / report.MARKDOWN_FILE, chart=chart)
     except OSError as exc:
         raise ZooError(f"cannot write results to {out}: {exc.strerror or exc}",
                        note="choose a writable folder with --out") from None

@@ -115,7 +115,10 @@ class RunOptions:
     out: Path | None = None
     opset: int = 11
     warmup: int = 5
-    iterations: int = 20
+    iterations: int | None = None  # a fixed number of timed batches; None: windows until the timing is stable
+    window: int = 10  # batches per timing window
+    agree: float = 0.10  # 3 consecutive windows whose mean latencies agree within this share are stable
+    max_seconds: float = 60.0  # per batch size: past this, the row is marked unstable
     seed: int = 0
     threads: int = 0  # 0: one per core
     export_atol: float = 1e-4  # max |onnxruntime - torch| allowed after export, scaled by max(1, max|torch|)
@@ -160,6 +163,10 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
         options = options.with_(workers=cpu_count())
     if options.workers < 1 or options.threads < 1:
         raise UsageError("--workers and --threads must be at least 1")
+    if options.warmup < 0 or (options.iterations is not None and options.iterations < 1) or options.window < 1:
+        raise UsageError("--warmup must be at least 0, and --iterations and --window at least 1")
+    if options.max_seconds <= 0 or not 0 < options.agree < 1:
+        raise UsageError("--max-seconds must be positive and --agree between 0 and 1")
     return options
 
 
