@@ -1,0 +1,474 @@
+"""Reports of a results object: ``results.csv``, ``report.md`` (the seed's table, then the details), the
+``throughput.png`` chart, validation against the shipped JSON Schema, and the comparison of two runs.
+
+Everything here reads the results object only (``zoo_core.runner.run``), so a report can be rebuilt from a
+``results.json`` alone. Rows may carry fields that older runs lack (``stable``, ``windows``); all are optional.
+matplotlib (the ``plot`` extra) and jsonschema (a test dependency) are imported lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import CheckError, ZooError
+
+CSV_FILE = "results.csv"
+MARKDOWN_FILE = "report.md"
+CHART_FILE = "throughput.png"
+SCHEMA_FILE = "results.schema.json"
+NO_CHART = "matplotlib is not installed (pip install 'zoo[plot]'): no chart"
+
+# The columns of the seed README's table (模型推理性能&精度), with an English gloss where the seed has none.
+SEED_COLUMNS = ("芯片型号 (chip)", "Batch Size", "数据集 (dataset)", "精度(top1)", "性能 (images/s)")
+
+CSV_COLUMNS = (
+    "model", "backend", "device", "chip", "batch_size", "devices",
+    "throughput", "throughput_device", "throughput_e2e",
+    "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms", "latency_max_ms",
+    "latency_e2e_mean_ms", "top1", "top5", "images", "weights", "timed_batches", "stable",
+)
+LATENCY_KEYS = ("mean", "p50", "p90", "p99", "min", "max")
+
+FORMULAS = (
+    ("throughput (性能)", "1000 * batch_size / mean(latency_ms) images/s: ais_bench's formula "
+     "(`1000*batchsize/NPU_compute_time.mean`); with several devices, the sum of each device's"),
+    ("throughput_device", "1000 * batch_size / mean(device compute ms per batch), timed by the backend itself "
+     "(ais_bench's NPU_compute_time); `-` where the backend has no such timer, and then throughput = throughput_e2e"),
+    ("throughput_e2e", "1000 * batch_size / mean(latency_e2e_ms), where latency_e2e_ms is the wall time of each "
+     "inference call (input copy, compute, output copy)"),
+    ("latency mean/p50/p90/p99/min/max", "over the timed batches (after the warm-up batches) of one batch each; "
+     "percentiles interpolated linearly between the closest ranks (numpy's default)"),
+    ("top-1 / top-5 (精度)", "the fraction of scored images whose label is the highest-scoring class / is among "
+     "the five highest-scoring classes"),
+)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, mode: str = "w") -> Iterator[Any]:
+    """A file object on a temporary sibling of ``path``, moved over ``path`` only if the block succeeds."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            yield fh
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results rows, by batch size."""
+    return sorted(results.get("results") or [], key=lambda r: r["batch_size"])
+
+
+def chip(results: dict[str, Any]) -> str:
+    """The seed's 芯片型号: the Ascend chip where the run saw one (``Ascend310P3``), else the CPU model."""
+    env = results.get("env") or {}
+    name = (env.get("ascend") or {}).get("chip")
+    if name:
+        name = str(name)
+        return name if name.lower().startswith("ascend") else f"Ascend{name}"
+    return str(env.get("cpu") or results.get("device") or "-")
+
+
+def _device_count(row: dict[str, Any]) -> int:
+    return len(row.get("devices") or []) or 1
+
+
+def _num(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def _windows(row: dict[str, Any]) -> int | None:
+    """How many timing windows a row's statistics came from (the row's or its devices' ``windows``)."""
+    if isinstance(row.get("windows"), list):
+        return len(row["windows"])
+    counts = [len(d["windows_ms"]) for d in row.get("devices") or [] if isinstance(d.get("windows_ms"), list)]
+    return sum(counts) if any(counts) else None
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _cell(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else ("-" if value is None else str(value))
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: list[str], body: list[list[str]], align: list[str] | None = None) -> list[str]:
+    align = align or ["---"] * len(header)
+    return [f"| {' | '.join(header)} |", f"| {' | '.join(align)} |", *(f"| {' | '.join(r)} |" for r in body)]
+
+
+# ------------------------------------------------------------------------------------------------- CSV
+
+
+def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One flat row per batch size, full precision, ``None`` for what was not measured."""
+    out = []
+    for row in rows(results):
+        latency = row.get("latency_ms") or {}
+        e2e = row.get("latency_e2e_ms") or {}
+        out.append({
+            "model": results.get("model"), "backend": results.get("backend"), "device": results.get("device"),
+            "chip": chip(results), "batch_size": row["batch_size"], "devices": _device_count(row),
+            "throughput": row.get("throughput"), "throughput_device": row.get("throughput_device"),
+            "throughput_e2e": row.get("throughput_e2e"),
+            **{f"latency_{k}_ms": latency.get(k) for k in LATENCY_KEYS},
+            "latency_e2e_mean_ms": e2e.get("mean"),
+            "top1": row.get("top1"), "top5": row.get("top5"), "images": row.get("images"),
+            "weights": results.get("weights"), "timed_batches": row.get("timed_batches"),
+            "stable": row.get("stable"),
+        })
+    return out
+
+
+def write_csv(results: dict[str, Any], path: Path) -> Path:
+    """``results.csv``: one row per batch size (an empty cell for what was not measured), written atomically."""
+    with _atomic(path) as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in csv_rows(results):
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return Path(path)
+
+
+# -------------------------------------------------------------------------------------------- Markdown
+
+
+def markdown(results: dict[str, Any], chart: bool | None = None) -> str:
+    """``report.md``'s text. ``chart``: whether ``throughput.png`` lies beside it (``None``: not mentioned)."""
+    table = rows(results)
+    accuracy = results.get("accuracy") or None
+    dataset = (accuracy or {}).get("dataset") or {}
+    random_weights = results.get("weights") == "random"
+    lines = [f"# {results.get('model')} on {results.get('backend')} ({results.get('device')})", ""]
+    lines += [f"Weights `{results.get('weights')}`, preset `{results.get('preset') or '-'}`, "
+              f"created {results.get('created') or '-'}, zoo {(results.get('env') or {}).get('zoo') or '-'}.", ""]
+
+    # 1. The seed's table: chip x batch size x dataset x top-1 x throughput.
+    body = []
+    for row in table:
+        name = chip(results) + (f" x{_device_count(row)}" if _device_count(row) > 1 else "")
+        scored = row.get("top1") is not None
+        body.append([name, str(row["batch_size"]), _cell(dataset.get("kind")) if scored else "-",
+                     _pct(row.get("top1")), _num(row.get("throughput"), ".1f")])
+    lines += _md_table(list(SEED_COLUMNS), body, ["---", "---:", "---", "---:", "---:"])
+    lines.append("")
+    notes = ["性能 is `throughput` in images/s = 1000 * batch_size / mean batch latency in ms (formulas below)."]
+    if accuracy:
+        notes.append(f"精度(top1) was measured once, at batch {accuracy.get('batch_size')} on {accuracy.get('images')} "
+                     f"images; the other batch sizes were timed only.")
+    else:
+        notes.append("No dataset was given (`--data`): accuracy was not measured; throughput is timed on generated input.")
+    if random_weights:
+        notes.append("**Seeded random weights: the timings are real, but any accuracy figure is meaningless.**")
+    lines += [*notes, ""]
+
+    # 2. The details.
+    lines += ["## Throughput and latency", ""]
+    has_stable = any("stable" in r for r in table)
+    has_windows = any(_windows(r) is not None for r in table)
+    has_timed = any("timed_batches" in r for r in table)
+    header = ["batch", "devices", "throughput (img/s)", "throughput_device", "throughput_e2e",
+              *(f"{k} ms" for k in LATENCY_KEYS), "e2e mean ms", "top-1", "top-5", "images",
+              *(["timed batches"] if has_timed else []), *(["windows timed"] if has_windows else []),
+              *(["stable"] if has_stable else [])]
+    body = []
+    for row in table:
+        latency = row.get("latency_ms") or {}
+        stable = row.get("stable")
+        body.append([
+            str(row["batch_size"]), str(_device_count(row)), _num(row.get("throughput"), ".2f"),
+            _num(row.get("throughput_device"), ".2f"), _num(row.get("throughput_e2e"), ".2f"),
+            *(_num(latency.get(k), ".3f") for k in LATENCY_KEYS),
+            _num((row.get("latency_e2e_ms") or {}).get("mean"), ".3f"),
+            _pct(row.get("top1")), _pct(row.get("top5")), _num(row.get("images"), "d"),
+            *([_num(row.get("timed_batches"), "d")] if has_timed else []),
+            *([_num(_windows(row), "d")] if has_windows else []),
+            *([("-" if stable is None else "yes" if stable else "**no**")] if has_stable else []),
+        ])
+    lines += _md_table(header, body, ["---:"] * len(header))
+    if any(r.get("stable") is False for r in table):
+        lines += ["", "A row marked **no** under stable did not settle: its timing windows disagreed until the time "
+                      "limit (the window means are in results.json); re-run it on a quieter machine."]
+    elif has_stable and all(r.get("stable") is None for r in table):
+        lines += ["", "stable `-`: a fixed `--iterations` count was timed, so stability was not judged."]
+    lines.append("")
+
+    lines += ["## Formulas", ""]
+    lines += [f"- **{name}** = {text}." for name, text in FORMULAS]
+    measurement = results.get("measurement") or {}
+    if measurement.get("formula"):
+        lines.append(f"- As recorded by the run: {measurement['formula']}.")
+    lines.append("")
+
+    lines += ["## Measurement", ""]
+    settings = {k: v for k, v in measurement.items() if k != "formula"}
+    if settings:
+        lines += [", ".join(f"{k} {_cell(v)}" for k, v in settings.items()) + ".", ""]
+    stages = results.get("stage_seconds") or {}
+    if stages:
+        lines += ["Seconds in each stage that ran (a cached stage runs none): " + ", ".join(
+            f"{k} {sum(v) if isinstance(v, list) else v:.2f}" for k, v in stages.items()) + ".", ""]
+
+    lines += ["## Export check", ""]
+    export = results.get("export") or {}
+    if export:
+        lines += _md_table(["key", "value"], [[k, _cell(v)] for k, v in export.items()])
+        if "max_abs_diff" in export:
+            lines += ["", "max_abs_diff = max |ONNX Runtime output - PyTorch output| on the same input; "
+                          "above `tolerance` the run stops."]
+    else:
+        lines.append("No export check recorded.")
+    lines.append("")
+
+    lines += ["## Weights", ""]
+    if random_weights:
+        lines.append("Seeded random weights (`--weights random`), the real architecture: performance only. "
+                     "Any accuracy from them is meaningless.")
+    else:
+        lines.append(f"`{results.get('weights')}`: the checkpoint's sha256.")
+    lines.append("")
+
+    if accuracy:
+        lines += _accuracy_section(accuracy)
+
+    if chart is not None:
+        lines += ["## Chart", ""]
+        lines.append(f"![throughput and latency versus batch size]({CHART_FILE})" if chart else NO_CHART + ".")
+        lines.append("")
+
+    lines += ["## Environment", ""]
+    env = _flatten(results.get("env") or {})
+    lines += _md_table(["key", "value"], [[k, _cell(v)] for k, v in env.items()]) if env else ["-"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _accuracy_section(accuracy: dict[str, Any]) -> list[str]:
+    dataset = accuracy.get("dataset") or {}
+    lines = ["## Accuracy", ""]
+    facts = [
+        ["top-1", _pct(accuracy.get("top1"))], ["top-5", _pct(accuracy.get("top5"))],
+        ["images scored", _cell(accuracy.get("images"))], ["batch size", _cell(accuracy.get("batch_size"))],
+        ["dataset", f"{_cell(dataset.get('kind'))} at {_cell(dataset.get('root'))}"],
+        ["preset", _cell(accuracy.get("preset"))],
+        ["images/s while streaming", _num(accuracy.get("images_per_s"), ".1f")],
+        ["unreadable images skipped", _cell((accuracy.get("skipped") or {}).get("count", 0))],
+    ]
+    lines += _md_table(["", ""], facts)
+    problems = []
+    skipped = (accuracy.get("skipped") or {})
+    if skipped.get("count"):
+        problems.append(f"- {skipped['count']} unreadable images skipped (`--skip-bad`), e.g. "
+                        + ", ".join(f"`{_cell(i)}`" for i in (skipped.get("images") or [])[:5]))
+    for key, label in (("unlabeled", "images without a label (not scored)"),
+                       ("labels_without_image", "labels without an image")):
+        entry = dataset.get(key) or {}
+        if entry.get("count"):
+            problems.append(f"- {entry['count']} {label}, e.g. " + ", ".join(f"`{f}`" for f in entry.get("first", [])[:5]))
+    if dataset.get("ignored_files"):
+        problems.append(f"- {dataset['ignored_files']} files in the folder that are not images, ignored")
+    if problems:
+        lines += ["", "Dataset problems:", "", *problems]
+    lines.append("")
+    return lines
+
+
+def write_markdown(results: dict[str, Any], path: Path, chart: bool | None = None) -> Path:
+    """``report.md``: the seed's table, then latency, formulas, environment, export check, weights, accuracy.
+    ``chart``: whether the chart was drawn; ``None`` looks for ``throughput.png`` beside ``path``."""
+    path = Path(path)
+    if chart is None:
+        chart = (path.parent / CHART_FILE).is_file()
+    with _atomic(path) as fh:
+        fh.write(markdown(results, chart))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- chart
+
+
+def write_chart(results: dict[str, Any], path: Path) -> bool:
+    """``throughput.png``: throughput, and mean and p99 latency, versus batch size, in two panels.
+    False (and no file) without matplotlib. Uses the Agg canvas directly: no pyplot, no global backend switch."""
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    table = rows(results)
+    batch = [r["batch_size"] for r in table]
+    fig = Figure(figsize=(10, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    left.plot(batch, [r.get("throughput") for r in table], "o-", label="throughput")
+    if any(r.get("throughput_device") is not None for r in table):
+        left.plot(batch, [r.get("throughput_e2e") for r in table], "s--", label="throughput_e2e")
+    left.set(title="throughput = 1000 * batch / mean ms", xlabel="batch size", ylabel="images/s")
+    left.set_ylim(bottom=0)
+    for key, style in (("mean", "o-"), ("p99", "^--")):
+        right.plot(batch, [(r.get("latency_ms") or {}).get(key) for r in table], style, label=key)
+    right.set(title="latency per batch", xlabel="batch size", ylabel="ms")
+    right.set_ylim(bottom=0)
+    for ax in (left, right):
+        if len(batch) > 1 and min(batch) >= 1 and max(batch) / min(batch) >= 4:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(batch, [str(b) for b in batch])
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{results.get('model')} on {results.get('backend')}, {chip(results)}, "
+                 f"weights {results.get('weights')}")
+    with _atomic(Path(path), "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
+    return True
+
+
+def files_line(out: Path) -> str:
+    """One line naming the report files in ``out``, and saying so when there is no chart."""
+    out = Path(out)
+    names = [n for n in (CSV_FILE, MARKDOWN_FILE, CHART_FILE) if (out / n).is_file()]
+    line = "report: " + ", ".join(str(out / n) for n in names)
+    return line if CHART_FILE in names else f"{line}; {NO_CHART}"
+
+
+# ---------------------------------------------------------------------------------------------- schema
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the results object, shipped in the package."""
+    from importlib.resources import files
+
+    return json.loads(files("zoo_core").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+def validation_errors(results: Any) -> list[str]:
+    """Every way ``results`` breaks the schema, as ``path: message`` lines; empty when it is valid.
+    Needs jsonschema (a test dependency)."""
+    try:
+        import jsonschema
+    except ImportError:
+        raise ZooError("validating results needs jsonschema", note="pip install 'jsonschema>=4'") from None
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(results), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
+
+
+def validate(results: Any) -> None:
+    """Raise a CheckError naming the first problem when ``results`` does not match the shipped schema."""
+    errors = validation_errors(results)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise CheckError(f"results do not match the schema: {errors[0]}{more}",
+                         note=f"the schema is zoo_core/schema/{SCHEMA_FILE}")
+
+
+# --------------------------------------------------------------------------------------------- compare
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """A results object from ``results.json`` (or a run's output folder holding one), with a clear ZooError for
+    a missing file or one that is not a zoo results object."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    note = "pass the results.json that `zoo run` wrote in its --out folder, or that folder"
+    if not path.is_file():
+        raise ZooError(f"results file not found: {path}", note=note)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ZooError(f"cannot read {path}: {exc.strerror or exc}", note=note) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" ({exc.msg}, line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ZooError(f"{path} is not a zoo results file: not JSON{where}", note=note) from None
+    problem = _results_problem(data)
+    if problem:
+        raise ZooError(f"{path} is not a zoo results file: {problem}", note=note)
+    return data
+
+
+def _results_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"a JSON {type(data).__name__}, not an object"
+    if "schema" not in data or not isinstance(data.get("results"), list):
+        return "no `schema` and `results` keys"
+    if data["schema"] != 1:
+        return f"schema {data['schema']!r}, this zoo reads schema 1"
+    for i, row in enumerate(data["results"]):
+        if not isinstance(row, dict) or not isinstance(row.get("batch_size"), int) \
+                or not isinstance(row.get("throughput"), (int, float)):
+            return f"results[{i}] has no integer batch_size and numeric throughput"
+    return None
+
+
+def _ratio(b: Any, a: Any) -> float | None:
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not a:
+        return None
+    return b / a
+
+
+def _delta(b: Any, a: Any) -> float | None:
+    return b - a if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Run B against run A, row by row (matched by batch size): ratios are B / A (throughput above 1 and
+    latency below 1 mean B is faster), top-1/top-5 deltas are B - A; then what differs between the runs."""
+    rows_a = {r["batch_size"]: r for r in a.get("results") or []}
+    rows_b = {r["batch_size"]: r for r in b.get("results") or []}
+    matched = []
+    for bs in sorted(set(rows_a) & set(rows_b)):
+        ra, rb = rows_a[bs], rows_b[bs]
+        lat_a, lat_b = ra.get("latency_ms") or {}, rb.get("latency_ms") or {}
+        matched.append({
+            "batch_size": bs,
+            "throughput_a": ra.get("throughput"), "throughput_b": rb.get("throughput"),
+            "throughput_ratio": _ratio(rb.get("throughput"), ra.get("throughput")),
+            "throughput_e2e_ratio": _ratio(rb.get("throughput_e2e"), ra.get("throughput_e2e")),
+            "latency_ratio": _ratio(lat_b.get("mean"), lat_a.get("mean")),
+            "latency_p99_ratio": _ratio(lat_b.get("p99"), lat_a.get("p99")),
+            "top1_a": ra.get("top1"), "top1_b": rb.get("top1"), "top1_delta": _delta(rb.get("top1"), ra.get("top1")),
+            "top5_a": ra.get("top5"), "top5_b": rb.get("top5"), "top5_delta": _delta(rb.get("top5"), ra.get("top5")),
+            "stable_a": ra.get("stable"), "stable_b": rb.get("stable"),
+        })
+    ratios = [r["throughput_ratio"] for r in matched if r["throughput_ratio"]]
+    run_keys = {k: (a.get(k), b.get(k)) for k in ("model", "backend", "device", "weights", "preset")}
+    measurement_a = {k: v for k, v in (a.get("measurement") or {}).items() if k != "formula"}
+    measurement_b = {k: v for k, v in (b.get("measurement") or {}).items() if k != "formula"}
+    for key in sorted(set(measurement_a) | set(measurement_b)):
+        run_keys[f"measurement.{key}"] = (measurement_a.get(key), measurement_b.get(key))
+    env_a, env_b = _flatten(a.get("env") or {}), _flatten(b.get("env") or {})
+    return {
+        "rows": matched,
+        "only_in_a": sorted(set(rows_a) - set(rows_b)),
+        "only_in_b": sorted(set(rows_b) - set(rows_a)),
+        "throughput_ratio_geomean": math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None,
+        "differences": {k: {"a": va, "b": vb} for k, (va, vb) in run_keys.items() if va != vb},
+        "env": {k: {"a": env_a.get(k), "b": env_b.get(k)}
+                for k in sorted(set(env_a) | set(env_b)) if env_a.get(k) != env_b.get(k)},
+    }
