@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .errors import ZooError
+
 CACHE_ENV = "ZOO_CACHE_DIR"
 MANIFEST = "manifest.json"
 
@@ -72,11 +74,20 @@ class ArtifactStore:
         found = self._load(stage, key, final)
         if found is not None:
             return found
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(stage_dir / f".{key}.lock"):
+        lock = stage_dir / f".{key}.lock"
+        try:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            lock.touch()
+        except OSError as exc:
+            raise ZooError(f"cannot write to the cache {self.root}: {exc.strerror or exc}",
+                           note=f"set {CACHE_ENV} to a writable folder with free space") from None
+        with _locked(lock):
             found = self._load(stage, key, final)
             if found is not None:
                 return found
+            # Holding the lock, no one else builds this key: a temporary folder of it was left by a killed run.
+            for stale in stage_dir.glob(f".{key}.tmp-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             tmp = stage_dir / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
@@ -100,6 +111,34 @@ class ArtifactStore:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
         return Artifact(stage, key, final, cached=False, manifest=manifest)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every artifact in the cache: stage, key, size, creation time, and whether its manifest is whole."""
+        rows = []
+        if not self.root.is_dir():
+            return rows
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for folder in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
+                size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+                complete = folder.name.startswith(".") is False and self._load(stage_dir.name, folder.name, folder)
+                rows.append({
+                    "stage": stage_dir.name, "key": folder.name, "path": str(folder), "bytes": size,
+                    "modified": folder.stat().st_mtime, "complete": bool(complete) or stage_dir.name == "evaluations",
+                })
+        return rows
+
+    def clean(self, older_than_s: float | None = None) -> dict[str, int]:
+        """Remove artifacts (all, or those not modified for ``older_than_s`` seconds) and every leftover
+        temporary folder; returns how many folders and bytes went."""
+        removed, freed = 0, 0
+        now = time.time()
+        for row in self.entries():
+            leftover = Path(row["path"]).name.startswith(".") or not row["complete"]
+            if leftover or older_than_s is None or now - row["modified"] > older_than_s:
+                shutil.rmtree(row["path"], ignore_errors=True)
+                removed += 1
+                freed += row["bytes"]
+        return {"removed": removed, "bytes": freed}
 
     @staticmethod
     def _load(stage: str, key: str, folder: Path) -> Artifact | None:

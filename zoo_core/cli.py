@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import time
@@ -10,7 +11,10 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_INTERRUPTED, EXIT_USAGE, ZooError
+from .errors import EXIT_ENV, EXIT_INTERRUPTED, EXIT_USAGE, ZooError
+
+# Failures of the machine rather than of zoo: a full disk, a quota, a read-only or forbidden folder.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _zoo():  # noqa: ANN202
@@ -364,6 +368,69 @@ def _report_files_line(out: Path) -> str:
     return files_line(out)
 
 
+@cli.group("cache")
+def cache_group() -> None:
+    """The artifact cache: exports, simplified models, compiled models, saved accuracy shards."""
+
+
+@cache_group.command("path")
+def cache_path_cmd() -> None:
+    """Print the cache folder ($ZOO_CACHE_DIR, else the platform's user cache folder)."""
+    from .artifacts import cache_root
+
+    click.echo(str(cache_root()))
+
+
+@cache_group.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array on stdout.")
+def cache_ls_cmd(as_json: bool) -> None:
+    """List the cached artifacts with their size and age."""
+    from .artifacts import ArtifactStore
+
+    rows = ArtifactStore().entries()
+    if as_json:
+        return _emit_json(rows)
+    from rich.table import Table
+
+    table = Table("stage", "key", "size", "modified", "state", box=None, header_style="bold")
+    for r in rows:
+        state = "ok" if r["complete"] else "[yellow]incomplete (left by a crash)[/]"
+        table.add_row(r["stage"], r["key"], _size(r["bytes"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["modified"])), state)
+    console = _console()
+    console.print(table)
+    console.print(f"{len(rows)} artifacts, {_size(sum(r['bytes'] for r in rows))} in {ArtifactStore().root}")
+
+
+@cache_group.command("clean")
+@click.option("--older-than", default=None, metavar="AGE", help="Only artifacts unused for AGE, e.g. 30m, 12h, 7d.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def cache_clean_cmd(older_than: str | None, as_json: bool) -> None:
+    """Remove cached artifacts (and whatever a crash left half-written)."""
+    from .artifacts import ArtifactStore
+
+    data = ArtifactStore().clean(_parse_age(older_than) if older_than else None)
+    if as_json:
+        return _emit_json(data)
+    click.echo(f"removed {data['removed']} artifacts, {_size(data['bytes'])}")
+
+
+def _parse_age(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise ZooError(f"--older-than: {text!r} is not an age", note="write e.g. 30m, 12h or 7d",
+                       exit_code=EXIT_USAGE) from None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def doctor_cmd(as_json: bool) -> None:
@@ -422,8 +489,15 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(f"Note: {exc.note}", err=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("Interrupted.", err=True)
+        click.echo("Interrupted; what was finished is kept in the cache.", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise  # anything else is a bug, and keeps its traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
+        click.echo("Note: free some disk space, or point --out and ZOO_CACHE_DIR at a writable folder", err=True)
+        sys.exit(EXIT_ENV)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
