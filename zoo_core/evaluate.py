@@ -189,6 +189,8 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
         "skip_bad": options.skip_bad, "per_shard": per_shard,
     })
     state.mkdir(parents=True, exist_ok=True)
+    for leftover in state.glob(".*.tmp"):  # a shard a killed run was writing
+        leftover.unlink(missing_ok=True)
     done = {i for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists()}
     todo = [i for i in range(len(shards)) if i not in done]
     fresh = sum(len(shards[i]) for i in todo)

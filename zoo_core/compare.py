@@ -1,0 +1,206 @@
+"""``zoo compare``: the same inputs through several backends, every output checked against a reference backend."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import CheckError, UsageError, ZooError
+from .export import sample_input
+from .progress import Progress
+from .runner import Prepared, Zoo, prepare
+from .runtime import infer_batches
+from .specs import RunOptions
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .specs import ModelSpec
+
+# fp32 backends agree to about 1e-7 on logits, but graph rewrites (fused convolutions, reordered sums) move the
+# last bits, and a large logit scales that: these defaults leave room for that and still catch a wrong weight.
+# An fp16 backend (Ascend's force_fp16 precision mode) needs looser ones, e.g. --atol 1e-2 --rtol 1e-2.
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-3
+PREFERRED_REFERENCE = "torch"  # the eager PyTorch module: what every export is meant to reproduce
+RULE = "|backend - reference| <= atol + rtol * |reference|, element by element (numpy.allclose)"
+
+
+@dataclass(frozen=True)
+class OutputErrors:
+    """How one output of a backend differs from the reference's, under numpy.allclose's rule.
+
+    ``None`` where no number answers: an output holds NaN or infinity, or (``needed_rtol``) the outputs differ by
+    more than ``atol`` where the reference is exactly 0, which no relative tolerance covers.
+    """
+
+    max_abs: float | None  # max |a - b|
+    max_rel: float | None  # max |a - b| / max(|b|, tiny)
+    needed_atol: float | None  # the smallest atol that passes at the given rtol
+    needed_rtol: float | None  # the smallest rtol that passes at the given atol
+    passed: bool  # numpy.allclose(a, b, rtol, atol)
+
+
+def output_errors(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> OutputErrors:
+    """Compare ``actual`` with the reference ``expected`` (same shape), in float64."""
+    import numpy as np
+
+    if actual.shape != expected.shape:
+        raise CheckError(f"output shapes differ: {actual.shape} against the reference's {expected.shape}")
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    passed = bool(np.allclose(a, b, rtol=rtol, atol=atol))
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return OutputErrors(None, None, None, None, passed)
+    if a.size == 0:
+        return OutputErrors(0.0, 0.0, 0.0, 0.0, passed)
+    diff = np.abs(a - b)
+    scale = np.abs(b)
+    return OutputErrors(
+        max_abs=float(diff.max()),
+        max_rel=float((diff / np.maximum(scale, np.finfo(np.float64).tiny)).max()),
+        needed_atol=max(0.0, float((diff - rtol * scale).max())),
+        needed_rtol=_needed_rtol(diff, scale, atol),
+        passed=passed,
+    )
+
+
+def _needed_rtol(diff: np.ndarray, scale: np.ndarray, atol: float) -> float | None:
+    """The smallest rtol with ``diff <= atol + rtol * scale`` everywhere, or None where none exists."""
+    over = diff > atol
+    if not over.any():
+        return 0.0
+    if (scale[over] == 0).any():
+        return None
+    return float(((diff[over] - atol) / scale[over]).max())
+
+
+def ceil_sig(value: float, digits: int = 3) -> float:
+    """``value`` rounded up to ``digits`` significant digits: a tolerance to pass on the command line."""
+    if value <= 0 or not math.isfinite(value):
+        return value
+    step = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    up = float(f"{math.ceil(value / step) * step:.{digits}g}")
+    return up if up >= value else float(f"{up + step:.{digits}g}")
+
+
+def parse_backends(text: str) -> list[str]:
+    """``"onnxruntime,torch"`` -> the backend names, in order; at least two, none twice."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    _check_backend_names(names)
+    return names
+
+
+def _check_backend_names(names: list[str]) -> None:
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UsageError(f"--backends: {', '.join(twice)} named twice", note="name each backend once")
+    if len(names) < 2:
+        raise UsageError("--backends: compare needs at least two backends",
+                         note="write e.g. --backends onnxruntime,torch")
+
+
+def reference_backend(backends: list[str]) -> str:
+    """The backend the others are compared with: torch when it is named, else the first named."""
+    return PREFERRED_REFERENCE if PREFERRED_REFERENCE in backends else backends[0]
+
+
+def default_samples(batch_size: int) -> int:
+    """Two full batches and a partial one, so that the padding of the last batch is compared too."""
+    return 2 * batch_size + 1
+
+
+def _check_request(zoo: Zoo, options: RunOptions, backends: list[str], samples: int, atol: float,
+                   rtol: float) -> None:
+    """Every problem with the request, before anything is exported."""
+    _check_backend_names(backends)
+    for name in backends:
+        zoo.registry.backend(name)  # unknown: a usage error; unavailable here: an environment error
+    if len(options.batch_sizes) != 1:
+        raise UsageError("--bs: compare takes one batch size", note="write e.g. --bs 8")
+    if samples < 1:
+        raise UsageError(f"--samples: {samples} must be at least 1", note="leave it out for 2 * bs + 1")
+    if atol < 0 or rtol < 0:
+        raise UsageError("--atol and --rtol must not be negative", note="write e.g. --atol 1e-2 --rtol 1e-2")
+
+
+def run_backend(
+    zoo: Zoo, options: RunOptions, inputs: np.ndarray, progress: Progress
+) -> tuple[Prepared, list[np.ndarray]]:
+    """Prepare ``options.backend`` at its one batch size and run ``inputs`` through it: (prepared, outputs)."""
+    prepared = prepare(zoo, options, progress)
+    compiled = prepared.compiled[options.batch_sizes[0]]
+    runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=prepared.model, options=options)
+    if runner is None:
+        raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
+    with progress.stage(f"infer {len(inputs)} samples on {options.backend}") as done, runner:
+        outputs = infer_batches(runner, {i.name: inputs for i in compiled.inputs})
+        done(f"{len(outputs)} output(s)")
+    return prepared, outputs
+
+
+def compare(zoo: Zoo, options: RunOptions, backends: list[str], samples: int, atol: float = DEFAULT_ATOL,
+            rtol: float = DEFAULT_RTOL, progress: Progress | None = None) -> dict[str, Any]:
+    """Run ``samples`` seeded inputs through every backend; each output of each backend against the reference's."""
+    progress = progress or Progress()
+    _check_request(zoo, options, backends, samples, atol, rtol)
+    model: ModelSpec = zoo.registry.model(options.model)
+    inputs = sample_input(model, samples, options.seed)
+    runs = {name: run_backend(zoo, options.with_(backend=name), inputs, progress) for name in backends}
+    reference = reference_backend(backends)
+    ref_prepared, ref_outputs = runs[reference]
+    names = list(ref_prepared.compiled[options.batch_sizes[0]].output_names)
+    comparisons = []
+    for name in (b for b in backends if b != reference):
+        outputs = runs[name][1]
+        if len(outputs) != len(ref_outputs):
+            raise CheckError(f"{name} returns {len(outputs)} outputs, {reference} {len(ref_outputs)}")
+        for output, actual, expected in zip(names, outputs, ref_outputs):
+            errors = output_errors(actual, expected, atol, rtol)
+            comparisons.append({"backend": name, "reference": reference, "output": output,
+                                "shape": list(actual.shape), **asdict(errors)})
+    return {
+        "model": model.name,
+        "weights": ref_prepared.weights.label,
+        "onnx": str(options.onnx) if options.onnx is not None else None,
+        "batch_size": options.batch_sizes[0],
+        "samples": samples,
+        "seed": options.seed,
+        "backends": list(backends),
+        "reference": reference,
+        "atol": atol,
+        "rtol": rtol,
+        "rule": RULE,
+        "passed": all(c["passed"] for c in comparisons),
+        "needed_atol": _worst(c["needed_atol"] for c in comparisons),
+        "needed_rtol": _worst(c["needed_rtol"] for c in comparisons),
+        "comparisons": comparisons,
+    }
+
+
+def _worst(values: Any) -> float | None:
+    """The largest of ``values``, or None when one of them is None (no number answers)."""
+    values = list(values)
+    return None if any(v is None for v in values) else max(values, default=0.0)
+
+
+def raise_if_failed(result: dict[str, Any]) -> None:
+    """A :class:`CheckError` naming the worst failing output and the tolerance it would have needed."""
+    failed = [c for c in result["comparisons"] if not c["passed"]]
+    if not failed:
+        return
+    worst = max(failed, key=lambda c: math.inf if c["needed_atol"] is None else c["needed_atol"])
+    atol, rtol = result["atol"], result["rtol"]
+    where = f"{worst['backend']} differs from {worst['reference']} on {worst['output']}"
+    if worst["max_abs"] is None:
+        raise CheckError(f"{where}: an output holds NaN or infinity",
+                         note="no tolerance covers it; check the backend's precision mode and the model's inputs")
+    rtol_hint = (f" or --rtol {ceil_sig(result['needed_rtol']):.3g} (at --atol {atol:g})"
+                 if result["needed_rtol"] is not None else "")
+    raise CheckError(
+        f"{where} beyond --atol {atol:g} --rtol {rtol:g} ({len(failed)} of {len(result['comparisons'])} "
+        f"output(s) fail): max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}",
+        note=f"needed --atol {ceil_sig(result['needed_atol']):.3g} (at --rtol {rtol:g}){rtol_hint}; "
+        "an fp16 backend needs looser tolerances than the fp32 defaults",
+    )
