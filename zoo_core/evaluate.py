@@ -59,23 +59,22 @@ def _guess_kind(path: Path, options: RunOptions) -> str:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(model: ModelSpec, preset: str, slots: Any) -> None:
+def _init_worker(model: ModelSpec, preset: str, slots: Any, sample: tuple[tuple[int, ...], str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
     if "pm" not in _worker:  # a spawned worker: load the plugins anew (a forked one inherited them)
         from .plugins import get_plugin_manager
 
         _worker["pm"] = get_plugin_manager()
-    _worker.update(model=model, preset=preset, slots=slots)
+    _worker.update(model=model, preset=preset, slots=slots, sample=sample)
 
 
-def _slot(buffer: Any, model: ModelSpec, slot: int) -> np.ndarray:
-    """Slot ``slot`` of the shared buffer, as an array of the model's input sample."""
+def _slot(buffer: Any, sample: tuple[tuple[int, ...], str], slot: int) -> np.ndarray:
+    """Slot ``slot`` of the shared buffer, as an array of one input sample (shape, dtype)."""
     import numpy as np
 
-    dtype = np.dtype(model.input_dtype)
-    count = int(np.prod(model.input_shape))
-    return np.frombuffer(buffer, dtype=dtype, count=count, offset=slot * count * dtype.itemsize).reshape(
-        model.input_shape)
+    shape, dtype = sample[0], np.dtype(sample[1])
+    count = int(np.prod(shape))
+    return np.frombuffer(buffer, dtype=dtype, count=count, offset=slot * count * dtype.itemsize).reshape(shape)
 
 
 def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str | None]:
@@ -94,9 +93,10 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
         array.tofile(tmp)
         os.replace(tmp, target)
         return index, None, None
-    if array.shape != tuple(model.input_shape) or array.dtype != model.input_dtype:
+    shape, dtype = _worker["sample"]
+    if array.shape != tuple(shape) or array.dtype != dtype:
         return index, array, None  # not what the model takes: sent whole, and the runner will say so
-    _slot(_worker["slots"], model, slot)[...] = array
+    _slot(_worker["slots"], _worker["sample"], slot)[...] = array
     return index, slot, None
 
 
@@ -112,6 +112,7 @@ class Preprocessor:
     preset: str
     workers: int
     pm: Any = None  # the parent's plugin manager, inherited by forked workers
+    sample: tuple[tuple[int, ...], str] | None = None  # one input's shape and dtype (default: the model's)
     ahead: int = 32  # images decoded ahead of the consumer, at most
 
     def __enter__(self) -> "Preprocessor":
@@ -125,14 +126,16 @@ class Preprocessor:
         # before the backend opens its session.
         method = "fork" if sys.platform == "linux" else "spawn"
         context = get_context(method)
-        size = int(np.prod(self.model.input_shape)) * np.dtype(self.model.input_dtype).itemsize
+        if self.sample is None:
+            self.sample = (tuple(self.model.input_shape), self.model.input_dtype)
+        size = int(np.prod(self.sample[0])) * np.dtype(self.sample[1]).itemsize
         self.slots = context.RawArray("b", self.ahead * size)
         self._closed = threading.Event()
         _worker.clear()
         if method == "fork" and self.pm is not None:
             _worker["pm"] = self.pm
         try:
-            self.pool = context.Pool(self.workers, _init_worker, (self.model, self.preset, self.slots))
+            self.pool = context.Pool(self.workers, _init_worker, (self.model, self.preset, self.slots, self.sample))
         finally:
             _worker.clear()
         return self
@@ -159,7 +162,7 @@ class Preprocessor:
         def drain() -> Iterator[tuple[int, Any, str | None]]:
             for index, value, error in results:
                 if isinstance(value, int):
-                    value = _slot(self.slots, self.model, value).copy()
+                    value = _slot(self.slots, self.sample, value).copy()
                 room.release()  # the slot is read: the image `ahead` places on may be decoded into it
                 yield index, value, error
 
@@ -183,8 +186,10 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     compiled = prepared.compiled[bs]
     per_shard = bs * max(1, -(-options.shard_images // bs))  # rounded up to whole batches
     shards = [dataset.samples[i : i + per_shard] for i in range(0, len(dataset.samples), per_shard)]
+    preset = model.preset_for(compiled.backend, options.preset)  # e.g. uint8 images for an AIPP-normalising chip
+    sample = (tuple(compiled.inputs[0].shape[1:]), compiled.inputs[0].dtype)
     state = zoo.store.root / "evaluations" / fingerprint({
-        "compiled": compiled.path.parent.name, "preset": options.preset, "dataset": dataset.signature(),
+        "compiled": compiled.path.parent.name, "preset": preset, "dataset": dataset.signature(),
         "preprocess": _preprocessing_versions(zoo),
         "skip_bad": options.skip_bad, "per_shard": per_shard,
     })
@@ -199,7 +204,7 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
         label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
         try:
             # The workers start (and import) while the backend opens its session.
-            with Preprocessor(model, options.preset, options.workers, zoo.pm) as pre, \
+            with Preprocessor(model, preset, options.workers, zoo.pm, sample) as pre, \
                     _open_runner(zoo, compiled, model, options) as runner, progress.loop(label, fresh) as advance:
                 stream = pre.map([s for i in todo for s in shards[i]])
                 name = compiled.inputs[0].name
@@ -233,7 +238,7 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
                            note="run the same command again to resume from them", exit_code=EXIT_INTERRUPTED) from None
     end = time.perf_counter()
     timing = {"setup_seconds": ready - start, "seconds": end - ready}
-    return _score(zoo, model, dataset, shards, state, options, bs, fresh, timing)
+    return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing), "preset": preset}
 
 
 def _preprocessing_versions(zoo: Zoo) -> list[str]:
@@ -293,7 +298,6 @@ def _score(
         **timing,  # setup: starting the workers and opening the session; then the streaming itself
         "images_per_s": fresh / timing["seconds"] if fresh and timing["seconds"] > 0 else None,
         "resumed_images": len(samples) + len(skipped) - fresh,
-        "preset": options.preset,
         "workers": options.workers,
     }
 

@@ -90,6 +90,18 @@ def sample_input(model: ModelSpec, batch_size: int, seed: int = 0) -> np.ndarray
     return rng.standard_normal((batch_size, *model.input_shape)).astype(model.input_dtype)
 
 
+def sample_batch(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
+    """Seeded generated input of any shape: normal floats, or the full range of an integer type (images)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    kind = np.dtype(dtype)
+    if kind.kind in "ui":
+        info = np.iinfo(kind)
+        return rng.integers(max(info.min, 0), min(info.max, 255) + 1, size=shape, dtype=kind)
+    return rng.standard_normal(shape).astype(kind)
+
+
 def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, atol: float = 1e-4) -> ExportCheck:
     """Export ``model`` to ``path`` with a dynamic batch axis, then check ONNX Runtime against PyTorch.
 

@@ -103,8 +103,8 @@ def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path) -> np.ndarra
     :param model: The model the sample is for; its spec holds mean, std and input shape.
     :param preset: The preprocessing preset (e.g. ``"modelzoo"`` or ``"reference"``).
     :param image_path: The image file.
-    :return: The sample as an array of the model's input shape and dtype, or ``None`` when ``model``
-        is not this plugin's.
+    :return: The sample as an array of the model's input shape and dtype (or, for a preset that a backend's
+        input override names, of that override's shape and dtype), or ``None`` when ``model`` is not this plugin's.
 
     Stops at first non-None result.
     """

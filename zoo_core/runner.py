@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from .artifacts import Artifact, ArtifactStore
 from .environment import fingerprint, package_version
 from .errors import ZooError
-from .export import CHECK_FILE, sample_input, simplify_onnx
+from .export import CHECK_FILE, sample_batch, simplify_onnx
 from .measure import latency_stats, throughput, windows_agree
 from .plugins import Registry, ZooPluginManager, get_plugin_manager
 from .progress import Progress
@@ -213,7 +213,7 @@ def timed_loop(
     runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
     if runner is None:
         raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
-    feed = {i.name: sample_input(model, compiled.batch_size, seed=options.seed) for i in compiled.inputs}
+    feed = {i.name: sample_batch(i.shape, i.dtype, seed=options.seed) for i in compiled.inputs}
 
     def batches(count: int) -> tuple[list[float], list[float]]:
         wall, device = [], []

@@ -77,6 +77,12 @@ class Runner(ABC):
 COMPILED_FILE = "compiled.json"
 
 
+def compiled_inputs(model: Any, backend: str, batch_size: int) -> tuple[InputInfo, ...]:
+    """The batched inputs of ``model`` compiled for ``backend`` (its input override, if the model has one)."""
+    shape, dtype, _ = model.input_for(backend)
+    return tuple(InputInfo(name, (batch_size, *shape), dtype) for name in model.input_names)
+
+
 def save_compiled(compiled: CompiledModel, folder: Path) -> None:
     """Write ``compiled`` into its artifact folder, with paths relative to it."""
     import json

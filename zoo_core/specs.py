@@ -52,11 +52,25 @@ class ModelSpec:
     opset: int = 11
     # Extra arguments per backend, e.g. {"ascend": {"insert_op_conf": "/path/aipp.cfg", "input_fp16_nodes": "x"}}
     backend_args: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Where a backend's compiled model takes another input than the ONNX (e.g. uint8 images that the chip
+    # normalises through AIPP): {"ascend": {"shape": (256, 256, 3), "dtype": "uint8", "format": "NHWC",
+    # "preset": "aipp"}}; images for that backend are preprocessed with that preset.
+    backend_inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     weights: WeightsSpec | None = None
     license: str = ""
     reference_accuracy: Accuracy | None = None
     description: str = ""
     plugin: str = ""  # filled in by the registry: the plugin that registered it
+
+    def input_for(self, backend: str) -> tuple[tuple[int, ...], str, str]:
+        """The per-sample input shape, dtype and format of this model compiled for ``backend``."""
+        override = self.backend_inputs.get(backend, {})
+        return (tuple(override.get("shape", self.input_shape)), str(override.get("dtype", self.input_dtype)),
+                str(override.get("format", self.input_format)))
+
+    def preset_for(self, backend: str, preset: str) -> str:
+        """The preprocessing preset for ``backend``: its input override's, else ``preset``."""
+        return str(self.backend_inputs.get(backend, {}).get("preset", preset))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view of the spec."""
@@ -68,9 +82,18 @@ class ModelSpec:
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):
-                value = {k: dict(v) if isinstance(v, Mapping) else v for k, v in value.items()}
+                value = {k: _plain(v) for k, v in value.items()}
             out[f.name] = value
         return out
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and tuples as dicts and lists, for JSON."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

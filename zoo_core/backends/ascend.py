@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .. import hookimpl
 from ..errors import ZooError
-from ..runtime import CompiledModel, InputInfo, Runner
+from ..runtime import CompiledModel, Runner, compiled_inputs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -267,7 +267,7 @@ def zoo_compile(
         model=model.name,
         batch_size=batch_size,
         path=workdir / OM_FILE,
-        inputs=tuple(InputInfo(n, (batch_size, *model.input_shape), model.input_dtype) for n in model.input_names),
+        inputs=compiled_inputs(model, NAME, batch_size),
         output_names=model.output_names,
         device="npu",
         extra={"soc_version": soc, "atc": args[1:], "precision_mode": options.precision_mode or "ATC default"},

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .. import hookimpl
-from ..runtime import CompiledModel, InputInfo, Runner
+from ..runtime import CompiledModel, Runner, compiled_inputs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -75,7 +75,7 @@ def zoo_compile(
         model=model.name,
         batch_size=batch_size,
         path=target,
-        inputs=tuple(InputInfo(n, (batch_size, *model.input_shape), model.input_dtype) for n in model.input_names),
+        inputs=compiled_inputs(model, NAME, batch_size),
         output_names=model.output_names,
         device="cpu",
         extra={"onnxruntime": ort.__version__},
