@@ -60,6 +60,7 @@ class SelfConsistent:
     margins: dict[str, float] = field(repr=False)  # file stem -> top-1 minus top-2 logit
     generated: int = 0  # images written before the margin filter
     min_margin: float = 0.0
+    model: str = "resnest50"
 
     @property
     def names(self) -> list[str]:
@@ -248,7 +249,7 @@ def _attempt_dataset(root: Path, data: Path, model: str, count: int, seed: int, 
         else:
             path.unlink()
     write_labels(data / LABEL_FILE, labels, seed=seed)
-    return SelfConsistent(
+    return SelfConsistent(model=model, 
         data=data, weights=weights, labels=labels, classes=frozenset(labels.values()), margins=kept_margins,
         generated=count, min_margin=min_margin,
     )

@@ -24,13 +24,15 @@ pytestmark = pytest.mark.slow
 BATCH = 8  # the kept count is not a multiple of it in general: the last batch is padded
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> SelfConsistent:
-    return make_selfconsistent_dataset(tmp_path_factory.mktemp("selfconsistent"))
+# ResNeSt-50 from the in-tree plugin; ResNet-50 from the third-party example plugin, whose Ascend input is a
+# uint8 image that the chip crops and normalises through AIPP.
+@pytest.fixture(scope="module", params=["resnest50", "resnet50"])
+def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SelfConsistent:
+    return make_selfconsistent_dataset(tmp_path_factory.mktemp("selfconsistent"), model=request.param)
 
 
-def run_accuracy(zoo_cli, data: Path, weights: Path, out: Path, *extra: str, env=None):  # noqa: ANN001, ANN201
-    result = zoo_cli("run", "resnest50", "--bs", str(BATCH), "--data", str(data), "--weights", str(weights),
+def run_accuracy(zoo_cli, dataset: SelfConsistent, data: Path, out: Path, *extra: str, env=None):  # noqa: ANN001, ANN201
+    result = zoo_cli("run", dataset.model, "--bs", str(BATCH), "--data", str(data), "--weights", str(dataset.weights),
                      "--warmup", "0", "--iterations", "1", "--json", "--out", str(out), *extra, env=env)
     assert result.code == 0, result
     return result.json()
@@ -72,7 +74,7 @@ def test_the_dataset_is_a_discriminating_oracle(dataset: SelfConsistent) -> None
 
 def test_onnxruntime_scores_top1_one_on_its_own_predictions(zoo_cli, dataset, tmp_path) -> None:
     out = tmp_path / "out"
-    data = run_accuracy(zoo_cli, dataset.data, dataset.weights, out)
+    data = run_accuracy(zoo_cli, dataset, dataset.data, out)
     assert data["backend"] == "onnxruntime"
     assert_self_consistent(data, out, dataset)
 
@@ -85,7 +87,7 @@ def test_negative_control_labels_shifted_by_one_image(zoo_cli, dataset, tmp_path
     expected = sum(shifted[s] == dataset.labels[s] for s in dataset.labels) / len(dataset.labels)
 
     out = tmp_path / "out"
-    data = run_accuracy(zoo_cli, copy, dataset.weights, out)
+    data = run_accuracy(zoo_cli, dataset, copy, out)
     assert data["accuracy"]["top1"] < 0.5
     assert data["accuracy"]["top1"] == pytest.approx(expected)
     assert data["accuracy"]["images"] == len(dataset.labels)
@@ -95,6 +97,6 @@ def test_negative_control_labels_shifted_by_one_image(zoo_cli, dataset, tmp_path
 
 def test_the_ascend_fakes_score_top1_one_on_the_same_predictions(zoo_cli, ascend_env, dataset, tmp_path) -> None:
     out = tmp_path / "out"
-    data = run_accuracy(zoo_cli, dataset.data, dataset.weights, out, "--backend", "ascend", env=ascend_env)
+    data = run_accuracy(zoo_cli, dataset, dataset.data, out, "--backend", "ascend", env=ascend_env)
     assert data["backend"] == "ascend"
     assert_self_consistent(data, out, dataset)

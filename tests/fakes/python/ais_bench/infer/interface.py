@@ -168,11 +168,22 @@ class InferSession:
         self._check_mode(mode)
         if not out_array:
             raise RuntimeError("[ERROR] this fake returns numpy arrays only (out_array=True)")
-        if self._header.get("aipp"):
-            raise RuntimeError("[ERROR] this fake does not execute AIPP (--insert_op_conf); the model has it")
         self._check_feeds(feeds)
         ort_feeds = {entry["name"]: np.ascontiguousarray(feed).astype(entry["model_dtype"], copy=False)
                      for entry, feed in zip(self._header["inputs"], feeds)}
+        aipp = self._header.get("aipp")
+        if aipp:  # the chip's static AIPP: crop, per-channel (x - mean - min) * var_reci, NHWC -> NCHW
+            entry = self._header["inputs"][0]
+            image = feeds[0]
+            if aipp["crop"]:
+                h0, w0 = aipp["load_start_pos_h"], aipp["load_start_pos_w"]
+                image = image[:, h0 : h0 + aipp["crop_size_h"], w0 : w0 + aipp["crop_size_w"], :]
+            pixels = image.astype(np.float32)
+            for c in range(3):
+                pixels[..., c] = (pixels[..., c] - np.float32(aipp[f"mean_chn_{c}"] + aipp[f"min_chn_{c}"])) \
+                    * np.float32(aipp[f"var_reci_chn_{c}"])
+            ort_feeds[entry["name"]] = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).astype(
+                entry["onnx"]["model_dtype"], copy=False)
         for _ in range(self._loop):
             start = time.perf_counter()
             outputs = self._session.run(None, ort_feeds)
