@@ -14,7 +14,7 @@ from .environment import fingerprint, package_version
 from .errors import ZooError
 from .export import CHECK_FILE, sample_batch, simplify_onnx
 from .measure import latency_stats, throughput, windows_agree
-from .plugins import Registry, ZooPluginManager, get_plugin_manager
+from .plugins import Registry, ZooPluginManager, get_plugin_manager, plugin_version
 from .progress import Progress
 from .runtime import CompiledModel, load_compiled, save_compiled
 from .specs import BackendSpec, ModelSpec, RunOptions
@@ -65,6 +65,7 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
         "torch": package_version("torch"),
         "onnx": package_version("onnx"),
         "plugin": model.plugin,
+        "plugin_version": plugin_version(zoo.pm, model.plugin),  # a new release may build the model differently
     }
 
     def build(folder: Path) -> None:

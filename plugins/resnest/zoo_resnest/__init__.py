@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from zoo_core.specs import ModelSpec, RunOptions
     from zoo_core.weights import WeightsRef
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 FAMILY = "resnest"
 

@@ -171,7 +171,12 @@ class ResNeSt(nn.Module):
         return nn.Sequential(*blocks)
 
     def _init_weights(self) -> None:
-        """He-normal convolutions (fan-out, std sqrt(2/(k*k*out))), BN as identity; the head keeps torch's default."""
+        """He-normal convolutions (fan-out, std sqrt(2/(k*k*out))), BN as identity; the head keeps torch's default.
+
+        The last BN of each residual branch starts at 0.1: with unit gammas the activations of the deep variants
+        (resnest200/269, seeded random weights) grow into the thousands and float32 ONNX Runtime no longer
+        agrees with PyTorch. Loaded weights replace all of this; it draws no random numbers.
+        """
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
@@ -179,6 +184,9 @@ class ResNeSt(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        for module in self.modules():
+            if isinstance(module, Bottleneck):
+                nn.init.constant_(module.bn3.weight, 0.1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last stage's feature map, ``(N, planes[-1]*4, H/32, W/32)``."""
