@@ -185,11 +185,13 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
     if options.workers == 0:
         options = options.with_(workers=cpu_count())
     if options.workers < 1 or options.threads < 1:
-        raise UsageError("--workers and --threads must be at least 1")
+        raise UsageError("--workers and --threads must be at least 1", note="leave them out for one per core")
     if options.warmup < 0 or (options.iterations is not None and options.iterations < 1) or options.window < 1:
-        raise UsageError("--warmup must be at least 0, and --iterations and --window at least 1")
+        raise UsageError("--warmup must be at least 0, and --iterations and --window at least 1",
+                         note="e.g. --warmup 5 --window 10, or --iterations 100 for a fixed count")
     if options.max_seconds <= 0 or not 0 < options.agree < 1:
-        raise UsageError("--max-seconds must be positive and --agree between 0 and 1")
+        raise UsageError("--max-seconds must be positive and --agree between 0 and 1",
+                         note="e.g. --max-seconds 60 --agree 0.1")
     return options
 
 
@@ -204,7 +206,7 @@ def parse_devices(text: str) -> tuple[int, ...]:
         if value < 0:
             raise UsageError(f"--device: {value} is not a device id", note="device ids start at 0")
         if value in devices:
-            raise UsageError(f"--device: device {value} is named twice")
+            raise UsageError(f"--device: device {value} is named twice", note="name each device once, e.g. --device 0,1")
         devices.append(value)
     return tuple(devices)
 
