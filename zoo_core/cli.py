@@ -168,6 +168,11 @@ def run_cmd(
     if options.out is None:
         backend = zoo.registry.backend(options.backend).name
         options = options.with_(out=Path("zoo-runs") / f"{spec.name}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:  # an unwritable output folder fails now, not after the whole run
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"cannot write results to {options.out}: {exc.strerror or exc}",
+                       note="choose a writable folder with --out") from None
     results = run(zoo, options, RichProgress())
     if as_json:
         return _emit_json(results)
@@ -431,6 +436,28 @@ def _size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["model", "dataset", "backend"]), default="model", show_default=True,
+              help="What the plugin provides.")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="Where to create the zoo-NAME/ folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def new_plugin_cmd(name: str, kind: str, directory: Path, as_json: bool) -> None:
+    """Write a plugin package skeleton, zoo-NAME/, whose tests pass after `pip install -e`."""
+    from .scaffold import write_plugin
+
+    skeleton = write_plugin(name, kind, directory)
+    if as_json:
+        return _emit_json({"root": str(skeleton.root), "kind": kind, "name": skeleton.names.name,
+                           "package": skeleton.names.package, "files": [str(f) for f in skeleton.files]})
+    click.echo(f"wrote {skeleton.root}/, a {kind} plugin '{skeleton.names.name}' (package {skeleton.names.package}):")
+    for file in skeleton.files:
+        click.echo(f"  {file}")
+    where = skeleton.root if skeleton.root.is_absolute() else f"./{skeleton.root}"  # pip: a path, not a name
+    click.echo(f"next: pip install -e '{where}[test]' && python -m pytest {where}")
+
+
 @cli.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def doctor_cmd(as_json: bool) -> None:
@@ -470,7 +497,8 @@ def export_cmd(model: str, batch_size: int | None, output: Path, as_json: bool, 
     from .specs import resolve_options
 
     if batch_size is not None and batch_size < 1:
-        raise ZooError(f"--bs: batch size {batch_size} must be at least 1", exit_code=EXIT_USAGE)
+        raise ZooError(f"--bs: batch size {batch_size} must be at least 1", note="write e.g. --bs 8",
+                       exit_code=EXIT_USAGE)
     zoo = _zoo()
     options = resolve_options(zoo.registry.model(model), _run_flags(**flags))
     data = export_to_file(zoo, options, output, batch_size, RichProgress())
@@ -498,6 +526,11 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
         click.echo("Note: free some disk space, or point --out and ZOO_CACHE_DIR at a writable folder", err=True)
         sys.exit(EXIT_ENV)
+    except click.UsageError as exc:  # a bad flag or value: one line, like every other usage error
+        command = exc.ctx.command_path if exc.ctx else "zoo"
+        click.echo(f"Error: {exc.format_message()}", err=True)
+        click.echo(f"Note: `{command} --help` lists the arguments and options", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -85,6 +85,11 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] =
         name = getattr(plugin, "plugin_name", None) or getattr(plugin, "__name__", None) or type(plugin).__name__
         _register_checked(pm, plugin, name, "given")
     pm.check_pending()
+    if os.environ.get("ZOO_TRACE_PLUGINS"):  # one stderr line per hook call: arguments, who answered, duration
+        from .trace import enabled, trace_hooks
+
+        if enabled(os.environ):
+            trace_hooks(pm)
     return pm
 
 

@@ -3,17 +3,9 @@
 from __future__ import annotations
 
 from zoo_core import hookimpl
-from zoo_core.specs import ModelSpec
+from zoo_core.testing import TINY_RESNEST as TINY
 
-TINY = ModelSpec(
-    name="resnest-tiny",
-    family="resnest",  # exported by the ResNeSt plugin's zoo_export, like the real models
-    factory="zoo_resnest.model:build_resnest",
-    factory_kwargs={"layers": (1, 1, 1, 1), "stem_width": 8, "planes": (8, 16, 32, 64), "num_classes": 10},
-    input_shape=(3, 64, 64),
-    num_classes=10,
-    description="ResNeSt with layers [1,1,1,1] and small widths, for tests",
-)
+__all__ = ["TINY"]
 
 
 @hookimpl

@@ -1,0 +1,108 @@
+"""zoo_core.testing, the helpers offered to plugin authors: the fake backend's strictness, the generated dataset,
+the CLI runner, and the module as a zoo plugin. (Its fixtures run in each plugin skeleton's tests:
+tests/test_scaffold.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo_core.runtime import InputInfo
+from zoo_core.specs import BackendSpec, ModelSpec
+from zoo_core.testing import LABEL_FILE, FakeBackend, FakeRunner, make_zoo, run_cli, write_image_dataset
+
+MODEL = ModelSpec(name="relu", family="relu", factory="x:y", input_shape=(3,), num_classes=3)
+
+
+def _relu_onnx(path: Path, batch: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["actual_input_1"], ["output1"])], "relu",
+        [helper.make_tensor_value_info("actual_input_1", TensorProto.FLOAT, [batch, 3])],
+        [helper.make_tensor_value_info("output1", TensorProto.FLOAT, [batch, 3])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(path))
+    return path
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> FakeRunner:
+    backend = FakeBackend()
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    onnx_path = _relu_onnx(tmp_path / "m.onnx", 2)
+    compiled = backend.zoo_compile(backend=BackendSpec("fake"), model=MODEL, onnx_path=onnx_path,
+                                   batch_size=2, workdir=workdir)
+    assert compiled.path.parent == workdir and compiled.inputs == (InputInfo("actual_input_1", (2, 3)),)
+    return backend.zoo_infer(compiled=compiled)
+
+
+def test_the_fake_backend_runs_the_onnx_file(runner: FakeRunner) -> None:
+    [out] = runner.infer({"actual_input_1": np.array([[-1, 2, -3], [4, -5, 6]], dtype=np.float32)})
+    assert out.tolist() == [[0, 2, 0], [4, 0, 6]] and runner.batches == 1
+
+
+@pytest.mark.parametrize(
+    ("feed", "error"),
+    [
+        ({"actual_input_1": np.zeros((2, 3), np.float64)}, "dtype float64, expected float32"),
+        ({"actual_input_1": np.zeros((3, 2), np.float32).T}, "not C-contiguous"),
+        ({"actual_input_1": np.zeros((1, 3), np.float32)}, r"shape \(1, 3\), expected \(2, 3\)"),
+        ({"x": np.zeros((2, 3), np.float32)}, "do not match"),
+    ],
+)
+def test_the_fake_runner_refuses_what_a_device_would(runner: FakeRunner, feed: dict, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        runner.infer(feed)
+
+
+def test_the_fake_runner_refuses_a_call_after_close(runner: FakeRunner) -> None:
+    runner.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        runner.infer({"actual_input_1": np.zeros((2, 3), np.float32)})
+
+
+def test_the_fake_runner_refuses_a_file_compiled_for_another_batch(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    onnx_path = _relu_onnx(tmp_path / "m.onnx", 4)
+    compiled = backend.zoo_compile(backend=BackendSpec("fake"), model=MODEL, onnx_path=onnx_path,
+                                   batch_size=2, workdir=tmp_path)
+    with pytest.raises(ValueError, match="declares inputs"):
+        backend.zoo_infer(compiled=compiled)
+
+
+def test_the_fake_backend_answers_only_for_itself(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    assert backend.zoo_compile(backend=BackendSpec("onnxruntime"), model=MODEL, onnx_path=tmp_path, batch_size=1,
+                               workdir=tmp_path) is None
+    zoo = make_zoo(backend, cache_dir=tmp_path / "cache")
+    spec = zoo.registry.backend("fake")
+    assert spec.plugin == FakeBackend.plugin_name and zoo.registry.backend("auto").name != "fake"
+
+
+def test_write_image_dataset(tmp_path: Path) -> None:
+    from PIL import Image
+
+    labels = write_image_dataset(tmp_path, count=5, num_classes=3, seed=7)
+    assert list(labels) == [f"ILSVRC2012_val_{i:08d}.JPEG" for i in range(1, 6)]
+    assert set(labels.values()) <= {0, 1, 2}
+    lines = (tmp_path / LABEL_FILE).read_text().splitlines()
+    assert sorted(lines) == sorted(f"{name} {label}" for name, label in labels.items())
+    for name in labels:
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "JPEG"
+    assert write_image_dataset(tmp_path / "again", count=5, num_classes=3, seed=7) == labels  # seeded
+
+
+def test_run_cli_and_the_module_as_a_zoo_plugin() -> None:
+    result = run_cli("plugins", "--json", env={"ZOO_PLUGINS": "zoo_core.testing", "ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert result.code == 0, result
+    mine = [p for p in result.json()["plugins"] if p["name"] == "zoo_core.testing"]
+    assert mine and {"zoo_register_models", "zoo_register_backends"} <= set(mine[0]["hooks"])
+    assert "fake" in {b["name"] for b in result.json()["backends"]}
+    without = run_cli("list", "--json", env={"ZOO_PLUGINS": None, "ZOO_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert without.code == 0 and without.json() == []  # None removes the variable: no plugin registers a model

@@ -1,0 +1,325 @@
+"""Test helpers for plugin authors, the ones zoo's own tests use: a zoo with autoload off, a fake backend, a tiny
+model, a generated image dataset and a ``zoo`` command runner; also a pytest plugin (``pytest_plugins =
+["zoo_core.testing"]``) with the fixtures ``zoo_app``, ``zoo_cli``, ``tiny_dataset``, ``zoo_plugins`` and
+``zoo_cache_dir``.
+
+Plain functions work without pytest. The fixtures are defined only when pytest is already imported (it always
+is when pytest loads this module as a plugin or a test imports it), so that a ``zoo`` command whose plugin
+imports :data:`TINY_RESNEST` from here does not pay for importing pytest.
+
+``ZOO_PLUGINS=zoo_core.testing`` registers the tiny model and the fake backend in a ``zoo`` command as well:
+the module is a zoo plugin (see the end of the file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from . import hookimpl
+from .runtime import CompiledModel, Runner, compiled_inputs
+from .specs import BackendSpec, ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .runner import Zoo
+    from .specs import RunOptions
+    from .weights import WeightsRef
+
+__all__ = [
+    "TINY_RESNEST",
+    "CliResult",
+    "FakeBackend",
+    "FakeRunner",
+    "TinyModel",
+    "make_zoo",
+    "run_cli",
+    "write_image_dataset",
+]
+
+#: A ResNeSt with layers [1, 1, 1, 1] and small widths: the real ResNeSt code (``zoo_resnest``), exported in
+#: about a second, 10 classes, 64x64 input. The core's tests and the plugin skeletons' tests use it.
+TINY_RESNEST = ModelSpec(
+    name="resnest-tiny",
+    family="resnest",  # exported by the ResNeSt plugin's zoo_export, like the real models
+    factory="zoo_resnest.model:build_resnest",
+    factory_kwargs={"layers": (1, 1, 1, 1), "stem_width": 8, "planes": (8, 16, 32, 64), "num_classes": 10},
+    input_shape=(3, 64, 64),
+    num_classes=10,
+    description="ResNeSt with layers [1,1,1,1] and small widths, for tests",
+)
+
+LABEL_FILE = "val_label.txt"
+IMAGE_NAME = "ILSVRC2012_val_{:08d}.JPEG"
+
+
+# -------------------------------------------------------------------------
+# A zoo with exactly the plugins a test names
+# -------------------------------------------------------------------------
+
+
+def make_zoo(*plugins: Any, cache_dir: Path | str) -> Zoo:
+    """The application with entry points off: the built-in plugins (backends, metrics), the modules in
+    ``$ZOO_PLUGINS``, then ``plugins`` (modules or objects with hook implementations), caching under
+    ``cache_dir``."""
+    from .runner import Zoo
+
+    return Zoo.create(autoload=False, plugins=plugins, cache_dir=Path(cache_dir))
+
+
+class TinyModel:
+    """A model plugin for tests: registers :data:`TINY_RESNEST`, exports it with the generic exporter and
+    prepares its images with the ResNeSt presets (so it needs no other plugin)."""
+
+    plugin_name = "zoo_core.testing:tiny-model"
+
+    @hookimpl
+    def zoo_register_models(self, register: Callable[[ModelSpec], None]) -> None:
+        register(TINY_RESNEST)
+
+    @hookimpl
+    def zoo_export(self, model: ModelSpec, weights: WeightsRef, path: Path, options: RunOptions) -> Path | None:
+        if model.name != TINY_RESNEST.name:
+            return None
+        from .export import export_onnx
+
+        export_onnx(model, weights, path, opset=options.opset, atol=options.export_atol)
+        return path
+
+    @hookimpl
+    def zoo_preprocess(self, model: ModelSpec, preset: str, image_path: Path) -> np.ndarray | None:
+        if model.name != TINY_RESNEST.name:
+            return None
+        from zoo_resnest.preprocess import PRESETS
+
+        return PRESETS[preset](image_path, model)
+
+
+# -------------------------------------------------------------------------
+# A fake backend: the smallest complete backend plugin
+# -------------------------------------------------------------------------
+
+
+class FakeRunner(Runner):
+    """Runs a "compiled" model on ONNX Runtime and refuses what a real device would: an ONNX file whose inputs
+    are not the compiled ones, a wrong dtype or a non-contiguous array (the core already checks names and
+    shapes), a call after :meth:`close`."""
+
+    def __init__(self, compiled: CompiledModel) -> None:
+        super().__init__(compiled)
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(compiled.path), providers=["CPUExecutionProvider"])
+        declared = {i.name: tuple(i.shape) for i in self.session.get_inputs()}
+        expected = {i.name: i.shape for i in compiled.inputs}
+        if declared != expected:
+            raise ValueError(f"the compiled file declares inputs {declared}, the compiled model {expected}")
+        self.batches = 0
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
+        if self.session is None:
+            raise RuntimeError("the runner is closed")
+        for info in self.compiled.inputs:
+            array = feed[info.name]
+            if str(array.dtype) != info.dtype:
+                raise ValueError(f"input {info.name!r} has dtype {array.dtype}, expected {info.dtype}")
+            if not array.flags.c_contiguous:
+                raise ValueError(f"input {info.name!r} is not C-contiguous")
+        outputs = self.session.run(list(self.compiled.output_names), dict(feed))
+        self.batches += 1
+        return outputs
+
+    def close(self) -> None:
+        self.session = None
+
+
+class FakeBackend:
+    """A backend plugin for tests, named ``fake``: "compiling" copies the simplified ONNX file into the work
+    folder, inference runs it on ONNX Runtime through a strict :class:`FakeRunner`. Its priority is the lowest,
+    so the automatic choice never takes it."""
+
+    plugin_name = "zoo_core.testing:fake-backend"
+    name = "fake"
+    compiled_file = "model.fake.onnx"
+
+    @hookimpl
+    def zoo_register_backends(self, register: Callable[[BackendSpec], None]) -> None:
+        register(BackendSpec(name=self.name, description="test double: the ONNX file as is, on ONNX Runtime",
+                             available=True, priority=-100, device="cpu"))
+
+    @hookimpl
+    def zoo_compile(
+        self, backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path
+    ) -> CompiledModel | None:
+        if backend.name != self.name:
+            return None
+        target = workdir / self.compiled_file
+        shutil.copyfile(onnx_path, target)
+        return CompiledModel(
+            backend=self.name,
+            model=model.name,
+            batch_size=batch_size,
+            path=target,
+            inputs=compiled_inputs(model, self.name, batch_size),
+            output_names=tuple(model.output_names),
+            device="cpu",
+            extra={"fake": True},
+        )
+
+    @hookimpl
+    def zoo_infer(self, compiled: CompiledModel) -> Runner | None:
+        if compiled.backend != self.name:
+            return None
+        return FakeRunner(compiled)
+
+    @hookimpl
+    def zoo_commands(
+        self, backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int
+    ) -> list[list[str]] | None:
+        if backend.name != self.name:
+            return None
+        return [["cp", str(onnx_path), f"{model.name}_bs{batch_size}.fake.onnx"]]
+
+
+# -------------------------------------------------------------------------
+# A tiny generated dataset
+# -------------------------------------------------------------------------
+
+
+def write_image_dataset(folder: Path | str, count: int = 8, num_classes: int = 10, seed: int = 0) -> dict[str, int]:
+    """Write ``count`` seeded JPEG images of varied sizes into ``folder`` (``ILSVRC2012_val_00000001.JPEG``, ...)
+    and a ``val_label.txt`` (``<file name> <class>`` per line, in a shuffled order), the ``imagenet-val`` layout.
+
+    Returns the labels, file name -> class, in file order.
+    """
+    import numpy as np
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels: dict[str, int] = {}
+    for index in range(1, count + 1):
+        width, height = (int(v) for v in rng.integers(40, 120, size=2))
+        cells = rng.uniform(0, 255, (4, 4, 3)).astype(np.uint8)
+        image = Image.fromarray(cells).resize((width, height), Image.BICUBIC)
+        name = IMAGE_NAME.format(index)
+        image.save(folder / name, quality=90)
+        labels[name] = int(rng.integers(0, num_classes))
+    order = rng.permutation(count)
+    names = list(labels)
+    (folder / LABEL_FILE).write_text("".join(f"{names[i]} {labels[names[i]]}\n" for i in order))
+    return labels
+
+
+# -------------------------------------------------------------------------
+# The zoo command, in a subprocess
+# -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What a ``zoo`` command did: exit code, stdout, stderr."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        """stdout parsed as JSON (for ``--json`` commands)."""
+        return json.loads(self.stdout)
+
+    def __repr__(self) -> str:  # what an assertion message shows
+        return f"<exit {self.code}\nstdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}>"
+
+
+def run_cli(
+    *args: str | os.PathLike[str],
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | str | None = None,
+    timeout: float = 600,
+) -> CliResult:
+    """Run ``python -m zoo_core ARGS`` (the ``zoo`` command) with this interpreter, as a user would.
+
+    ``env`` adds to this process's environment; a ``None`` value removes that variable.
+    """
+    full_env = dict(os.environ)
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    proc = subprocess.run(
+        [sys.executable, "-m", "zoo_core", *map(str, args)],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+# -------------------------------------------------------------------------
+# The pytest plugin
+# -------------------------------------------------------------------------
+
+pytest = sys.modules.get("pytest")
+
+if pytest is not None:
+
+    @pytest.fixture(scope="session")
+    def zoo_cache_dir(tmp_path_factory: Any) -> Path:
+        """One artifact cache for the session, so that each model is exported once."""
+        return tmp_path_factory.mktemp("zoo-cache")
+
+    @pytest.fixture
+    def zoo_plugins() -> list[Any]:
+        """The plugins ``zoo_app`` registers besides the built-ins, the tiny model and the fake backend: none.
+        Override it in your ``conftest.py`` to return your plugin module."""
+        return []
+
+    @pytest.fixture
+    def zoo_app(zoo_plugins: list[Any], zoo_cache_dir: Path) -> Zoo:
+        """A zoo with entry points off: the built-ins, ``zoo_plugins``, :class:`TinyModel` and
+        :class:`FakeBackend`."""
+        return make_zoo(*zoo_plugins, TinyModel(), FakeBackend(), cache_dir=zoo_cache_dir)
+
+    @pytest.fixture
+    def zoo_cli(zoo_cache_dir: Path, tmp_path: Path) -> Callable[..., CliResult]:
+        """:func:`run_cli` with the session's cache, no downloads, and this module in ``$ZOO_PLUGINS`` (the tiny
+        model and the fake backend); installed plugins load from their entry points as usual."""
+        extra = ",".join(filter(None, [os.environ.get("ZOO_PLUGINS", ""), __name__]))
+        defaults = {"ZOO_CACHE_DIR": str(zoo_cache_dir), "ZOO_OFFLINE": "1", "ZOO_PLUGINS": extra,
+                    "TORCH_HOME": str(tmp_path / "torch-home")}
+
+        def run(*args: str | os.PathLike[str], env: Mapping[str, str | None] | None = None,
+                cwd: Path | str | None = None) -> CliResult:
+            return run_cli(*args, env={**defaults, **(env or {})}, cwd=cwd)
+
+        return run
+
+    @pytest.fixture
+    def tiny_dataset(tmp_path: Path) -> Path:
+        """An ``imagenet-val`` folder: 8 JPEG images and their ``val_label.txt``, classes 0..9."""
+        folder = tmp_path / "tiny-dataset"
+        write_image_dataset(folder, count=8, num_classes=10, seed=0)
+        return folder
+
+
+# -------------------------------------------------------------------------
+# The zoo plugin: ZOO_PLUGINS=zoo_core.testing registers the tiny model and the fake backend
+# -------------------------------------------------------------------------
+
+
+_tiny_model, _fake_backend = TinyModel(), FakeBackend()
+zoo_register_models = _tiny_model.zoo_register_models
+zoo_export = _tiny_model.zoo_export
+zoo_preprocess = _tiny_model.zoo_preprocess
+zoo_register_backends = _fake_backend.zoo_register_backends
+zoo_compile = _fake_backend.zoo_compile
+zoo_infer = _fake_backend.zoo_infer
+zoo_commands = _fake_backend.zoo_commands
