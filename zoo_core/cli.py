@@ -93,11 +93,18 @@ def plugins_cmd(as_json: bool) -> None:
         table.add_row(p["name"], p["version"], p["source"], detail)
     console.print(table)
     console.print()
-    backends = Table("backend", "device", "state", box=None, header_style="bold")
-    for b in data["backends"]:
+    console.print(_backends_table(data["backends"]))
+
+
+def _backends_table(backends: list[dict[str, Any]]) -> Any:
+    """Each backend with its device and whether it can run here (and why not)."""
+    from rich.table import Table
+
+    table = Table("backend", "device", "state", box=None, header_style="bold")
+    for b in backends:
         state = "[green]available[/]" if b["available"] else f"[yellow]unavailable[/]: {b['reason']}"
-        backends.add_row(b["name"], b["device"], state)
-    console.print(backends)
+        table.add_row(b["name"], b["device"], state)
+    return table
 
 
 def _run_flags(**given: Any) -> dict[str, Any]:
@@ -475,11 +482,7 @@ def doctor_cmd(as_json: bool) -> None:
         env.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, dict) else str(value))
     console.print(env)
     console.print()
-    backends = Table("backend", "device", "state", box=None, header_style="bold")
-    for b in data["backends"]:
-        state = "[green]available[/]" if b["available"] else f"[yellow]unavailable[/]: {b['reason']}"
-        backends.add_row(b["name"], b["device"], state)
-    console.print(backends)
+    console.print(_backends_table(data["backends"]))
     console.print(f"automatic choice: [bold]{data['auto_backend'] or 'none'}[/]")
 
 
