@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -100,6 +101,22 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
     return index, slot, None
 
 
+@contextmanager
+def _deferred_interrupt() -> Iterator[list[int]]:
+    """Hold back Ctrl-C while the pool forks: a KeyboardInterrupt raised inside the fork's own handlers (in
+    ``logging``, say) is printed and dropped by Python, and the run would go on as if never interrupted. The
+    list it yields is non-empty once a SIGINT came in; the caller raises it when the forking is done."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class Preprocessor:
     """A pool of worker processes that turn image files into model inputs, in order, a bounded way ahead.
@@ -135,9 +152,13 @@ class Preprocessor:
         if method == "fork" and self.pm is not None:
             _worker["pm"] = self.pm
         try:
-            self.pool = context.Pool(self.workers, _init_worker, (self.model, self.preset, self.slots, self.sample))
+            with _deferred_interrupt() as interrupted:
+                self.pool = context.Pool(self.workers, _init_worker, (self.model, self.preset, self.slots, self.sample))
         finally:
             _worker.clear()
+        if interrupted:
+            self.__exit__()
+            raise KeyboardInterrupt
         return self
 
     def __exit__(self, *exc: object) -> None:
