@@ -100,3 +100,24 @@ def test_the_ascend_fakes_score_top1_one_on_the_same_predictions(zoo_cli, ascend
     data = run_accuracy(zoo_cli, dataset, dataset.data, out, "--backend", "ascend", env=ascend_env)
     assert data["backend"] == "ascend"
     assert_self_consistent(data, out, dataset)
+
+
+def test_ray_with_two_actors_gives_the_single_process_results(zoo_cli, dataset, tmp_path) -> None:
+    single = run_accuracy(zoo_cli, dataset, dataset.data, tmp_path / "single")
+    out = tmp_path / "ray"
+    # A cache of its own: nothing of the single-process run (its saved shards above all) is reused.
+    data = run_accuracy(zoo_cli, dataset, dataset.data, out, "--engine", "ray", "--actors", "2",
+                        env={"ZOO_CACHE_DIR": str(tmp_path / "cache-ray")})
+    assert_self_consistent(data, out, dataset)
+    assert {k: data["accuracy"][k] for k in ("top1", "top5", "images")} == \
+        {k: single["accuracy"][k] for k in ("top1", "top5", "images")}
+    assert (out / "predictions.csv").read_bytes() == (tmp_path / "single" / "predictions.csv").read_bytes()
+    engine = data["engine"]
+    assert (engine["name"], engine["address"], engine["actors"]) == ("ray", "local", 2)
+    assert {w["device"] for w in engine["workers"]} == {"cpu"}
+    assert sum(w["images"] for w in engine["workers"]) == len(dataset.labels)
+    # Decoded by CPU workers of their own, never in the processes that run the model.
+    assert engine["decoders"] and not set(engine["decoders"]) & {w["pid"] for w in engine["workers"]}
+    # Compiled once, on the driver: the actors load what it shipped.
+    assert len(data["stage_seconds"]["compile"]) == 1
+    assert single["engine"] == {"name": "local", "workers": single["engine"]["workers"], "devices": [0]}

@@ -145,6 +145,12 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--precision-mode", default=None, help="Ascend: ATC --precision_mode (default: ATC's).")
 @click.option("--atc-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
               help="Ascend: an extra ATC argument; repeatable.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
+              help="local: this process; ray: the devices of a Ray cluster (pip install 'zoo[ray]').  [default: local]")
+@click.option("--address", default=None, help="Ray: the cluster to join, e.g. 10.0.0.1:6379 (default: a local Ray).")
+@click.option("--actors", type=int, default=None,
+              help="Ray: inference actors (default: one per NPU or GPU of the cluster; 1 on CPUs).")
+@click.option("--actor-cpus", type=float, default=None, help="Ray: CPUs each inference actor reserves.  [default: 1 on CPUs, 0 beside an NPU or GPU]")
 @click.option("--json", "as_json", is_flag=True, help="Print only the results object on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the commands that would do the same by hand; run nothing.")
 def run_cmd(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .progress import Progress
+    from .ray_engine import RayEngine
     from .runner import Prepared, Zoo
     from .specs import ModelSpec, RunOptions
 
@@ -69,6 +70,17 @@ def _init_worker(model: ModelSpec, preset: str, slots: Any, sample: tuple[tuple[
     _worker.update(model=model, preset=preset, slots=slots, sample=sample)
 
 
+def preprocess_one(pm: Any, model: ModelSpec, preset: str, path: Path) -> tuple[Any, str | None]:
+    """``(array, None)``, or ``(None, reason)`` for an image that cannot be read: the run decides."""
+    try:
+        array = pm.hook.zoo_preprocess(model=model, preset=preset, image_path=path)
+    except Exception as exc:  # a corrupt or unreadable image
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    if array is None:
+        return None, f"no plugin preprocesses models of family {model.family!r}"
+    return array, None
+
+
 def _slot(buffer: Any, sample: tuple[tuple[int, ...], str], slot: int) -> np.ndarray:
     """Slot ``slot`` of the shared buffer, as an array of one input sample (shape, dtype)."""
     import numpy as np
@@ -82,13 +94,9 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
     """Preprocess one image into its slot of the shared buffer (only a tiny reply crosses the pipe); with a
     target path, write it there (``<id>.bin``) instead."""
     index, path, target, slot = task
-    model = _worker["model"]
-    try:
-        array = _worker["pm"].hook.zoo_preprocess(model=model, preset=_worker["preset"], image_path=Path(path))
-    except Exception as exc:  # a corrupt or unreadable image: reported, the run decides
-        return index, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    if array is None:
-        return index, None, f"no plugin preprocesses models of family {model.family!r}"
+    array, error = preprocess_one(_worker["pm"], _worker["model"], _worker["preset"], Path(path))
+    if error is not None:
+        return index, None, error
     if target is not None:
         tmp = f"{target}.{os.getpid()}.tmp"
         array.tofile(tmp)
@@ -195,12 +203,11 @@ class Preprocessor:
 # -------------------------------------------------------------------------
 
 
-def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progress) -> dict[str, Any]:
-    """Top-1/top-5 of the model on the dataset at the largest batch size, resumable shard by shard."""
-    import numpy as np
-
-    from .runtime import infer_batches
-
+def evaluate(
+    zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progress, engine: RayEngine | None = None
+) -> dict[str, Any]:
+    """Top-1/top-5 of the model on the dataset at the largest batch size, resumable shard by shard: in this
+    process and its decoding workers, or across a Ray cluster (``engine``)."""
     model = prepared.model
     dataset = load_dataset(zoo, model, options)
     bs = max(options.batch_sizes)
@@ -208,11 +215,11 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     per_shard = bs * max(1, -(-options.shard_images // bs))  # rounded up to whole batches
     shards = [dataset.samples[i : i + per_shard] for i in range(0, len(dataset.samples), per_shard)]
     preset = model.preset_for(compiled.backend, options.preset)  # e.g. uint8 images for an AIPP-normalising chip
-    sample = (tuple(compiled.inputs[0].shape[1:]), compiled.inputs[0].dtype)
     state = zoo.store.root / "evaluations" / fingerprint({
         "compiled": compiled.path.parent.name, "preset": preset, "dataset": dataset.signature(),
         "preprocess": _preprocessing_versions(zoo),
         "skip_bad": options.skip_bad, "per_shard": per_shard,
+        **({"engine": "ray"} if engine is not None else {}),  # each engine's shards stand on their own
     })
     state.mkdir(parents=True, exist_ok=True)
     for leftover in state.glob(".*.tmp"):  # a shard a killed run was writing
@@ -223,36 +230,14 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     start = ready = time.perf_counter()
     if todo:
         label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
+        if engine is not None:
+            label += f" on {engine.placement.actors} Ray actor(s)"  # type: ignore[union-attr]
         try:
-            # The workers start (and import) while the backend opens its session.
-            with Preprocessor(model, preset, options.workers, zoo.pm, sample) as pre, \
-                    _open_runner(zoo, compiled, model, options) as runner, progress.loop(label, fresh) as advance:
-                stream = pre.map([s for i in todo for s in shards[i]])
-                name = compiled.inputs[0].name
-                # A new session's first call is slow (allocations, kernel choice): make it on zeros while
-                # the workers decode the first images, as performance mode warms up before it times.
-                runner.infer({i.name: np.zeros(i.shape, i.dtype) for i in compiled.inputs})
-                ready = time.perf_counter()  # workers started, session open and warm: the streaming starts
-                for i in todo:
-                    batch, outputs, kept, skipped = [], [], [], []
-                    for position, sample in enumerate(shards[i]):
-                        _, array, error = next(stream)
-                        advance()
-                        if error is None:
-                            batch.append(array)
-                            kept.append(position)
-                        elif options.skip_bad:
-                            skipped.append({"id": sample.id, "reason": error})
-                        else:
-                            raise ZooError(f"cannot read image {sample.path}: {error}",
-                                           note="remove or replace the file, or pass --skip-bad to count and skip it")
-                        if len(batch) == bs:  # a full batch goes to the backend while the workers decode on
-                            outputs.append(runner.infer({name: np.stack(batch)})[0])
-                            batch = []
-                    if batch:  # the dataset's last, partial batch: padded, and the padding dropped
-                        outputs.append(infer_batches(runner, {name: np.stack(batch)})[0])
-                    scores = np.concatenate(outputs) if outputs else np.zeros((0, model.num_classes), np.float32)
-                    _save_shard(state / f"shard-{i:06d}.npz", scores, kept, skipped)
+            with progress.loop(label, fresh) as advance:
+                if engine is None:
+                    ready = _evaluate_here(zoo, model, compiled, preset, options, shards, todo, state, advance)
+                else:
+                    _evaluate_on_ray(engine, model, compiled, preset, options, shards, todo, state, advance)
         except KeyboardInterrupt:
             finished = sum(1 for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists())
             raise ZooError(f"interrupted: {finished} of {len(shards)} shards are saved",
@@ -260,6 +245,88 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     end = time.perf_counter()
     timing = {"setup_seconds": ready - start, "seconds": end - ready}
     return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing), "preset": preset}
+
+
+def _evaluate_here(
+    zoo: Zoo, model: ModelSpec, compiled: Any, preset: str, options: RunOptions, shards: list[list[Sample]],
+    todo: list[int], state: Path, advance: Any,
+) -> float:
+    """The single-host loop: worker processes decode, this process infers batch by batch and saves each
+    shard. Returns when the streaming started (workers up, session open and warm)."""
+    import numpy as np
+
+    from .runtime import infer_batches
+
+    bs = compiled.batch_size
+    sample = (tuple(compiled.inputs[0].shape[1:]), compiled.inputs[0].dtype)
+    # The workers start (and import) while the backend opens its session.
+    with Preprocessor(model, preset, options.workers, zoo.pm, sample) as pre, \
+            _open_runner(zoo, compiled, model, options) as runner:
+        stream = pre.map([s for i in todo for s in shards[i]])
+        name = compiled.inputs[0].name
+        # A new session's first call is slow (allocations, kernel choice): make it on zeros while
+        # the workers decode the first images, as performance mode warms up before it times.
+        runner.infer({i.name: np.zeros(i.shape, i.dtype) for i in compiled.inputs})
+        ready = time.perf_counter()
+        for i in todo:
+            batch, outputs, kept, skipped = [], [], [], []
+            for position, sample_ in enumerate(shards[i]):
+                _, array, error = next(stream)
+                advance()
+                if error is None:
+                    batch.append(array)
+                    kept.append(position)
+                else:
+                    skipped.append(_bad_image(sample_, error, options))
+                if len(batch) == bs:  # a full batch goes to the backend while the workers decode on
+                    outputs.append(runner.infer({name: np.stack(batch)})[0])
+                    batch = []
+            if batch:  # the dataset's last, partial batch: padded, and the padding dropped
+                outputs.append(infer_batches(runner, {name: np.stack(batch)})[0])
+            scores = np.concatenate(outputs) if outputs else np.zeros((0, model.num_classes), np.float32)
+            _save_shard(state / f"shard-{i:06d}.npz", scores, kept, skipped)
+    return ready
+
+
+def _evaluate_on_ray(
+    engine: RayEngine, model: ModelSpec, compiled: Any, preset: str, options: RunOptions,
+    shards: list[list[Sample]], todo: list[int], state: Path, advance: Any,
+) -> None:
+    """The cluster: rows come back in any order; a shard is saved once all of its rows are in."""
+    import numpy as np
+
+    from .ray_engine import iter_work
+
+    pending: dict[int, dict[str, Any]] = {i: {"scores": None, "errors": {}, "left": len(shards[i])} for i in todo}
+
+    def on_rows(rows: dict[str, np.ndarray]) -> None:
+        for shard, position, scores, error in zip(rows["shard"], rows["pos"], rows["scores"], rows["error"]):
+            entry = pending[int(shard)]
+            if entry["scores"] is None:
+                entry["scores"] = np.zeros((len(shards[int(shard)]), *scores.shape), dtype=scores.dtype)
+            if error:
+                entry["errors"][int(position)] = _bad_image(shards[int(shard)][int(position)], str(error), options)
+            else:
+                entry["scores"][int(position)] = scores
+            entry["left"] -= 1
+            advance()
+            if entry["left"] == 0:
+                kept = [p for p in range(len(shards[int(shard)])) if p not in entry["errors"]]
+                skipped = [entry["errors"][p] for p in sorted(entry["errors"])]
+                _save_shard(state / f"shard-{int(shard):06d}.npz", entry["scores"][kept], kept, skipped)
+                del pending[int(shard)]
+
+    engine.infer(model, compiled, preset, list(iter_work(shards, todo)), on_rows)
+    if pending:  # every row is accounted for, or the engine is wrong: never a silently short result
+        raise ZooError(f"the Ray engine returned no result for {sum(e['left'] for e in pending.values())} images")
+
+
+def _bad_image(sample: Sample, error: str, options: RunOptions) -> dict[str, str]:
+    """An unreadable image: counted and skipped with --skip-bad, else the run stops on it."""
+    if not options.skip_bad:
+        raise ZooError(f"cannot read image {sample.path}: {error}",
+                       note="remove or replace the file, or pass --skip-bad to count and skip it")
+    return {"id": sample.id, "reason": error}
 
 
 def _preprocessing_versions(zoo: Zoo) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -298,16 +299,24 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         from .evaluate import load_dataset
 
         load_dataset(zoo, zoo.registry.model(options.model), options)  # a bad dataset fails before any export
-    prepared = prepare(zoo, options, progress)
-    model = prepared.model
-    rows = [measure(zoo, model, prepared.compiled[bs], options, progress) for bs in options.batch_sizes]
-    accuracy = None
-    if options.data is not None:
-        from .evaluate import evaluate
+    engine = open_engine(zoo, options)  # Ray is joined (and the cluster checked) before the long export
+    with engine or contextlib.nullcontext():
+        prepared = prepare(zoo, options, progress)
+        model = prepared.model
+        if engine is None:
+            rows = [measure(zoo, model, prepared.compiled[bs], options, progress) for bs in options.batch_sizes]
+        else:
+            rows = [results_row(bs, engine.measure(model, prepared.compiled[bs], options, progress))
+                    for bs in options.batch_sizes]
+        accuracy = None
+        if options.data is not None:
+            from .evaluate import evaluate
 
-        accuracy = evaluate(zoo, prepared, options, progress)
-        row = next(r for r in rows if r["batch_size"] == accuracy["batch_size"])
-        row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"), images=accuracy["images"])
+            accuracy = evaluate(zoo, prepared, options, progress, engine)
+            row = next(r for r in rows if r["batch_size"] == accuracy["batch_size"])
+            row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"), images=accuracy["images"])
+        engine_facts = engine.describe() if engine is not None else {
+            "name": "local", "workers": options.workers, "devices": list(options.devices)}
     results = {
         "schema": SCHEMA,
         "model": model.name,
@@ -331,6 +340,7 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
             "throughput_device uses the backend's own compute time per batch (ais_bench's number), "
             "throughput_e2e the wall time of each call",
         },
+        "engine": engine_facts,
         "stage_seconds": zoo.timer.snapshot(),  # hooks that ran (a cached stage runs none)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "accuracy": accuracy,
@@ -339,6 +349,15 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     if options.out is not None:
         write_results(results, options.out)
     return results
+
+
+def open_engine(zoo: Zoo, options: RunOptions) -> Any:
+    """``None`` for a run in this process; a (not yet entered) Ray engine for ``--engine ray``."""
+    if options.engine == "local":
+        return None
+    from .ray_engine import RayEngine
+
+    return RayEngine(options, zoo.registry.backend(options.backend))
 
 
 def environment(zoo: Zoo) -> dict[str, Any]:

@@ -149,6 +149,10 @@ class RunOptions:
     soc: str | None = None  # Ascend: the --soc_version for ATC (default: from npu-smi)
     precision_mode: str | None = None  # Ascend: ATC --precision_mode (default: ATC's own)
     backend_args: tuple[str, ...] = ()  # extra KEY=VALUE arguments for the backend's compiler (--atc-arg)
+    engine: str = "local"  # "local": this process and its workers; "ray": the devices of a Ray cluster
+    address: str | None = None  # a Ray cluster to join; None: start a local Ray instance
+    actors: int | None = None  # Ray inference actors; None: one per NPU/GPU of the cluster, or 1 on CPUs
+    actor_cpus: float | None = None  # CPUs each Ray inference actor reserves; None: 1 on CPUs, 0 beside a device
 
     def with_(self, **changes: Any) -> "RunOptions":
         return replace(self, **changes)
@@ -180,8 +184,10 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
         options = options.with_(data=Path(options.data))
     if options.labels is not None:
         options = options.with_(labels=Path(options.labels))
-    if options.threads == 0:
-        options = options.with_(threads=cpu_count())
+    _check_engine(options, flags)
+    if options.threads == 0:  # a Ray actor's share of the CPUs, else every core of this host
+        threads = max(1, int(options.actor_cpus or 1)) if options.engine == "ray" else cpu_count()
+        options = options.with_(threads=threads)
     if options.workers == 0:
         options = options.with_(workers=cpu_count())
     if options.workers < 1 or options.threads < 1:
@@ -193,6 +199,23 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
         raise UsageError("--max-seconds must be positive and --agree between 0 and 1",
                          note="e.g. --max-seconds 60 --agree 0.1")
     return options
+
+
+def _check_engine(options: RunOptions, flags: Mapping[str, Any]) -> None:
+    if options.engine not in ("local", "ray"):
+        raise UsageError(f"--engine: unknown engine {options.engine!r}", note="choose local or ray")
+    if options.engine == "ray":
+        if flags.get("devices") is not None:
+            raise UsageError("--device picks devices of this host; with --engine ray, Ray assigns them",
+                             note="leave --device out, and set the number of inference actors with --actors N")
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in ("address", "actors", "actor_cpus") if flags.get(name) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --engine ray", note="add --engine ray, or leave them out")
+    if options.actors is not None and options.actors < 1:
+        raise UsageError(f"--actors: {options.actors} must be at least 1", note="write e.g. --actors 2")
+    if options.actor_cpus is not None and not options.actor_cpus >= 0:
+        raise UsageError(f"--actor-cpus: {options.actor_cpus:g} must be 0 or more", note="write e.g. --actor-cpus 1")
 
 
 def parse_devices(text: str) -> tuple[int, ...]:
