@@ -126,6 +126,16 @@ def test_without_ray_installed_the_error_names_the_extra(zoo_cli) -> None:  # no
     assert "export" not in result.stderr  # nothing was built first
 
 
+def test_doctor_says_whether_the_ray_engine_can_run(zoo_cli) -> None:  # noqa: ANN001
+    from importlib.metadata import version
+
+    engines = {e["name"]: e for e in zoo_cli("doctor", "--json").json()["engines"]}
+    assert engines["local"]["available"]
+    assert engines["ray"] == {"name": "ray", "available": True, "version": version("ray"), "reason": ""}
+    text = zoo_cli("doctor").stdout
+    assert f"available {version('ray')}" in text
+
+
 @pytest.mark.parametrize("args, message", [
     (["--address", "10.0.0.1:6379"], "--address only apply to --engine ray"),
     (["--actors", "2"], "--actors only apply to --engine ray"),

@@ -490,6 +490,12 @@ def doctor_cmd(as_json: bool) -> None:
     console.print()
     console.print(_backends_table(data["backends"]))
     console.print(f"automatic choice: [bold]{data['auto_backend'] or 'none'}[/]")
+    console.print()
+    engines = Table("engine", "state", box=None, header_style="bold")
+    for e in data["engines"]:
+        state = f"[green]available[/] {e['version']}".rstrip() if e["available"] else f"[yellow]unavailable[/]: {e['reason']}"
+        engines.add_row(e["name"], state)
+    console.print(engines)
 
 
 @cli.command("export")

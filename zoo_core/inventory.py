@@ -72,4 +72,8 @@ def doctor(zoo: Any) -> dict[str, Any]:
     ready = [b for b in info["backends"] if b["available"]]
     auto = max(ready, key=lambda b: b["priority"])["name"] if ready else None
     problems = [p for p in info["plugins"] if p["error"]]
-    return {"env": environment(zoo), "backends": info["backends"], "auto_backend": auto, "plugin_errors": problems}
+    from .ray_engine import status as ray_status
+
+    engines = [{"name": "local", "available": True, "version": "", "reason": ""}, ray_status()]
+    return {"env": environment(zoo), "backends": info["backends"], "auto_backend": auto, "engines": engines,
+            "plugin_errors": problems}

@@ -50,6 +50,21 @@ def import_ray() -> Any:
     return ray
 
 
+def status() -> dict[str, Any]:
+    """Whether ``--engine ray`` can run here, from the installed distributions (Ray itself is not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for dist in ("ray", "pyarrow", "pandas"):  # Ray Data needs the two others ([data] extra)
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            found[dist] = None
+    missing = [d for d, v in found.items() if v is None]
+    return {"name": "ray", "available": not missing, "version": found["ray"] or "",
+            "reason": f"not installed: {', '.join(missing)}; {EXTRA_NOTE}" if missing else ""}
+
+
 # -------------------------------------------------------------------------
 # Placement: how many inference actors, and what each one reserves
 # -------------------------------------------------------------------------
@@ -290,6 +305,7 @@ class RayEngine:
         self.decoders: set[int] = set()
         self.timed_on: list[str] = []
         self.setup_seconds = 0.0
+        self.first_rows_seconds: float | None = None
 
     def __enter__(self) -> "RayEngine":
         ray, options = self.ray, self.options
@@ -388,8 +404,11 @@ class RayEngine:
                                 fn_constructor_kwargs={"shipped": self.ship(compiled), "model": model,
                                                        "options": self.options, "placement": placement},
                                 max_restarts=MAX_RESTARTS, max_task_retries=MAX_RESTARTS, **placement.remote_args())
+        start = time.perf_counter()
         try:
             for rows in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                if self.first_rows_seconds is None:  # actors and decoders started, the first batch through
+                    self.first_rows_seconds = time.perf_counter() - start
                 self._note_workers(rows)
                 on_rows(rows)
         except Exception as exc:  # noqa: BLE001  # a task or actor that failed past its retries
@@ -417,7 +436,8 @@ class RayEngine:
             "restarts_seen": len(workers) - len(actors),
             "decoders": sorted(self.decoders),  # the processes that decoded: never one that holds a device
             "timed_on": self.timed_on,
-            "setup_seconds": round(self.setup_seconds, 3),
+            "setup_seconds": round(self.setup_seconds, 3),  # starting or joining Ray, checking the cluster
+            "first_rows_seconds": None if self.first_rows_seconds is None else round(self.first_rows_seconds, 3),
         }
 
 

@@ -185,6 +185,12 @@ def markdown(results: dict[str, Any], chart: bool | None = None) -> str:
         notes.append("No dataset was given (`--data`): accuracy was not measured; throughput is timed on generated input.")
     if random_weights:
         notes.append("**Seeded random weights: the timings are real, but any accuracy figure is meaningless.**")
+    engine = results.get("engine") or {}
+    if engine.get("name") == "ray":
+        devices = sorted({w.get("device", "?") for w in engine.get("workers") or []})
+        notes.append(f"Ran on Ray ({engine.get('address')}): {engine.get('actors')} inference actor(s) on "
+                     f"{', '.join(devices) or '-'}, {len(engine.get('decoders') or [])} decoding worker(s), "
+                     f"{engine.get('restarts_seen', 0)} actor restart(s) seen.")
     lines += [*notes, ""]
 
     # 2. The details.
