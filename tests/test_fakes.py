@@ -230,6 +230,18 @@ def test_infer_session_rejects_bad_devices_files_and_chips(ais, om_bs4, models, 
         ais.InferSession(0, str(om_bs4))  # built for another chip
 
 
+def test_infer_session_sees_only_the_visible_devices_renumbered_from_0(ais, om_bs4, monkeypatch):
+    monkeypatch.setenv("FAKE_NPU_COUNT", "4")
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "3")  # as Ray sets it for an actor given NPU 3
+    ais.InferSession(0, str(om_bs4)).finalize()
+    with pytest.raises(RuntimeError):
+        ais.InferSession(3, str(om_bs4))  # the physical id is not what the process sees
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "1,2")
+    ais.InferSession(1, str(om_bs4)).finalize()
+    with pytest.raises(RuntimeError):
+        ais.InferSession(2, str(om_bs4))
+
+
 def test_infer_session_runs_a_dynamic_batch_model_only_at_its_batch_sizes(ais, env, models, tmp_path):
     proc = atc(env, tmp_path, *base_flags(models, "dyn", f"{INPUT}:-1,3,8,8"), "--dynamic_batch_size=2,8")
     assert proc.returncode == 0, proc.stdout

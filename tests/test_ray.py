@@ -223,3 +223,54 @@ def test_a_killed_actor_is_restarted_and_the_run_gives_the_same_results(tmp_path
         by_actor.setdefault(worker["actor"], set()).add(worker["pid"])
     # A restarted actor keeps its id in a new process: counted when it went on to work after the restart.
     assert engine["restarts_seen"] == sum(len(pids) - 1 for pids in by_actor.values())
+
+
+# -------------------------------------------------------------------------
+# Joining a cluster (--address) whose nodes have NPUs: one actor per NPU, each on its own chip
+# -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ascend_on_a_joined_ray_cluster_uses_one_actor_per_npu(zoo_cli, ascend_env, tmp_path: Path) -> None:  # noqa: ANN001
+    env = {**ascend_env, "FAKE_NPU_COUNT": "2"}  # npu-smi and ais_bench see two chips on this host
+    data = tmp_path / "val"
+    write_dataset(data, 24)
+    common = ["run", "resnest-tiny", "--backend", "ascend", "--bs", "4", "--weights", "random", "--warmup", "1",
+              "--iterations", "2", "--data", str(data), "--shard-images", "8", "--workers", "2", "--json"]
+    single = zoo_cli(*common, "--out", str(tmp_path / "single"), env=env)
+    assert single.code == 0, single
+
+    ray = Path(sys.executable).with_name("ray")
+    port = free_port()
+    # The head node as an operator starts it, with its NPUs declared; it inherits the fakes from this environment.
+    started = subprocess.run([str(ray), "start", "--head", f"--port={port}", "--num-cpus=3", '--resources={"NPU": 2}',
+                              "--include-dashboard=false", "--disable-usage-stats"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        address = f"127.0.0.1:{port}"
+        # `ray start` turns on Ray's token authentication; a driver joining it says so (the token is in ~/.ray).
+        result = zoo_cli(*common, "--out", str(tmp_path / "ray"), "--engine", "ray", "--address", address,
+                         env={**env, "ZOO_CACHE_DIR": str(tmp_path / "cache-ray"), "RAY_AUTH_MODE": "token"})
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], env=env, capture_output=True, timeout=120)
+    assert result.code == 0, result
+    assert accuracy_of(tmp_path / "ray") == accuracy_of(tmp_path / "single")
+    engine = result.json()["engine"]
+    assert (engine["address"], engine["actors"]) == (address, 2)
+    assert engine["actor_resources"] == {"num_cpus": 0.0, "resources": {"NPU": 1.0}}
+    # Each actor opened its own chip: Ray made it the only visible one, and the session opened it as device 0
+    # (the fake ais_bench, like the ACL runtime, rejects the physical id of a chip it is not shown as).
+    assert sorted(engine["timed_on"]) == ["npu:0", "npu:1"]
+    assert {w["device"] for w in engine["workers"]} <= {"npu:0", "npu:1"}
+    assert sum(w["images"] for w in engine["workers"]) == 24
+    rows = result.json()["results"]
+    assert [len(r["devices"]) for r in rows] == [2]  # both chips timed, their throughputs added

@@ -323,8 +323,15 @@ class RayEngine:
             try:
                 ray.init(address=options.address, **common)
             except Exception as exc:  # noqa: BLE001  # Ray raises ConnectionError, RuntimeError, ValueError, ...
-                raise ZooError(f"cannot join the Ray cluster at {options.address}: {_first_line(exc)}",
-                               note="check the address (`ray status` on the head node prints it)") from None
+                root = exc
+                while root.__cause__ is not None:  # Ray's own reason is at the bottom of the chain
+                    root = root.__cause__
+                note = "check the address (`ray status` on the head node prints it)"
+                if "Authentication" in type(root).__name__:
+                    note = ("the cluster uses Ray's token authentication: set RAY_AUTH_MODE=token, with the cluster's "
+                            "token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+                raise ZooError(f"cannot join the Ray cluster at {options.address}: {_first_line(root)}",
+                               note=note) from None
             self.started = True
         else:
             # The local instance holds what the run reserves: the decoding workers and the CPU actors.
@@ -376,7 +383,8 @@ class RayEngine:
                 raise _as_zoo_error(exc) from None
             done(", ".join(device for device, _ in timed))
         self.timed_on = [device for device, _ in timed]
-        return [(i, timing) for i, (_, timing) in enumerate(timed)]
+        # The rows name each device by its id on its node (npu:3 -> 3); CPU actors by their index.
+        return [(int(device.split(":")[1]) if ":" in device else i, timing) for i, (device, timing) in enumerate(timed)]
 
     def infer(self, model: ModelSpec, compiled: CompiledModel, preset: str,
               work: list[tuple[int, int, Sample]], on_rows: Callable[[dict[str, np.ndarray]], None]) -> None:

@@ -69,10 +69,17 @@ class InferSumaryInfo:
 
 
 def _device_count() -> int:
+    """The NPUs this process sees. As in the ACL runtime, ``ASCEND_RT_VISIBLE_DEVICES=3,5`` leaves two,
+    numbered 0 and 1 (a listed id the host does not have is dropped)."""
     try:
-        return int(os.environ.get("FAKE_NPU_COUNT", "1"))
+        host = int(os.environ.get("FAKE_NPU_COUNT", "1"))
     except ValueError:
         return 0
+    visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES")
+    if visible is None:
+        return host
+    ids = [part.strip() for part in visible.split(",") if part.strip()]
+    return sum(1 for i in ids if i.isdigit() and int(i) < host)
 
 
 class InferSession:
