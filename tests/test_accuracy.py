@@ -118,8 +118,9 @@ def test_ray_with_two_actors_gives_the_single_process_results(zoo_cli, dataset, 
     assert sum(w["images"] for w in engine["workers"]) == len(dataset.labels)
     # Decoded by CPU workers of their own, never in the processes that run the model.
     assert engine["decoders"] and not set(engine["decoders"]) & {w["pid"] for w in engine["workers"]}
-    # Compiled once, on the driver: the actors load what it shipped.
+    # Compiled once, on the driver: the actors only open a runner on what it shipped.
     assert len(data["stage_seconds"]["compile"]) == 1
+    assert all(w["stages"] == ["open_runner"] for w in engine["workers"])
     assert single["engine"] == {"name": "local", "workers": single["engine"]["workers"], "devices": [0]}
     from zoo_core import report
 

@@ -245,8 +245,10 @@ def test_ascend_on_a_joined_ray_cluster_uses_one_actor_per_npu(zoo_cli, ascend_e
     write_dataset(data, 24)
     common = ["run", "resnest-tiny", "--backend", "ascend", "--bs", "4", "--weights", "random", "--warmup", "1",
               "--iterations", "2", "--data", str(data), "--shard-images", "8", "--workers", "2", "--json"]
-    single = zoo_cli(*common, "--out", str(tmp_path / "single"), env=env)
+    # Without Ray, --device 0,1 times one process per chip and evaluates on the first.
+    single = zoo_cli(*common, "--device", "0,1", "--out", str(tmp_path / "single"), env=env)
     assert single.code == 0, single
+    assert [d["device"] for d in single.json()["results"][0]["devices"]] == [0, 1]
 
     ray = Path(sys.executable).with_name("ray")
     port = free_port()
@@ -273,4 +275,5 @@ def test_ascend_on_a_joined_ray_cluster_uses_one_actor_per_npu(zoo_cli, ascend_e
     assert {w["device"] for w in engine["workers"]} <= {"npu:0", "npu:1"}
     assert sum(w["images"] for w in engine["workers"]) == 24
     rows = result.json()["results"]
-    assert [len(r["devices"]) for r in rows] == [2]  # both chips timed, their throughputs added
+    assert sorted(d["device"] for d in rows[0]["devices"]) == [0, 1]  # both chips timed, their throughputs added
+    assert all(w["stages"] == ["open_runner"] for w in engine["workers"])  # no actor compiled

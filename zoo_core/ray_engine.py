@@ -255,6 +255,8 @@ class RayInferenceActor:
         self.classes = model.num_classes
         self.runner.infer({i.name: np.zeros(i.shape, i.dtype) for i in compiled.inputs})  # warm, as the driver does
         context = ray.get_runtime_context()
+        # The stage hooks this process ran: opening the runner, never an export or a compile.
+        self.stages = ",".join(sorted(zoo.timer.seconds))
         self.who = (context.get_actor_id() or "", ray.util.get_node_ip_address(), self.device, os.getpid())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -272,6 +274,7 @@ class RayInferenceActor:
         return {"shard": batch["shard"], "pos": batch["pos"], "scores": scores, "error": batch["error"],
                 "decoder": batch["decoder"], "actor": np.full(count, actor, dtype=object),
                 "node": np.full(count, node, dtype=object), "device": np.full(count, device, dtype=object),
+                "stages": np.full(count, self.stages, dtype=object),
                 "pid": np.full(count, pid, dtype=np.int64)}
 
 
@@ -424,9 +427,11 @@ class RayEngine:
 
     def _note_workers(self, rows: dict[str, np.ndarray]) -> None:
         self.decoders.update(int(p) for p in set(rows["decoder"].tolist()))
-        for actor, node, device, pid in zip(rows["actor"], rows["node"], rows["device"], rows["pid"]):
+        for actor, node, device, pid, stages in zip(rows["actor"], rows["node"], rows["device"], rows["pid"],
+                                                    rows["stages"]):
             worker = self.workers.setdefault((str(actor), int(pid)), {
-                "actor": str(actor), "node": str(node), "device": str(device), "pid": int(pid), "images": 0})
+                "actor": str(actor), "node": str(node), "device": str(device), "pid": int(pid), "images": 0,
+                "stages": [s for s in str(stages).split(",") if s]})
             worker["images"] += 1
 
     def describe(self) -> dict[str, Any]:
