@@ -170,8 +170,17 @@ def run_args(data: Path, out: Path, *extra: str) -> list[str]:
             "--out", str(out), *extra]
 
 
-def inference_actors() -> dict[int, str]:
-    """pid -> process title of every live Ray inference actor on this machine."""
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state, past the "(name)"
+
+
+def inference_actors(ancestor: int | None = None) -> dict[int, str]:
+    """pid -> process title of every live Ray inference actor on this machine (below ``ancestor``, if given:
+    the run's own, never one of an instance another test left shutting down)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -179,8 +188,13 @@ def inference_actors() -> dict[int, str]:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if title.startswith("ray::") and "RayInferenceActor" in title:
-                found[int(entry.name)] = title
+            if not (title.startswith("ray::") and "RayInferenceActor" in title):
+                continue
+            pid = chain = int(entry.name)
+            while ancestor is not None and chain not in (0, 1, ancestor):
+                chain = _parent(chain)
+            if ancestor is None or chain == ancestor:
+                found[pid] = title
     return found
 
 
@@ -199,10 +213,10 @@ def test_a_killed_actor_is_restarted_and_the_run_gives_the_same_results(tmp_path
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     try:
-        while not list(cache.glob("evaluations/*/shard-*.npz")) or len(inference_actors()) < 2:
+        while not list(cache.glob("evaluations/*/shard-*.npz")) or len(inference_actors(proc.pid)) < 2:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.05)
-        victim = min(inference_actors())
+        victim = min(inference_actors(proc.pid))  # an actor of this run's own local Ray instance
         os.kill(victim, signal.SIGKILL)
         saved_at_kill = len(list(cache.glob("evaluations/*/shard-*.npz")))
         out, err = proc.communicate(timeout=300)
