@@ -27,7 +27,7 @@ NPU = BackendSpec("ascend", device="npu")
 
 
 def options(**changes) -> RunOptions:  # noqa: ANN003
-    return RunOptions(model="m", engine="ray", workers=2, **changes)
+    return RunOptions(model="m", engine="ray", **{"workers": 2, **changes})
 
 
 # -------------------------------------------------------------------------
@@ -157,6 +157,19 @@ def test_a_cluster_without_npus_is_a_clear_error_for_ascend(zoo_cli, ascend_env)
     assert result.code == 3, result
     assert "Error: the Ray cluster has no NPU for the ascend backend" in result.stderr
     assert "compile" not in result.stderr  # checked before anything is built
+
+
+@pytest.mark.slow
+def test_a_failed_start_stops_the_local_instance_and_gives_stdout_back() -> None:
+    import ray
+
+    from zoo_core.ray_engine import RayEngine
+
+    stdout = sys.stdout
+    with pytest.raises(ZooError, match="has no NPU"):
+        with RayEngine(options(workers=1), NPU):  # a local instance has no NPU: refused after it started
+            pass
+    assert sys.stdout is stdout and not ray.is_initialized()
 
 
 # -------------------------------------------------------------------------

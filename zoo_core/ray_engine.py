@@ -317,12 +317,30 @@ class RayEngine:
         # while the session lasts they go to stderr, with the rest of the progress.
         self._stdout = contextlib.redirect_stdout(sys.stderr)
         self._stdout.__enter__()
+        try:
+            self._start()
+            import ray.data
+
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False  # zoo draws one bar for the whole cluster
+            for name in ("ray.data", "ray"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+            self.placement = placement(self.backend, options, ray.cluster_resources())
+        except BaseException:
+            self.__exit__()  # a local instance stops, and stdout is given back
+            raise
+        self.setup_seconds = time.perf_counter() - start
+        return self
+
+    def _start(self) -> None:
+        """Join ``--address``, or start a local instance, or use the session the caller already holds."""
+        ray, options = self.ray, self.options
         env = {k: v for k, v in os.environ.items() if k.startswith("ZOO_") and k != "ZOO_CACHE_DIR"}
         common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                       runtime_env={"env_vars": env})
         if ray.is_initialized():
-            pass  # a caller (a notebook, a test) already holds a session: use it, and leave it as it is
-        elif options.address:
+            return  # a caller (a notebook, a test) already holds a session: use it, and leave it as it is
+        if options.address:
             try:
                 ray.init(address=options.address, **common)
             except Exception as exc:  # noqa: BLE001  # Ray raises ConnectionError, RuntimeError, ValueError, ...
@@ -335,26 +353,12 @@ class RayEngine:
                             "token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
                 raise ZooError(f"cannot join the Ray cluster at {options.address}: {_first_line(root)}",
                                note=note) from None
-            self.started = True
         else:
             # The local instance holds what the run reserves: the decoding workers and the CPU actors.
             per_actor = cpus_per_actor(options, device_kind(self.backend))
             cpus = options.workers + math.ceil((options.actors or 1) * per_actor)
             ray.init(address="local", num_cpus=cpus, **common)
-            self.started = True
-        try:
-            import ray.data
-
-            context = ray.data.DataContext.get_current()
-            context.enable_progress_bars = False  # zoo draws one bar for the whole cluster
-            for name in ("ray.data", "ray"):
-                logging.getLogger(name).setLevel(logging.ERROR)
-            self.placement = placement(self.backend, options, ray.cluster_resources())
-        except BaseException:
-            self.__exit__()
-            raise
-        self.setup_seconds = time.perf_counter() - start
-        return self
+        self.started = True
 
     def __exit__(self, *exc: object) -> None:
         try:
