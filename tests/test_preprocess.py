@@ -52,17 +52,18 @@ def literal_modelzoo(path: Path, mean, std, size: int = 224) -> np.ndarray:  # n
 
 
 def literal_reference(path: Path, mean, std, size: int = 224) -> np.ndarray:  # noqa: ANN001
-    """The upstream evaluation: centre square crop of side 224/256 of the short side, BICUBIC to the input size,
-    /255, -mean, /std per channel, CHW.
+    """The upstream evaluation (``resnest.transforms.ECenterCrop``): a centre crop of ``size / (size + 32)`` of
+    the short side, BICUBIC to the input size, /255, -mean, /std per channel, CHW.
 
-    Rounding, fixed here and in the plugin: ``side = round(short * 224 / 256)`` (Python's round),
-    ``left = (w - side) // 2``, ``top = (h - side) // 2``.
+    Rounding as upstream's code: the crop side stays a float, ``top = int(round((h - crop) / 2))``,
+    ``left = int(round((w - crop) / 2))``, and the far corners ``left + crop``, ``top + crop`` are rounded (as
+    Pillow rounds a float box). tests/test_trust_precision.py checks the plugin against upstream's code itself.
     """
     img = Image.open(path).convert("RGB")
     w, h = img.size
-    side = round(min(w, h) * 224 / 256)
-    left, top = (w - side) // 2, (h - side) // 2
-    img = img.crop((left, top, left + side, top + side))
+    crop = float(size) / (size + 32) * min(w, h)
+    top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+    img = img.crop((left, top, int(round(left + crop)), int(round(top + crop))))
     img = img.resize((size, size), Image.BICUBIC)
     img = np.array(img, dtype=np.float32)
     img = img / 255.0

@@ -1,7 +1,8 @@
 """ResNeSt preprocessing presets: the ModelZoo script's exact steps, and the upstream evaluation's.
 
 Both presets are bit-exact with a literal float32 implementation of their documented steps (see
-``tests/test_preprocess.py``); the speed-ups below change no output bit:
+``tests/test_preprocess.py``), and ``reference`` with upstream's own ``resnest.transforms.ECenterCrop`` plus
+ToTensor and Normalize (``tests/test_trust_precision.py``); the speed-ups below change no output bit:
 
 - The normalisation ``(x / 255 - mean) / std`` in float32 depends only on the channel and the 8-bit value
   ``x``, so it is a 3 x 256 lookup table computed once with exactly those float32 operations, in that order.
@@ -79,11 +80,14 @@ def modelzoo(image_path: Path, model: ModelSpec) -> np.ndarray:
 
 
 def reference(image_path: Path, model: ModelSpec) -> np.ndarray:
-    """The upstream evaluation: centre square crop of side ``224/256`` of the short side, bicubic to the
-    input size, /255, mean/std, CHW float32.
+    """The upstream evaluation (``resnest.transforms.ECenterCrop`` then ToTensor and Normalize): a centre crop
+    of ``size / (size + 32)`` of the short side, bicubic to ``size x size``, /255, mean/std, CHW float32, where
+    ``size`` is the model's input size (224/256 for resnest50, 320/352 for resnest200, 416/448 for resnest269).
 
-    Rounding: ``side = round(min(w, h) * 224 / 256)`` (Python's round, half to even), offsets
-    ``left = (w - side) // 2``, ``top = (h - side) // 2``.
+    Rounding, as upstream's code does it: ``crop = size / (size + 32) * short`` stays a float;
+    ``top = int(round((h - crop) / 2))``, ``left = int(round((w - crop) / 2))`` (Python's round, half to even);
+    Pillow then rounds the float box corners ``left + crop`` and ``top + crop`` the same way, so the crop can be
+    one pixel wider than tall (or the reverse), and the resize squashes it to a square.
     """
     import numpy as np
     from PIL import Image
@@ -92,9 +96,10 @@ def reference(image_path: Path, model: ModelSpec) -> np.ndarray:
     with Image.open(image_path) as img:
         img = _rgb(img)
         w, h = img.size
-        side = round(min(w, h) * 224 / 256)
-        left, top = (w - side) // 2, (h - side) // 2
-        img = img.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+        crop = float(size) / (size + 32) * min(w, h)
+        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+        box = (left, top, int(round(left + crop)), int(round(top + crop)))
+        img = img.crop(box).resize((size, size), Image.BICUBIC)
         hwc = np.asarray(img)
     return _normalise(hwc, model)
 
