@@ -86,7 +86,7 @@ def test_natural_order() -> None:
 
 
 def load(path: Path, kind: str = "imagenet-val", labels: Path | None = None):  # noqa: ANN201
-    return zoo_datasets.zoo_load_dataset(dataset=DatasetSpec(kind), path=path, labels=labels, model=TINY)
+    return zoo_datasets.zoo_load_dataset(dataset=DatasetSpec(kind), path=path, labels=labels, classes=None, model=TINY)
 
 
 def test_unlabelled_images_and_labels_without_images_are_reported(tmp_path: Path) -> None:

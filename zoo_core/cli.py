@@ -120,6 +120,8 @@ def _run_flags(**given: Any) -> dict[str, Any]:
               help="Use this ONNX file instead of exporting the model.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder for an accuracy run.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default DATA/val_label.txt).")
+@click.option("--classes", type=click.Path(path_type=Path), default=None,
+              help="Class folder names, one a line in class-index order (default: ImageNet-1k synsets, else sorted).")
 @click.option("--dataset", default=None, help="Dataset kind: imagenet-val or folder (default: guessed).")
 @click.option("--limit", type=int, default=None, help="Evaluate the first N images only (natural order).")
 @click.option("--workers", type=int, default=None, help="Preprocessing processes (default: one per core).")
@@ -216,7 +218,10 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
 
 
 def _print_results(results: dict[str, Any], out: Path | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from .datasets import classes_line, shown_name
 
     title = f"{results['model']} on {results['backend']} ({results['device']}), weights {results['weights']}"
     table = Table(title=title, header_style="bold")
@@ -242,7 +247,12 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
         for key, label in (("unlabeled", "images without a label"), ("labels_without_image", "labels without an image")):
             if accuracy["dataset"][key]["count"]:
                 console.print(f"[yellow]{accuracy['dataset'][key]['count']} {label}[/], "
-                              f"e.g. {', '.join(accuracy['dataset'][key]['first'][:3])}")
+                              f"e.g. {escape(', '.join(map(shown_name, accuracy['dataset'][key]['first'][:3])))}")
+        if accuracy["dataset"]["classes"]:  # how class folders were numbered: the labels the scores rest on
+            console.print(f"classes: {classes_line(accuracy['dataset']['classes'])}", markup=False, highlight=False,
+                          soft_wrap=True)
+        if accuracy["dataset"]["hidden"]:
+            console.print(f"[dim]{accuracy['dataset']['hidden']} hidden entries (names starting with '.') ignored[/]")
     if results["weights"] == "random":
         console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
     if out is not None:

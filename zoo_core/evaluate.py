@@ -34,10 +34,14 @@ def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
     path = check_folder(Path(options.data))
     name = options.dataset or _guess_kind(path, options)
     spec = zoo.registry.dataset(name)
-    dataset = zoo.pm.hook.zoo_load_dataset(dataset=spec, path=path, labels=options.labels, model=model)
+    dataset = zoo.pm.hook.zoo_load_dataset(dataset=spec, path=path, labels=options.labels, classes=options.classes,
+                                           model=model)
     if dataset is None:
         raise ZooError(f"dataset kind {name!r} cannot be read from a folder",
                        note="choose --dataset imagenet-val or --dataset folder")
+    if options.classes is not None and dataset.classes is None:
+        raise ZooError(f"--classes numbers class folders, and the {name} dataset has none",
+                       note="drop --classes, or pass a folder of class subfolders (--dataset folder)", exit_code=2)
     dataset = dataset.limited(options.limit)
     if not dataset.samples:
         raise ZooError(f"no labelled image in {path}",
@@ -48,7 +52,7 @@ def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
 def _guess_kind(path: Path, options: RunOptions) -> str:
     if options.labels is not None or (path / "val_label.txt").exists():
         return "imagenet-val"
-    if any(p.is_dir() for p in path.iterdir()):
+    if options.classes is not None or any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
         return "folder"
     raise ZooError(f"cannot tell what kind of dataset {path} is: no val_label.txt and no class subfolders",
                    note="pass --labels FILE, or --dataset imagenet-val|folder")
@@ -397,7 +401,7 @@ def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, la
     k = min(5, scores.shape[1]) if scores.ndim == 2 else 0
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k] if len(scores) else np.zeros((0, k), np.int64)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", *(f"top{j + 1}" for j in range(k)), "label"])
         for sample, row, label in zip(samples, top, labels):
@@ -412,11 +416,16 @@ def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, la
 
 def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, progress: Progress) -> dict[str, Any]:
     """Every image under ``--data`` preprocessed to ``<id>.bin`` (raw float32, no batch axis) in ``target``."""
-    from .datasets import list_images
+    from collections import Counter
+
+    from .datasets import list_images, text_of
 
     path = check_folder(Path(options.data))  # type: ignore[arg-type]
     images, _ = list_images(path)
-    samples = [Sample(p.stem, p, None) for p in images][: options.limit]
+    shared = sorted(stem for stem, count in Counter(p.stem for p in images).items() if count > 1)
+    if shared:  # a.JPEG and a.png would both become a.bin, the second over the first
+        raise ZooError(f"two images in {path} share the stem {shared[0]!r}", note="rename one of them")
+    samples = [Sample(text_of(p.stem), p, None) for p in images][: options.limit]
     if not samples:
         raise ZooError(f"no image in {path}", note="pass the folder of images with --data")
     try:
@@ -426,7 +435,7 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
     written, skipped = 0, []
     label = f"preprocess {len(samples)} images"
     with Preprocessor(model, options.preset, options.workers, zoo.pm) as pre, progress.loop(label, len(samples)) as advance:
-        for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.id}.bin" for s in samples]), samples):
+        for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.path.stem}.bin" for s in samples]), samples):
             advance()
             if error is not None:
                 if not options.skip_bad:

@@ -61,15 +61,19 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
 
 
 @hookspec(firstresult=True)
-def zoo_load_dataset(dataset: DatasetSpec, path: Path, labels: Path | None, model: ModelSpec) -> Dataset | None:
+def zoo_load_dataset(
+    dataset: DatasetSpec, path: Path, labels: Path | None, classes: Path | None, model: ModelSpec
+) -> Dataset | None:
     """List the labelled images of a dataset folder, matching labels to images by file stem.
 
     Called once per accuracy run, before any image is decoded. File names in a label file are keys to
-    match, never paths to open.
+    match, never paths to open. Entries whose name starts with ``.`` are ignored and counted.
 
     :param dataset: The dataset kind (as registered) to read ``path`` as.
     :param path: The data folder (``--data``).
     :param labels: A label file (``--labels``), or ``None`` for the dataset's default.
+    :param classes: A class list (``--classes``: one class folder name per line, in index order), or ``None``.
+        A kind that numbers classes itself sets ``Dataset.classes``; zoo refuses ``--classes`` for one that does not.
     :param model: The model, for its number of classes.
     :return: The :class:`~zoo_core.datasets.Dataset`, or ``None`` when ``dataset`` is not this plugin's.
 

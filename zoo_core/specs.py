@@ -129,6 +129,7 @@ class RunOptions:
     onnx: Path | None = None  # an ONNX file to use instead of exporting (dynamic or at each batch size)
     data: Path | None = None
     labels: Path | None = None
+    classes: Path | None = None  # a folder dataset's class list: one class folder name per line, in index order
     dataset: str | None = None  # the dataset kind; None: guessed from the folder
     limit: int | None = None
     workers: int = 0  # preprocessing processes; 0: one per core
