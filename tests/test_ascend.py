@@ -46,8 +46,9 @@ def test_outputs_equal_onnxruntime_for_a_batch_that_needs_padding(ascend_env, tm
     zoo = make_zoo(tmp_path)
     samples = sample_input(zoo.registry.model(model), count, seed=4)  # the last batch of 4 is padded
     outputs = {}
-    for backend in ("ascend", "onnxruntime"):
-        options = options_for(zoo, model=model, backend=backend, batch_sizes=(4,))
+    # Compiled in float32: this test is about the padded batch (test_trust_precision.py is about float16).
+    for backend, flags in (("ascend", {"precision_mode": "force_fp32"}), ("onnxruntime", {})):
+        options = options_for(zoo, model=model, backend=backend, batch_sizes=(4,), **flags)
         prepared = prepare(zoo, options)
         with zoo.pm.hook.zoo_infer(compiled=prepared.compiled[4], model=prepared.model, options=options) as runner:
             outputs[backend] = infer_batches(runner, {"actual_input_1": samples})[0]

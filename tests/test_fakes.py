@@ -79,8 +79,10 @@ def base_flags(models: Path, output: str = "out/tiny_bs4", shape: str = f"{INPUT
 
 @pytest.fixture(scope="module")
 def om_bs4(env: dict[str, str], models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Compiled in float32: the tests that use it are about shapes, order and files, and compare with ONNX
+    Runtime to 1e-6 (tests/test_trust_precision.py tests what ATC's default, float16, does to the numbers)."""
     scratch = tmp_path_factory.mktemp("atc")
-    proc = atc(env, scratch, *base_flags(models))
+    proc = atc(env, scratch, *base_flags(models), "--precision_mode=force_fp32")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return scratch / "out" / "tiny_bs4.om"
 

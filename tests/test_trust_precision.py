@@ -137,3 +137,104 @@ def test_upstream_crop_is_not_always_square(upstream_images: Path) -> None:
     crop.resize_method = lambda img: seen.append(img.size) or img
     crop(Image.open(upstream_images / "nonsquare_20x34.png").convert("RGB"))
     assert seen == [(17, 18)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The Ascend fakes compute in the compiled precision mode
+
+
+def _om(env: dict[str, str], tmp_path: Path, name: str, *flags: str) -> Path:
+    """The fake ATC's .om of test_fakes' tiny Conv-Relu-Pool-Softmax graph at batch 4, with ``flags``."""
+    from test_fakes import base_flags, tiny_onnx
+
+    models = tmp_path / "models"
+    if not (models / "tiny.onnx").exists():
+        models.mkdir(exist_ok=True)
+        tiny_onnx(models / "tiny.onnx")
+    proc = subprocess.run(["atc", *base_flags(models, output=f"out/{name}"), *flags], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return tmp_path / "out" / f"{name}.om"
+
+
+def _fp16_exact(array: np.ndarray) -> bool:
+    """Every value is a float16 value (what a tensor that went through float16 holds)."""
+    with np.errstate(over="ignore"):
+        return bool(np.array_equal(array.astype(np.float16).astype(array.dtype), array, equal_nan=True))
+
+
+@pytest.mark.parametrize(("mode", "fp16"), [
+    (None, True),  # ATC's default on inference chips: force_fp16
+    ("force_fp16", True), ("allow_fp32_to_fp16", True), ("allow_mix_precision", "mixed"),
+    ("must_keep_origin_dtype", False), ("force_fp32", False),
+])
+def test_the_fake_chip_computes_in_the_compiled_precision(ascend_env, tmp_path: Path, mode, fp16) -> None:  # noqa: ANN001
+    from ais_bench.infer.interface import InferSession
+    from test_fakes import reference
+
+    om = _om(ascend_env, tmp_path, "tiny", *([f"--precision_mode={mode}"] if mode else []))
+    batch = np.random.default_rng(3).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    (got,) = InferSession(0, str(om)).infer([batch])
+    want = reference(tmp_path / "models" / "tiny.onnx", batch)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    diff = float(np.abs(got - want).max())
+    if fp16:
+        # More than float32 rounding (~1e-7 here), within what float16 weights and activations cost (2^-11 of
+        # the values, a few times over): a wrong weight or a dropped op would be far beyond it.
+        assert 1e-5 < diff < 4e-3, diff
+        np.testing.assert_allclose(got, want, rtol=4e-3, atol=1e-3)
+        # force_fp16 rounds the Softmax output to float16 too; allow_mix_precision keeps Softmax in float32.
+        assert _fp16_exact(got) == (fp16 is True)
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        assert not _fp16_exact(got)
+
+
+def test_an_input_beyond_float16_range_overflows_only_under_fp16(ascend_env, tmp_path: Path) -> None:
+    from ais_bench.infer.interface import InferSession
+    from test_fakes import reference
+
+    batch = np.random.default_rng(5).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    big = batch * np.float32(1e5)  # |x| up to ~4e5: beyond float16's 65504
+    assert np.abs(big).max() > 65504 and np.isfinite(big).all()
+    (fp16,) = InferSession(0, str(_om(ascend_env, tmp_path, "fp16"))).infer([big])
+    (fp32,) = InferSession(0, str(_om(ascend_env, tmp_path, "fp32", "--precision_mode=force_fp32"))).infer([big])
+    assert not np.isfinite(fp16).all()  # inf in the conv, then NaN out of the Softmax, as on the chip
+    assert np.isfinite(fp32).all()
+    np.testing.assert_allclose(fp32, reference(tmp_path / "models" / "tiny.onnx", big), rtol=0, atol=1e-6)
+    (small,) = InferSession(0, str(_om(ascend_env, tmp_path, "fp16"))).infer([batch])
+    assert np.isfinite(small).all()  # the same model, in range
+
+
+def test_output_type_fp16_returns_float16(ascend_env, tmp_path: Path) -> None:
+    from ais_bench.infer.interface import InferSession
+
+    om = _om(ascend_env, tmp_path, "half_out", "--output_type=FP16", "--precision_mode=force_fp32")
+    session = InferSession(0, str(om))
+    assert str(session.get_outputs()[0].datatype) == "dtype.float16"
+    (got,) = session.infer([np.ones((4, 3, 8, 8), np.float32)])
+    assert got.dtype == np.float16
+
+
+def test_zoo_on_the_fakes_shows_fp16_by_default_and_fp32_when_asked(ascend_env, tmp_path: Path) -> None:
+    """Through zoo's own Ascend backend: the same inputs as ONNX Runtime, ATC's default against force_fp32."""
+    from test_ascend import make_zoo, options_for
+
+    from zoo_core.export import sample_input
+    from zoo_core.runner import prepare
+    from zoo_core.runtime import infer_batches
+
+    zoo = make_zoo(tmp_path)
+    samples = sample_input(zoo.registry.model("resnest-tiny"), 4, seed=9)
+    outputs = {}
+    for label, backend, flags in (("ort", "onnxruntime", {}), ("default", "ascend", {}),
+                                  ("fp32", "ascend", {"precision_mode": "force_fp32"})):
+        options = options_for(zoo, backend=backend, batch_sizes=(4,), **flags)
+        prepared = prepare(zoo, options)
+        with zoo.pm.hook.zoo_infer(compiled=prepared.compiled[4], model=prepared.model, options=options) as runner:
+            outputs[label] = infer_batches(runner, {"actual_input_1": samples})[0]
+    scale = float(np.abs(outputs["ort"]).max())
+    np.testing.assert_allclose(outputs["fp32"], outputs["ort"], rtol=0, atol=1e-6 * scale)
+    fp16_error = float(np.abs(outputs["default"] - outputs["ort"]).max())
+    assert 1e-4 * scale < fp16_error < 1e-2 * scale, (fp16_error, scale)
+    assert _fp16_exact(outputs["default"]) and not _fp16_exact(outputs["fp32"])

@@ -1,4 +1,5 @@
-"""A fake ``InferSession`` that runs a fake .om with ONNX Runtime on the CPU (contract: ascend-tools.md §4)."""
+"""A fake ``InferSession`` that runs a fake .om with ONNX Runtime on the CPU (contract: ascend-tools.md §4), in the
+precision mode it was compiled with (``fake_precision``: float16 under ATC's default)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ if not _home or not Path(_home).is_dir():
 import onnxruntime as ort  # noqa: E402
 
 from fake_om import OmFormatError, read_om  # noqa: E402
+from fake_precision import emulate  # noqa: E402
 
 MODES = ("static", "dymbatch", "dymhw", "dymdims", "dymshape")
 _FORMATS = {"NCHW": 0, "NHWC": 1, "ND": 2}  # aclFormat values
@@ -105,8 +107,9 @@ class InferSession:
                                f"{header['soc_version']}, this device is {chip}")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # The chip computes in the precision the model was compiled for (float16 under ATC's default).
         self._session: ort.InferenceSession | None = ort.InferenceSession(
-            onnx_bytes, options, providers=["CPUExecutionProvider"])
+            emulate(onnx_bytes, header["precision_mode"]), options, providers=["CPUExecutionProvider"])
         self._header = header
         self._loop = loop
         self._times: list[float] = []
