@@ -24,7 +24,8 @@ def _zoo():  # noqa: ANN202
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
+    """Strict JSON on stdout: a NaN or infinity that got this far is a bug, and raises rather than print `NaN`."""
+    click.echo(json.dumps(data, indent=2, allow_nan=False))
 
 
 def _console():  # noqa: ANN202
@@ -142,7 +143,8 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--threads", type=int, default=None, help="Inference threads (default: one per core).")
 @click.option("--opset", type=int, default=None, help="ONNX opset for export (default: the model's).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
-@click.option("--device", "devices", default=None, help="Accelerator ids, e.g. 0 or 0,1,2,3 (one process each).")
+@click.option("--device", "devices", default=None, help="Accelerator ids, e.g. 0 or 0,1,2,3 (one process each; several only where the backend has separate "
+              "devices, not on the CPU).")
 @click.option("--soc", default=None, help="Ascend: ATC --soc_version, e.g. Ascend310P3 (default: from npu-smi).")
 @click.option("--precision-mode", default=None, help="Ascend: ATC --precision_mode (default: ATC's).")
 @click.option("--atc-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
@@ -234,10 +236,17 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
         lat = row["latency_ms"]
         acc = [f"{row[k] * 100:.2f} %" if row[k] is not None else "-" for k in ("top1", "top5")]
         e2e = [f"{row['throughput_e2e']:.2f}"] if has_device else []
-        table.add_row(str(row["batch_size"]), f"{row['throughput']:.2f}", *e2e,
+        mark = " [yellow]unstable[/]" if row.get("stable") is False else ""
+        table.add_row(str(row["batch_size"]), f"{row['throughput']:.2f}{mark}", *e2e,
                       *(f"{lat[k]:.2f}" for k in ("mean", "p50", "p90", "p99")), *acc)
     console = _console()
     console.print(table)
+    unsettled = [str(row["batch_size"]) for row in results["results"] if row.get("stable") is False]
+    if unsettled:
+        console.print(f"[yellow]unstable[/]: the timing of batch {', '.join(unsettled)} did not settle within "
+                      f"--max-seconds {results['measurement']['max_seconds']:g} s (3 windows never agreed within "
+                      f"--agree {results['measurement']['agree']:g}); re-run on a quieter machine or allow more "
+                      "--max-seconds", highlight=False)
     accuracy = results.get("accuracy")
     if accuracy:
         skipped = accuracy["skipped"]["count"]
@@ -333,17 +342,22 @@ def _print_comparison(result: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--fail-below", type=float, default=None, metavar="RATIO",
               help="Exit 4 when a batch size's throughput ratio B/A is below RATIO (e.g. 0.95).")
-def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None) -> None:
+@click.option("--unstable", type=click.Choice(["skip", "count"]), default="skip", show_default=True,
+              help="With --fail-below, a row whose timing did not settle in A or B: skip it (listed as not "
+              "judged) or count it like any other.")
+def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None, unstable: str) -> None:
+
     """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
     ratio, accuracy delta, and what differs between the runs, for regression checks."""
     from rich.markup import escape
     from rich.table import Table
 
     from .errors import CheckError
-    from .report import compare_runs, load_results
+    from .report import compare_runs, judge, load_results
 
     a, b = load_results(run_a), load_results(run_b)
     data = {"a": str(run_a), "b": str(run_b), **compare_runs(a, b)}
+    data["judgement"] = judge(data["rows"], fail_below, unstable) if fail_below is not None else None
     if as_json:
         _emit_json(data)
     else:
@@ -359,8 +373,12 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
         for column in ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
                        "top-1 delta", "top-5 delta"):
             table.add_column(column, justify="right")
+        def img_s(value: float | None, stable: bool | None) -> str:
+            return num(value, ".2f") + (" [yellow]unstable[/]" if stable is False else "")
+
         for r in data["rows"]:
-            table.add_row(str(r["batch_size"]), num(r["throughput_a"], ".2f"), num(r["throughput_b"], ".2f"),
+            table.add_row(str(r["batch_size"]), img_s(r["throughput_a"], r["stable_a"]),
+                          img_s(r["throughput_b"], r["stable_b"]),
                           num(r["throughput_ratio"], ".3f"), num(r["throughput_e2e_ratio"], ".3f"),
                           num(r["latency_ratio"], ".3f"), num(r["latency_p99_ratio"], ".3f"),
                           points(r["top1_delta"]), points(r["top5_delta"]))
@@ -380,8 +398,13 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
             console.print(diff)
         else:
             console.print("same model, backend, weights, measurement settings and environment")
-    slow = [r for r in data["rows"] if fail_below is not None and r["throughput_ratio"] is not None
-            and r["throughput_ratio"] < fail_below]
+    judgement = data["judgement"] or {"not_judged": [], "regressed": []}
+    if judgement["not_judged"]:  # on stderr beside --json, whose stdout is the object alone
+        click.echo("not judged by --fail-below: " + "; ".join(
+            f"batch {r['batch_size']} ({r['reason']})" for r in judgement["not_judged"])
+            + ("; --unstable count judges unstable rows too" if any(
+                r["reason"].startswith("unstable") for r in judgement["not_judged"]) else ""), err=as_json)
+    slow = [r for r in data["rows"] if r["batch_size"] in judgement["regressed"]]
     if slow:
         worst = min(slow, key=lambda r: r["throughput_ratio"])
         raise CheckError(f"throughput regressed at batch {', '.join(str(r['batch_size']) for r in slow)}: "

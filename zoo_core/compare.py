@@ -31,15 +31,18 @@ RULE = "|backend - reference| <= atol + rtol * |reference|, element by element (
 class OutputErrors:
     """How one output of a backend differs from the reference's, under numpy.allclose's rule.
 
-    ``None`` where no number answers: an output holds NaN or infinity, or (``needed_rtol``) the outputs differ by
-    more than ``atol`` where the reference is exactly 0, which no relative tolerance covers.
+    ``None`` where no number answers: an output holds NaN or infinity (which always fails, even where both sides
+    hold the same infinity), or (``needed_rtol``) the outputs differ by more than ``atol`` where the reference is
+    exactly 0, which no relative tolerance covers.
     """
 
     max_abs: float | None  # max |a - b|
     max_rel: float | None  # max |a - b| / max(|b|, tiny)
     needed_atol: float | None  # the smallest atol that passes at the given rtol
     needed_rtol: float | None  # the smallest rtol that passes at the given atol
-    passed: bool  # numpy.allclose(a, b, rtol, atol)
+    passed: bool  # numpy.allclose(a, b, rtol, atol), and every value finite on both sides
+    nonfinite: int = 0  # values of the backend's output that are NaN or infinite
+    reference_nonfinite: int = 0  # values of the reference's output that are NaN or infinite
 
 
 def output_errors(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> OutputErrors:
@@ -51,8 +54,9 @@ def output_errors(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: f
     a = np.asarray(actual, dtype=np.float64)
     b = np.asarray(expected, dtype=np.float64)
     passed = bool(np.allclose(a, b, rtol=rtol, atol=atol))
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        return OutputErrors(None, None, None, None, passed)
+    nonfinite, reference_nonfinite = (int(x.size - np.count_nonzero(np.isfinite(x))) for x in (a, b))
+    if nonfinite or reference_nonfinite:
+        return OutputErrors(None, None, None, None, False, nonfinite, reference_nonfinite)
     if a.size == 0:
         return OutputErrors(0.0, 0.0, 0.0, 0.0, passed)
     diff = np.abs(a - b)
@@ -194,8 +198,12 @@ def raise_if_failed(result: dict[str, Any]) -> None:
     atol, rtol = result["atol"], result["rtol"]
     where = f"{worst['backend']} differs from {worst['reference']} on {worst['output']}"
     if worst["max_abs"] is None:
-        raise CheckError(f"{where}: an output holds NaN or infinity",
-                         note="no tolerance covers it; check the backend's precision mode and the model's inputs")
+        size = math.prod(worst["shape"])
+        sides = ", ".join(f"{n} of {size} values from {who}" for who, n in (
+            (worst["backend"], worst["nonfinite"]), (worst["reference"], worst["reference_nonfinite"])) if n)
+        raise CheckError(f"{where}: NaN or infinity in the outputs, {sides}",
+                         note="no tolerance covers it; check the weights or ONNX file, the backend's precision mode "
+                         "and the model's inputs")
     rtol_hint = (f" or --rtol {ceil_sig(result['needed_rtol']):.3g} (at --atol {atol:g})"
                  if result["needed_rtol"] is not None else "")
     raise CheckError(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .artifacts import fingerprint
 from .datasets import Dataset, Sample, check_folder
-from .errors import EXIT_INTERRUPTED, ZooError
+from .errors import EXIT_INTERRUPTED, CheckError, ZooError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -372,6 +372,7 @@ def _score(
             samples += [shard[k] for k in data["kept"]]
             skipped += json.loads(str(data["skipped"]))
     scores = np.concatenate(outputs) if outputs else np.zeros((0, model.num_classes), np.float32)
+    _check_scored(samples, skipped, scores)
     labels = np.asarray([s.label for s in samples], dtype=np.int64)
     metrics: dict[str, Any] = {}
     for contribution in zoo.pm.hook.zoo_metrics(model=model, outputs=scores, labels=labels):
@@ -392,6 +393,24 @@ def _score(
         "resumed_images": len(samples) + len(skipped) - fresh,
         "workers": options.workers,
     }
+
+
+def _check_scored(samples: list[Sample], skipped: list[dict[str, str]], scores: np.ndarray) -> None:
+    """Stop unless there is something to score and every score is a number: an accuracy over no image, or over
+    outputs holding NaN or infinity (which rank arbitrarily), is not a result."""
+    import numpy as np
+
+    if not samples:
+        example = f", e.g. {skipped[0]['id']}: {skipped[0]['reason']}" if skipped else ""
+        raise ZooError(f"no image was scored: all {len(skipped)} images were skipped as unreadable{example}",
+                       note="replace the unreadable images, or point --data at a folder of readable ones")
+    finite = np.isfinite(scores.reshape(len(scores), -1)).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise CheckError(f"the model's outputs hold NaN or infinity for {len(bad)} of {len(samples)} images "
+                         f"(first: {samples[int(bad[0])].id}); they cannot be scored",
+                         note="the weights or the ONNX file hold NaN or infinity, or overflow float32 on these "
+                         "images; check them with `zoo compare`")
 
 
 def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, labels: np.ndarray) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .weights import WeightsRef
 
 CHECK_FILE = "export-check.json"
+CHECKS = "finite"  # what the export and simplify checks judge, in their cache keys: NaN and infinity fail them
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
     """Export ``model`` to ``path`` with a dynamic batch axis, then check ONNX Runtime against PyTorch.
 
     The check's result is written beside the ONNX file (``export-check.json``). A difference beyond
-    ``atol * max(1, max |torch output|)`` raises :class:`CheckError`.
+    ``atol * max(1, max |torch output|)``, or NaN or infinity in either output, raises :class:`CheckError`.
     """
     import torch
 
@@ -131,8 +132,11 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
     with torch.no_grad():
         expected = module(example).numpy()
     actual = run_onnx(path, {model.input_names[0]: example.numpy()})[0]
+    check_finite(f"exported ONNX of {model.name!r}", {"PyTorch": expected, "ONNX Runtime": actual},
+                 note="the weights hold NaN or infinity, or are so large that the outputs overflow float32; "
+                 "check the checkpoint passed with --weights")
     check = compare(expected, actual, atol, batch_size=example.shape[0])
-    path.with_name(CHECK_FILE).write_text(json.dumps(check.to_dict()))
+    path.with_name(CHECK_FILE).write_text(json.dumps(check.to_dict(), allow_nan=False))
     if check.max_abs_diff > check.tolerance:
         raise CheckError(
             f"exported ONNX of {model.name!r} differs from PyTorch by {check.max_abs_diff:.3g} "
@@ -140,6 +144,18 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
             note=f"try another opset with --opset (now {opset}); if this persists, report it to the plugin's authors",
         )
     return check
+
+
+def check_finite(what: str, outputs: dict[str, np.ndarray], note: str) -> None:
+    """A :class:`CheckError` when any of ``outputs`` (by who produced it) holds NaN or infinity: no tolerance
+    judges such a comparison (NaN compares False with everything), so it fails on its own, naming how many."""
+    import numpy as np
+
+    counts = {who: int(np.size(a) - np.count_nonzero(np.isfinite(a))) for who, a in outputs.items()}
+    bad = {who: n for who, n in counts.items() if n}
+    if bad:
+        sides = ", ".join(f"{n} of {np.size(outputs[who])} values from {who}" for who, n in bad.items())
+        raise CheckError(f"{what}: NaN or infinity in the outputs, {sides}", note=note)
 
 
 def compare(expected: np.ndarray, actual: np.ndarray, atol: float, batch_size: int) -> ExportCheck:
@@ -173,6 +189,10 @@ def simplify_onnx(model: ModelSpec, src: Path, dst: Path, batch_size: int, atol:
     feed = {name: sample_input(model, batch_size, seed=2) for name in model.input_names}
     expected = run_onnx(src, feed)[0]
     actual = run_onnx(dst, feed)[0]
+    check_finite(f"simplified ONNX of {model.name!r} at batch {batch_size}",
+                 {"the exported ONNX": expected, "the simplified ONNX": actual},
+                 note="the ONNX file's weights hold NaN or infinity, or are so large that the outputs overflow "
+                 "float32; export it again from a sound checkpoint")
     check = compare(expected, actual, atol, batch_size)
     if check.max_abs_diff > check.tolerance:
         raise CheckError(

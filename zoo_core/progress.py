@@ -22,6 +22,10 @@ class Progress:
         """Wraps a counted loop (timed batches; ``None``: count unknown); the yielded callable advances it by one."""
         yield lambda: None
 
+    def warn(self, note: str) -> None:
+        """Inside a stage or loop: end it with a warning and ``note`` instead of ✓ (it finished, but its result
+        is to be doubted, e.g. timings that never settled)."""
+
 
 class RichProgress(Progress):
     """Spinners for stages and a bar for timed loops, on stderr; one line per finished stage."""
@@ -32,6 +36,19 @@ class RichProgress(Progress):
         from rich.console import Console
 
         self.console = Console(stderr=True)
+        self._warning: str | None = None
+
+    def warn(self, note: str) -> None:
+        self._warning = note
+
+    def _finished(self, description: str, note: str | None = None) -> None:
+        """The line a finished stage or loop leaves: ✓, or ⚠ with the warning given inside it."""
+        warning, self._warning = self._warning, None
+        if warning is not None:
+            mark, note = "[yellow]⚠[/]", f"{note}; {warning}" if note else warning
+        else:
+            mark = "[green]✓[/]"
+        self.console.print(f"{mark} {description}" + (f" [dim]({note})[/]" if note else ""), highlight=False)
 
     @contextlib.contextmanager
     def stage(self, description: str) -> Iterator[Callable[[str], None]]:
@@ -40,8 +57,7 @@ class RichProgress(Progress):
         with self.console.status(f"{description} ..."):
             yield notes.append
         seconds = time.perf_counter() - start
-        note = notes[-1] if notes else f"{seconds:.1f} s"
-        self.console.print(f"[green]✓[/] {description} [dim]({note})[/]", highlight=False)
+        self._finished(description, notes[-1] if notes else f"{seconds:.1f} s")
 
     @contextlib.contextmanager
     def loop(self, description: str, total: int | None) -> Iterator[Callable[[], None]]:
@@ -50,7 +66,7 @@ class RichProgress(Progress):
 
         if not self.console.is_terminal:  # a log file gets the finished line only
             yield lambda: None
-            self.console.print(f"✓ {description}", highlight=False)
+            self._finished(description)
             return
         with Bar(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -58,4 +74,4 @@ class RichProgress(Progress):
         ) as bar:
             task = bar.add_task(description, total=total)
             yield lambda: bar.advance(task)
-        self.console.print(f"[green]✓[/] {description}", highlight=False)
+        self._finished(description)

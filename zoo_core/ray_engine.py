@@ -389,6 +389,9 @@ class RayEngine:
             except Exception as exc:  # noqa: BLE001
                 raise _as_zoo_error(exc) from None
             done(", ".join(device for device, _ in timed))
+            from .runner import warn_unsettled
+
+            warn_unsettled(progress, timed, options)
         self.timed_on = [device for device, _ in timed]
         # The rows name each device by its id on its node (npu:3 -> 3); CPU actors by their index.
         return [(int(device.split(":")[1]) if ":" in device else i, timing) for i, (device, timing) in enumerate(timed)]

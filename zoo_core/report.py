@@ -3,7 +3,7 @@
 
 Everything here reads the results object only (``zoo_core.runner.run``), so a report can be rebuilt from a
 ``results.json`` alone. Rows may carry fields that older runs lack (``stable``, ``windows``); all are optional.
-matplotlib (the ``plot`` extra) and jsonschema (a test dependency) are imported lazily.
+matplotlib (the ``plot`` extra) and jsonschema are imported lazily.
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ def markdown(results: dict[str, Any], chart: bool | None = None) -> str:
         name = chip(results) + (f" x{_device_count(row)}" if _device_count(row) > 1 else "")
         scored = row.get("top1") is not None
         body.append([name, str(row["batch_size"]), _cell(dataset.get("kind")) if scored else "-",
-                     _pct(row.get("top1")), _num(row.get("throughput"), ".1f")])
+                     _pct(row.get("top1")),
+                     _num(row.get("throughput"), ".1f") + (" (unstable)" if row.get("stable") is False else "")])
     lines += _md_table(list(SEED_COLUMNS), body, ["---", "---:", "---", "---:", "---:"])
     lines.append("")
     notes = ["性能 is `throughput` in images/s = 1000 * batch_size / mean batch latency in ms (formulas below)."]
@@ -333,6 +334,10 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
     left.plot(batch, [r.get("throughput") for r in table], "o-", label="throughput")
+    shaky = [r for r in table if r.get("stable") is False]
+    if shaky:
+        left.plot([r["batch_size"] for r in shaky], [r.get("throughput") for r in shaky], "x", color="red",
+                  markersize=12, label="unstable: did not settle")
     if any(r.get("throughput_device") is not None for r in table):
         left.plot(batch, [r.get("throughput_e2e") for r in table], "s--", label="throughput_e2e")
     left.set(title="throughput = 1000 * batch / mean ms", xlabel="batch size", ylabel="images/s")
@@ -373,8 +378,7 @@ def load_schema() -> dict[str, Any]:
 
 
 def validation_errors(results: Any) -> list[str]:
-    """Every way ``results`` breaks the schema, as ``path: message`` lines; empty when it is valid.
-    Needs jsonschema (a test dependency)."""
+    """Every way ``results`` breaks the schema, as ``path: message`` lines; empty when it is valid."""
     try:
         import jsonschema
     except ImportError:
@@ -406,16 +410,27 @@ def load_results(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ZooError(f"results file not found: {path}", note=note)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except OSError as exc:
         raise ZooError(f"cannot read {path}: {exc.strerror or exc}", note=note) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" ({exc.msg}, line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise ZooError(f"{path} is not a zoo results file: not JSON{where}", note=note) from None
+    except _NotANumber as exc:
+        raise ZooError(f"{path} holds {exc}, which is not a number and not JSON: its figures cannot be compared",
+                       note="run it again with this zoo, which stops instead of writing NaN") from None
     problem = _results_problem(data)
     if problem:
         raise ZooError(f"{path} is not a zoo results file: {problem}", note=note)
     return data
+
+
+class _NotANumber(ValueError):
+    """``NaN`` or ``Infinity`` in a results file: Python's json reads them, strict JSON does not."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotANumber(name)
 
 
 def _results_problem(data: Any) -> str | None:
@@ -478,3 +493,28 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "env": {k: {"a": env_a.get(k), "b": env_b.get(k)}
                 for k in sorted(set(env_a) | set(env_b)) if env_a.get(k) != env_b.get(k)},
     }
+
+
+UNSTABLE_CHOICES = ("skip", "count")
+
+
+def judge(rows_: list[dict[str, Any]], fail_below: float, unstable: str = "skip") -> dict[str, Any]:
+    """Which compared rows ``--fail-below`` judges, and which of those regressed (throughput ratio B/A below
+    ``fail_below``). A row whose timing did not settle in A or B (``stable`` false) is noise, not a regression:
+    ``unstable="skip"`` leaves it unjudged, with the reason; ``"count"`` judges it like any other row."""
+    if unstable not in UNSTABLE_CHOICES:
+        raise ValueError(f"unstable must be one of {UNSTABLE_CHOICES}, not {unstable!r}")
+    judged, not_judged, regressed = [], [], []
+    for r in rows_:
+        shaky = [side.upper() for side in ("a", "b") if r.get(f"stable_{side}") is False]
+        if r["throughput_ratio"] is None:
+            not_judged.append({"batch_size": r["batch_size"], "reason": "no throughput ratio (A's throughput is 0)"})
+        elif shaky and unstable == "skip":
+            not_judged.append({"batch_size": r["batch_size"],
+                               "reason": f"unstable in {' and '.join(shaky)}: the timing did not settle"})
+        else:
+            judged.append(r["batch_size"])
+            if r["throughput_ratio"] < fail_below:
+                regressed.append(r["batch_size"])
+    return {"fail_below": fail_below, "unstable": unstable, "judged": judged, "not_judged": not_judged,
+            "regressed": regressed}

@@ -12,8 +12,8 @@ from typing import Any, Iterable
 
 from .artifacts import Artifact, ArtifactStore
 from .environment import fingerprint, package_version
-from .errors import ZooError
-from .export import CHECK_FILE, sample_batch, simplify_onnx
+from .errors import UsageError, ZooError
+from .export import CHECK_FILE, CHECKS, sample_batch, simplify_onnx
 from .measure import latency_stats, throughput, windows_agree
 from .plugins import Registry, ZooPluginManager, get_plugin_manager, plugin_version
 from .progress import Progress
@@ -67,6 +67,7 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
         "onnx": package_version("onnx"),
         "plugin": model.plugin,
         "plugin_version": plugin_version(zoo.pm, model.plugin),  # a new release may build the model differently
+        "checks": CHECKS,  # an export cached before a check existed (NaN passed once) is built and checked again
     }
 
     def build(folder: Path) -> None:
@@ -101,7 +102,7 @@ def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Ar
 
 def simplify(zoo: Zoo, model: ModelSpec, exported: Artifact, batch_size: int, progress: Progress) -> Artifact:
     """onnxsim with the batch fixed at ``batch_size``, from the cache or built now."""
-    inputs = {"export": exported.key, "batch_size": batch_size, "onnxsim": package_version("onnxsim")}
+    inputs = {"export": exported.key, "batch_size": batch_size, "onnxsim": package_version("onnxsim"), "checks": CHECKS}
 
     def build(folder: Path) -> None:
         simplify_onnx(model, exported.file(EXPORT_FILE), folder / SIMPLIFIED_FILE, batch_size)
@@ -192,10 +193,11 @@ def measure(
         label, total = f"time batch {bs}: {options.warmup} warm-up + {options.iterations} timed", \
             options.warmup + options.iterations
     else:
-        label, total = f"time batch {bs}: windows of {options.window} until 3 agree within {options.agree:.0%}", None
+        label, total = f"time batch {bs}: windows of {options.window} until 3 agree within {options.agree * 100:g}%", None
     if len(options.devices) == 1:
         with progress.loop(label, total) as advance:
             timing = timed_loop(zoo, model, compiled, options, advance)
+            warn_unsettled(progress, [(options.devices[0], timing)], options)
         return results_row(bs, [(options.devices[0], timing)])
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -205,7 +207,17 @@ def measure(
             jobs = [pool.submit(_device_worker, model, compiled, options.with_(devices=(d,))) for d in options.devices]
             per_device = [(d, job.result()) for d, job in zip(options.devices, jobs)]
         done(f"{len(per_device)} processes")
+        warn_unsettled(progress, per_device, options)
     return results_row(bs, per_device)
+
+
+def warn_unsettled(progress: Progress, per_device: list[tuple[Any, Timing]], options: RunOptions) -> None:
+    """The timing's progress line ends in a warning, not ✓, when a device's windows never agreed."""
+    unsettled = [d for d, t in per_device if t.stable is False]
+    if unsettled:
+        which = f"device {', '.join(map(str, unsettled))} " if len(per_device) > 1 else ""
+        progress.warn(f"{which}did not settle within --max-seconds {options.max_seconds:g} s: "
+                      "the throughput is unstable")
 
 
 def timed_loop(
@@ -295,6 +307,7 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     """The whole recipe for one model on one backend and every batch size: the results object."""
     progress = progress or Progress()
     zoo.timer.seconds.clear()
+    check_devices(zoo.registry.backend(options.backend), options)
     if options.data is not None:
         from .evaluate import load_dataset
 
@@ -351,6 +364,16 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     return results
 
 
+def check_devices(backend: BackendSpec, options: RunOptions) -> None:
+    """Several ``--device`` ids need a backend with separate devices: on the CPU their processes would share the
+    same cores, and adding up their throughputs would count the cores once per process."""
+    if len(options.devices) > 1 and backend.device == "cpu":
+        raise UsageError(
+            f"--device {','.join(map(str, options.devices))}: backend {backend.name!r} runs on the CPU, where "
+            f"{len(options.devices)} processes would share the same cores, so their throughputs cannot be added",
+            note="leave --device out (one process uses every core; --threads N sets how many)")
+
+
 def open_engine(zoo: Zoo, options: RunOptions) -> Any:
     """``None`` for a run in this process; a (not yet entered) Ray engine for ``--engine ray``."""
     if options.engine == "local":
@@ -371,14 +394,15 @@ def environment(zoo: Zoo) -> dict[str, Any]:
 def write_results(results: dict[str, Any], out: Path) -> Path:
     """Write ``results.json``, ``results.csv``, ``report.md`` and ``throughput.png`` (when matplotlib is
     installed; else a stale chart is removed and report.md says so) into ``out`` (created if needed), each
-    atomically."""
+    atomically, once ``results`` validates against the shipped schema."""
     from . import report
 
+    report.validate(results)  # the shipped schema; and strict JSON below: a NaN that got this far raises
     try:
         out.mkdir(parents=True, exist_ok=True)
         target = out / "results.json"
         tmp = out / ".results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
         tmp.replace(target)
         report.write_csv(results, out / report.CSV_FILE)
         chart = report.write_chart(results, out / report.CHART_FILE)
