@@ -16,7 +16,7 @@ def test_cache_path_ls_and_clean(zoo_cli, tmp_path: Path) -> None:
     rows = zoo_cli("cache", "ls", "--json", env=env).json()
     assert {r["stage"] for r in rows} == {"export", "simplify"} and all(r["complete"] for r in rows)
 
-    half = cache / "compile" / ".0123.tmp-999-abcd"  # what a killed build leaves behind
+    half = cache / "compile" / ".0123456789abcdef01234567.tmp-999-abcd1234"  # what a killed build leaves behind
     half.mkdir(parents=True)
     (half / "model.om").write_text("partial")
     rows = zoo_cli("cache", "ls", "--json", env=env).json()

@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import shutil
+import stat
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +20,12 @@ from .errors import ZooError
 
 CACHE_ENV = "ZOO_CACHE_DIR"
 MANIFEST = "manifest.json"
+VERIFIED = ".verified.json"  # beside the manifest: each file's stat when its sha256 last matched the manifest
+STAGES = ("export", "simplify", "compile")  # the stage folders; `zoo cache clean` touches no other
+EVALUATIONS = "evaluations"  # saved accuracy shards, one folder per evaluation key
+# A file changed this recently may change again within its timestamps' resolution, unseen by stat: it is
+# hashed on every use until it is older (git's "racily clean" rule).
+_RACY_NS = 2_000_000_000
 
 
 def cache_root() -> Path:
@@ -32,6 +40,12 @@ def fingerprint(inputs: Mapping[str, Any]) -> str:
     """A stable hash of a JSON-ready mapping: the artifact's key."""
     text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr: something was wrong and zoo repaired it; the run goes on."""
+    sys.stderr.write(f"Warning: {message}\n")
+    sys.stderr.flush()
 
 
 def file_sha256(path: Path) -> str:
@@ -59,21 +73,29 @@ class Artifact:
 class ArtifactStore:
     """Builds each artifact once: written to a temporary folder, given a manifest, then renamed into place.
 
-    A folder without a complete manifest is never used; a lock file makes a second process wait for the
-    first one's build instead of doing it again.
+    A folder is used only when its manifest is whole and every file it lists matches its size and sha256 (a
+    file is re-hashed only when its stat changed since it last matched); one that does not match is built again,
+    with a warning. A lock file makes a second process wait for the first one's build instead of doing it
+    again, and every folder this process uses stays under a shared lock until it exits, so that `zoo cache
+    clean` leaves it alone.
     """
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else cache_root()
+        self._held: dict[Path, int] = {}  # folder -> an open descriptor holding its shared lock
 
     def get_or_build(self, stage: str, inputs: Mapping[str, Any], build: Callable[[Path], Any]) -> Artifact:
         """The artifact of ``stage`` for ``inputs``; ``build(folder)`` writes its files when it is missing."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}: the cache's stages are {', '.join(STAGES)}")
         key = fingerprint({"stage": stage, **inputs})
         stage_dir = self.root / stage
         final = stage_dir / key
-        found = self._load(stage, key, final)
+        found, problem = self._use(stage, key, final)
         if found is not None:
             return found
+        if problem:
+            warn(f"the cached {stage} artifact {key} {problem}; building it again")
         lock = stage_dir / f".{key}.lock"
         try:
             stage_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +104,7 @@ class ArtifactStore:
             raise ZooError(f"cannot write to the cache {self.root}: {exc.strerror or exc}",
                            note=f"set {CACHE_ENV} to a writable folder with free space") from None
         with _locked(lock):
-            found = self._load(stage, key, final)
+            found, _ = self._use(stage, key, final)  # built by another process while this one waited
             if found is not None:
                 return found
             # Holding the lock, no one else builds this key: a temporary folder of it was left by a killed run.
@@ -92,83 +114,173 @@ class ArtifactStore:
             tmp.mkdir()
             try:
                 build(tmp)
+                files = _file_table(tmp)
+                if not files:
+                    raise RuntimeError(f"the {stage} stage wrote no file: there is nothing to cache")
                 manifest = {
                     "stage": stage,
                     "key": key,
                     "inputs": json.loads(json.dumps(inputs, default=str)),
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "files": {
-                        p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)}
-                        for p in sorted(tmp.iterdir())
-                        if p.is_file()
-                    },
+                    "files": files,
                 }
                 _write_json_atomic(tmp / MANIFEST, manifest)
-                if final.exists():  # a folder left without a manifest by an older crash
+                if final.exists():  # a damaged artifact, or a folder left without a manifest by an older crash
                     shutil.rmtree(final)
                 os.rename(tmp, final)
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
+            self._hold(final)
         return Artifact(stage, key, final, cached=False, manifest=manifest)
 
+    def evaluation_folder(self, key: str) -> Path:
+        """The folder of an evaluation's saved shards, created if needed and held until this process exits."""
+        folder = self.root / EVALUATIONS / key
+        self._hold(folder, create=True)
+        return folder
+
     def entries(self) -> list[dict[str, Any]]:
-        """Every artifact in the cache: stage, key, size, creation time, and whether its manifest is whole."""
-        rows = []
-        if not self.root.is_dir():
-            return rows
-        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            for folder in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
-                size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-                complete = folder.name.startswith(".") is False and self._load(stage_dir.name, folder.name, folder)
-                rows.append({
-                    "stage": stage_dir.name, "key": folder.name, "path": str(folder), "bytes": size,
-                    "modified": folder.stat().st_mtime, "complete": bool(complete) or stage_dir.name == "evaluations",
-                })
-        return rows
+        """Every artifact zoo made in the cache: stage, key, size, modification time, whether it is whole."""
+        from .cache_layout import entries
 
-    def clean(self, older_than_s: float | None = None) -> dict[str, int]:
-        """Remove artifacts (all, or those not modified for ``older_than_s`` seconds) and every leftover
-        temporary folder; returns how many folders and bytes went."""
-        removed, freed = 0, 0
-        now = time.time()
-        for row in self.entries():
-            leftover = Path(row["path"]).name.startswith(".") or not row["complete"]
-            if leftover or older_than_s is None or now - row["modified"] > older_than_s:
-                shutil.rmtree(row["path"], ignore_errors=True)
-                removed += 1
-                freed += row["bytes"]
-        return {"removed": removed, "bytes": freed}
+        return entries(self.root)
 
-    @staticmethod
-    def _load(stage: str, key: str, folder: Path) -> Artifact | None:
-        try:
-            manifest = json.loads((folder / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return None
-        if manifest.get("key") != key:
-            return None
-        for name, meta in manifest.get("files", {}).items():
+    def clean(self, older_than_s: float | None = None) -> dict[str, Any]:
+        """Remove what zoo made (all, or what was not modified for ``older_than_s`` seconds) and what a crash
+        left; nothing in use and nothing zoo did not make. Returns what went and what stayed."""
+        from .cache_layout import clean
+
+        return clean(self.root, older_than_s)
+
+    def _use(self, stage: str, key: str, folder: Path) -> tuple[Artifact | None, str | None]:
+        """The artifact in ``folder``, held; else ``None`` and what is wrong with it (``None`` when absent)."""
+        if not self._hold(folder):
+            return None, None
+        found, problem = verify(stage, key, folder)
+        if found is None:
+            self._release(folder)
+        return found, problem
+
+    def _hold(self, folder: Path, *, create: bool = False) -> bool:
+        """Take a shared lock on ``folder`` (waiting while a clean removes it) and keep it; False when the
+        folder is not there."""
+        self._release(folder)
+        while True:
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
             try:
-                if (folder / name).stat().st_size != meta["size"]:
-                    return None
-            except OSError:
-                return None
-        return Artifact(stage, key, folder, cached=True, manifest=manifest)
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):
+                if create:
+                    continue
+                return False
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _same_file(fd, folder):
+                self._held[folder] = fd
+                return True
+            os.close(fd)  # removed while this process waited for the lock
+            if not create:
+                return False
+
+    def _release(self, folder: Path) -> None:
+        fd = self._held.pop(folder, None)
+        if fd is not None:
+            os.close(fd)
+
+
+def verify(stage: str, key: str, folder: Path) -> tuple[Artifact | None, str | None]:
+    """The artifact in ``folder`` when its manifest is this key's and every file matches it; else ``None`` and
+    what is wrong, as words that follow "the artifact" (``None`` too when there is no folder)."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        return None, (f"has no {MANIFEST}" if folder.is_dir() else None)
+    except (OSError, ValueError):
+        return None, f"has an unreadable {MANIFEST}"
+    if not isinstance(manifest, dict):
+        manifest = {}
+    files = manifest.get("files")
+    if manifest.get("key") != key or not isinstance(files, dict) or not files \
+            or not all(_valid_entry(name, meta) for name, meta in files.items()):
+        return None, f"has a {MANIFEST} that is not this artifact's"
+    known = _read_verified(folder)
+    verified = {}
+    for name, meta in sorted(files.items()):
+        try:
+            st = os.stat(folder / name)
+        except OSError:
+            return None, f"is missing its file {name}"
+        if not stat.S_ISREG(st.st_mode) or st.st_size != meta["size"]:
+            return None, f"has {name} of {st.st_size} bytes where its manifest says {meta['size']}"
+        signature = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        if known.get(name) != signature:
+            try:
+                digest = file_sha256(folder / name)
+            except OSError as exc:
+                return None, f"cannot read its file {name}: {exc.strerror or exc}"
+            if digest != meta["sha256"]:
+                return None, f"has {name} that does not match the sha256 in its manifest"
+            if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+                continue  # matched, but too fresh to trust its stat next time
+        verified[name] = signature
+    if verified != known:
+        with contextlib.suppress(OSError):  # a read-only cache is still used, hashed each time
+            _write_json_atomic(folder / VERIFIED, verified)
+    return Artifact(stage, key, folder, cached=True, manifest=manifest), None
+
+
+def _valid_entry(name: Any, meta: Any) -> bool:
+    return (isinstance(name, str) and bool(name) and not name.startswith("/") and ".." not in name.split("/")
+            and isinstance(meta, dict) and isinstance(meta.get("size"), int) and isinstance(meta.get("sha256"), str))
+
+
+def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under ``folder`` (subfolders too): relative path -> size and sha256."""
+    return {
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+def _read_verified(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed or replaced meanwhile)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a+") as fh:
+    """An exclusive lock on the lock file ``path``; a lock file a clean removed while this process waited for
+    it is made again (two builders never hold two different files)."""
+    while True:
+        fh = open(path, "a+")
         fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+        if _same_file(fh.fileno(), path):
+            break
+        fh.close()
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     with open(tmp, "w") as fh:
         json.dump(data, fh, indent=2, sort_keys=True)
         fh.flush()

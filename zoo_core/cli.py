@@ -445,33 +445,56 @@ def cache_ls_cmd(as_json: bool) -> None:
 
     table = Table("stage", "key", "size", "modified", "state", box=None, header_style="bold")
     for r in rows:
-        state = "ok" if r["complete"] else "[yellow]incomplete (left by a crash)[/]"
+        state = "ok" if r["complete"] else f"[yellow]damaged: it {r['problem']}[/]" if r.get("problem") \
+            else "[yellow]incomplete (left by a crash)[/]"
         table.add_row(r["stage"], r["key"], _size(r["bytes"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["modified"])), state)
     console = _console()
     console.print(table)
     console.print(f"{len(rows)} artifacts, {_size(sum(r['bytes'] for r in rows))} in {ArtifactStore().root}")
+    from .cache_layout import foreign
+
+    others = foreign(ArtifactStore().root)
+    if others:
+        more = ", ..." if len(others) > 3 else ""
+        console.print(f"{len(others)} not zoo's, left alone: {', '.join(others[:3])}{more}", highlight=False)
 
 
 @cache_group.command("clean")
 @click.option("--older-than", default=None, metavar="AGE", help="Only artifacts unused for AGE, e.g. 30m, 12h, 7d.")
+@click.option("--yes", "-y", is_flag=True, help="Clean everything without asking (needed without a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def cache_clean_cmd(older_than: str | None, as_json: bool) -> None:
-    """Remove cached artifacts (and whatever a crash left half-written)."""
+def cache_clean_cmd(older_than: str | None, yes: bool, as_json: bool) -> None:
+    """Remove what zoo cached (and whatever a crash left half-written); never what zoo did not make, nor what a
+    running zoo uses."""
     from .artifacts import ArtifactStore
 
-    data = ArtifactStore().clean(_parse_age(older_than) if older_than else None)
+    age = _parse_age(older_than) if older_than is not None else None
+    store = ArtifactStore()
+    if age is None and not yes:
+        if not sys.stdin.isatty():
+            raise ZooError("cleaning the whole cache needs a confirmation, and there is no terminal to ask on",
+                           note="pass --yes to clean everything, or --older-than AGE", exit_code=EXIT_USAGE)
+        if not click.confirm(f"Remove every artifact zoo cached in {store.root}?", default=False, err=True):
+            click.echo("nothing removed", err=True)
+            return None
+    data = store.clean(age)
     if as_json:
         return _emit_json(data)
-    click.echo(f"removed {data['removed']} artifacts, {_size(data['bytes'])}")
+    click.echo(f"removed {data['removed']} artifacts, {_size(data['bytes'])}"
+               + (f"; {data['in_use']} in use by a running zoo, kept" if data["in_use"] else "")
+               + (f"; {data['foreign']} not zoo's, left in place" if data["foreign"] else ""))
 
 
 def _parse_age(text: str) -> float:
+    """``30m``, ``12h``, ``7d``: a positive number and a unit (s, m, h, d, w), as seconds."""
+    import re
+
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    try:
-        return float(text[:-1]) * units[text[-1]]
-    except (KeyError, ValueError, IndexError):
-        raise ZooError(f"--older-than: {text!r} is not an age", note="write e.g. 30m, 12h or 7d",
-                       exit_code=EXIT_USAGE) from None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])\s*", text)
+    if not match or float(match[1]) <= 0:
+        raise ZooError(f"--older-than: {text!r} is not an age",
+                       note="write a positive number and a unit, e.g. 30m, 12h or 7d", exit_code=EXIT_USAGE)
+    return float(match[1]) * units[match[2]]
 
 
 def _size(n: float) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import signal
 import threading
 import time
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from .artifacts import fingerprint
 from .datasets import Dataset, Sample, check_folder
 from .errors import EXIT_INTERRUPTED, CheckError, ZooError
-from .samples import expected_sample, fits, preprocess_one, wrong_sample
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .specs import ModelSpec, RunOptions
 
 PREDICTIONS_FILE = "predictions.csv"
-FIRST_SAMPLE_TRIES = 16  # unreadable images skipped (--skip-bad) before the early check gives up
 
 
 def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
@@ -49,22 +48,6 @@ def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
         raise ZooError(f"no labelled image in {path}",
                        note="the folder needs images whose file stems appear in the label file")
     return dataset
-
-
-def check_first_sample(zoo: Zoo, model: ModelSpec, backend: str, options: RunOptions, dataset: Dataset) -> None:
-    """Preprocess the first readable image here, before any export: a model that no plugin preprocesses, a
-    plugin that raises, or a sample of another shape or dtype than ``backend``'s input stops the run now, not
-    after compile and timing."""
-    preset = model.preset_for(backend, options.preset)
-    expected = model.input_for(backend)[:2]
-    for sample in dataset.samples[:FIRST_SAMPLE_TRIES]:
-        array, error = preprocess_one(zoo.pm, model, preset, sample.path)
-        if error is not None:
-            _bad_image(sample, error, options)  # stops here, unless --skip-bad
-            continue
-        if not fits(array, expected):
-            raise wrong_sample(zoo.pm, model, preset, sample.path, array, expected)
-        return
 
 
 def _guess_kind(path: Path, options: RunOptions) -> str:
@@ -92,6 +75,17 @@ def _init_worker(model: ModelSpec, preset: str, slots: Any, sample: tuple[tuple[
     _worker.update(model=model, preset=preset, slots=slots, sample=sample)
 
 
+def preprocess_one(pm: Any, model: ModelSpec, preset: str, path: Path) -> tuple[Any, str | None]:
+    """``(array, None)``, or ``(None, reason)`` for an image that cannot be read: the run decides."""
+    try:
+        array = pm.hook.zoo_preprocess(model=model, preset=preset, image_path=path)
+    except Exception as exc:  # a corrupt or unreadable image
+        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    if array is None:
+        return None, f"no plugin preprocesses models of family {model.family!r}"
+    return array, None
+
+
 def _slot(buffer: Any, sample: tuple[tuple[int, ...], str], slot: int) -> np.ndarray:
     """Slot ``slot`` of the shared buffer, as an array of one input sample (shape, dtype)."""
     import numpy as np
@@ -108,13 +102,14 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
     array, error = preprocess_one(_worker["pm"], _worker["model"], _worker["preset"], Path(path))
     if error is not None:
         return index, None, error
-    if not fits(array, _worker["sample"]):
-        return index, array, None  # not what the model takes: sent whole (never written), and the parent stops
     if target is not None:
         tmp = f"{target}.{os.getpid()}.tmp"
         array.tofile(tmp)
         os.replace(tmp, target)
         return index, None, None
+    shape, dtype = _worker["sample"]
+    if array.shape != tuple(shape) or array.dtype != dtype:
+        return index, array, None  # not what the model takes: sent whole, and the runner will say so
     _slot(_worker["slots"], _worker["sample"], slot)[...] = array
     return index, slot, None
 
@@ -202,8 +197,6 @@ class Preprocessor:
             for index, value, error in results:
                 if isinstance(value, int):
                     value = _slot(self.slots, self.sample, value).copy()
-                elif value is not None:  # a sample of another shape or dtype than the model takes
-                    raise wrong_sample(self.pm, self.model, self.preset, samples[index].path, value, self.sample)
                 room.release()  # the slot is read: the image `ahead` places on may be decoded into it
                 yield index, value, error
 
@@ -233,12 +226,15 @@ def evaluate(
         "skip_bad": options.skip_bad, "per_shard": per_shard,
         **({"engine": "ray"} if engine is not None else {}),  # each engine's shards stand on their own
     })
-    state.mkdir(parents=True, exist_ok=True)
+    state = zoo.store.evaluation_folder(state.name)  # held: `zoo cache clean` leaves it while this run lives
     for leftover in state.glob(".*.tmp"):  # a shard a killed run was writing
         leftover.unlink(missing_ok=True)
-    done = {i for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists()}
+    done = {i for i in range(len(shards)) if _saved_shard(state / f"shard-{i:06d}.npz", len(shards[i]))}
     todo = [i for i in range(len(shards)) if i not in done]
     fresh = sum(len(shards[i]) for i in todo)
+    if done:
+        resumed = sum(len(shards[i]) for i in done)
+        print(f"resumed {resumed} of {len(dataset.samples)} images from saved shards", file=sys.stderr, flush=True)
     start = ready = time.perf_counter()
     if todo:
         label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
@@ -342,11 +338,37 @@ def _bad_image(sample: Sample, error: str, options: RunOptions) -> dict[str, str
 
 
 def _preprocessing_versions(zoo: Zoo) -> list[str]:
-    """The plugins that may preprocess, with their versions: a new release invalidates saved shards."""
-    from .plugins import plugin_version
+    """The plugins that may preprocess, with their versions and a hash of their source: a new release, or an
+    edit without one, invalidates saved shards."""
+    from .plugins import plugin_source, plugin_version
 
     callers = zoo.pm.hook.zoo_preprocess.get_hookimpls()
-    return sorted(f"{impl.plugin_name}=={plugin_version(zoo.pm, impl.plugin_name)}" for impl in callers)
+    return sorted(f"{impl.plugin_name}=={plugin_version(zoo.pm, impl.plugin_name)} "
+                  f"source {plugin_source(zoo.pm, impl.plugin_name)}" for impl in callers)
+
+
+def _saved_shard(path: Path, images: int) -> bool:
+    """Whether ``path`` is a whole saved shard of ``images`` images; a damaged one is removed (with a warning)
+    and evaluated again."""
+    import zipfile
+
+    import numpy as np
+
+    from .artifacts import warn
+
+    if not path.exists():
+        return False
+    try:
+        with np.load(path) as data:
+            kept, outputs = data["kept"], data["outputs"]
+            skipped = json.loads(str(data["skipped"]))
+        whole = len(kept) == len(outputs) and len(kept) + len(skipped) == images
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        whole = False
+    if not whole:
+        warn(f"the saved shard {path} is damaged; evaluating its images again")
+        path.unlink(missing_ok=True)
+    return whole
 
 
 def _open_runner(zoo: Zoo, compiled: Any, model: ModelSpec, options: RunOptions) -> Any:
@@ -461,9 +483,7 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
         raise ZooError(f"cannot create {target}: {exc.strerror or exc}", note="choose a writable folder with -o") from None
     written, skipped = 0, []
     label = f"preprocess {len(samples)} images"
-    sample = expected_sample(model, options.preset)  # checked before any file is written
-    with Preprocessor(model, options.preset, options.workers, zoo.pm, sample) as pre, \
-            progress.loop(label, len(samples)) as advance:
+    with Preprocessor(model, options.preset, options.workers, zoo.pm) as pre, progress.loop(label, len(samples)) as advance:
         for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.path.stem}.bin" for s in samples]), samples):
             advance()
             if error is not None:

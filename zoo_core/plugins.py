@@ -8,6 +8,8 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterable, TypeVar
 
 import pluggy
@@ -112,24 +114,6 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def name_problem(name: Any) -> str:
-    """Why ``name`` cannot name a model, dataset or backend (it becomes part of file names, cache keys and
-    terminal lines), or ``""`` when it can."""
-    import unicodedata
-
-    if not isinstance(name, str) or not name:
-        return "it is empty" if name == "" else f"it is a {type(name).__name__}, not a string"
-    for part, why in (("/", "a '/'"), ("\\", "a '\\'"), ("..", "'..'")):
-        if part in name:
-            return f"it holds {why}"
-    if name.startswith("."):
-        return "it starts with '.'"
-    for char in name:
-        if char.isspace() or unicodedata.category(char).startswith("C"):
-            return f"it holds the {'whitespace' if char.isspace() else 'control'} character {char!r}"
-    return ""
-
-
 S = TypeVar("S", ModelSpec, DatasetSpec, BackendSpec)
 
 
@@ -171,11 +155,8 @@ class Registry:
             def register(spec: S, _owner: str = owner) -> None:
                 if not isinstance(spec, kind):
                     raise TypeError(f"register() takes a {kind.__name__}, got {type(spec).__name__}")
-                problem = name_problem(spec.name)
-                if problem:  # refused alone: the plugin's other names still register
-                    self.pm.problems.append(
-                        PluginProblem(_owner, f"invalid {noun} name {spec.name!r}: {problem}; this one is ignored"))
-                    return
+                if not spec.name or spec.name != spec.name.strip():
+                    raise ValueError(f"invalid {noun} name {spec.name!r}")
                 if spec.name in found:
                     self.pm.problems.append(
                         PluginProblem(
@@ -238,3 +219,41 @@ def plugin_version(pm: ZooPluginManager, name: str) -> str:
     module = getattr(pm.get_plugin(name), "__name__", "")
     top = sys.modules.get(module.split(".")[0]) if module else None
     return str(getattr(top, "__version__", ""))
+
+
+_source_hashes: dict[str, str] = {}
+
+
+def plugin_source(pm: ZooPluginManager, name: str) -> str:
+    """A hash of plugin ``name``'s source (see :func:`source_hash`): cache keys of the stages that run its code
+    follow an edit that came without a new version (an editable install)."""
+    plugin = pm.get_plugin(name)
+    if plugin is None:
+        return ""
+    return source_hash(plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__)
+
+
+def source_hash(module_name: str) -> str:
+    """The sha256 (24 hex digits) of every ``.py`` file of ``module_name``'s top-level package, sorted by path,
+    computed once per process, without importing it. A module of ``zoo_core`` itself (a built-in plugin) is
+    hashed alone: every edit of the core would otherwise invalidate every cached artifact."""
+    import hashlib
+    from importlib.util import find_spec
+
+    name = module_name if module_name.startswith("zoo_core.") else module_name.split(".")[0]
+    if name not in _source_hashes:
+        try:
+            spec = find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        files: list[tuple[str, Path]] = []
+        if spec is not None and spec.submodule_search_locations:
+            for location in spec.submodule_search_locations:
+                files += sorted((p.relative_to(location).as_posix(), p) for p in Path(location).rglob("*.py"))
+        elif spec is not None and spec.origin and spec.origin.endswith(".py"):
+            files.append((Path(spec.origin).name, Path(spec.origin)))
+        digest = hashlib.sha256()
+        for relative, path in files:
+            digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+        _source_hashes[name] = digest.hexdigest()[:24] if files else ""
+    return _source_hashes[name]

@@ -15,7 +15,7 @@ from .environment import fingerprint, package_version
 from .errors import UsageError, ZooError
 from .export import CHECK_FILE, CHECKS, sample_batch, simplify_onnx
 from .measure import latency_stats, throughput, windows_agree
-from .plugins import Registry, ZooPluginManager, get_plugin_manager, plugin_version
+from .plugins import Registry, ZooPluginManager, get_plugin_manager, plugin_source, plugin_version, source_hash
 from .progress import Progress
 from .runtime import CompiledModel, load_compiled, save_compiled
 from .specs import BackendSpec, ModelSpec, RunOptions
@@ -67,6 +67,7 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
         "onnx": package_version("onnx"),
         "plugin": model.plugin,
         "plugin_version": plugin_version(zoo.pm, model.plugin),  # a new release may build the model differently
+        "plugin_source": _export_sources(zoo, model),  # and so may an edit without a release
         "checks": CHECKS,  # an export cached before a check existed (NaN passed once) is built and checked again
     }
 
@@ -75,6 +76,7 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
         if path is None:
             raise ZooError(f"no plugin exports models of family {model.family!r}",
                            note=f"the plugin {model.plugin!r} registered {model.name!r} but implements no zoo_export")
+        _check_written(folder / EXPORT_FILE, f"zoo_export of model {model.name!r} (plugin {model.plugin!r})")
 
     if options.onnx is not None:
         return given_onnx(zoo, model, Path(options.onnx), progress)
@@ -85,21 +87,17 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
 
 
 def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Artifact:
-    """``--onnx FILE`` in place of the export: the user's file (and the external data files it references),
-    checked once and keyed by its content."""
+    """``--onnx FILE`` in place of the export: the user's file, keyed by its content."""
     from .artifacts import file_sha256
-    from .onnx_input import read_given_onnx
 
-    given = read_given_onnx(model, path)  # a file zoo cannot use is one line here, not a traceback later
-    external = given.external_hashes()
+    if not path.is_file():
+        raise ZooError(f"ONNX file not found: {path}", note="pass an existing .onnx file with --onnx")
 
     def build(folder: Path) -> None:
-        given.check_loadable()
-        given.copy_into(folder, EXPORT_FILE)
+        shutil.copyfile(path, folder / EXPORT_FILE)
 
-    inputs = {"given": file_sha256(path), "model": model.to_dict(), **({"external_data": external} if external else {})}
     with progress.stage(f"use {path.name} as the export of {model.name}") as done:
-        artifact = zoo.store.get_or_build("export", inputs, build)
+        artifact = zoo.store.get_or_build("export", {"given": file_sha256(path), "model": model.to_dict()}, build)
         done(_stage_note(artifact))
     return artifact
 
@@ -133,6 +131,7 @@ def compile_model(
         "weights": weights.key,
         "backend": backend.name,
         "plugin": backend.plugin,
+        "plugin_source": plugin_source(zoo.pm, backend.plugin),  # an edit of the backend without a release
         "backend_version": package_version(backend.name),
         "threads": options.threads,
         "soc": options.soc,
@@ -150,6 +149,8 @@ def compile_model(
         if compiled is None:
             raise ZooError(f"no plugin compiles for backend {backend.name!r}",
                            note=f"the plugin {backend.plugin!r} registered it but implements no zoo_compile")
+        _check_written(Path(compiled.path), f"zoo_compile of backend {backend.name!r} (plugin {backend.plugin!r})",
+                       inside=folder)
         save_compiled(compiled, folder)
 
     with progress.stage(f"compile for {backend.name} at batch {batch_size}") as done:
@@ -313,12 +314,9 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     zoo.timer.seconds.clear()
     check_devices(zoo.registry.backend(options.backend), options)
     if options.data is not None:
-        from .evaluate import check_first_sample, load_dataset
+        from .evaluate import load_dataset
 
-        model = zoo.registry.model(options.model)
-        # A bad dataset, or preprocessing that fails or gives the wrong sample, fails before any export.
-        dataset = load_dataset(zoo, model, options)
-        check_first_sample(zoo, model, zoo.registry.backend(options.backend).name, options, dataset)
+        load_dataset(zoo, zoo.registry.model(options.model), options)  # a bad dataset fails before any export
     engine = open_engine(zoo, options)  # Ray is joined (and the cluster checked) before the long export
     with engine or contextlib.nullcontext():
         prepared = prepare(zoo, options, progress)
@@ -490,6 +488,23 @@ def shell_join(argv: list[str]) -> str:
     import shlex
 
     return " ".join(a if re.fullmatch(r"[\w@%+=:,./${}-]+", a) else shlex.quote(a) for a in argv)
+
+
+def _export_sources(zoo: Zoo, model: ModelSpec) -> dict[str, Any]:
+    """Hashes of the code an export runs: the model's plugin, its factory's package, every zoo_export."""
+    exporters = {impl.plugin_name: plugin_source(zoo.pm, impl.plugin_name)
+                 for impl in zoo.pm.hook.zoo_export.get_hookimpls()}
+    return {"model_plugin": plugin_source(zoo.pm, model.plugin), "factory": source_hash(model.factory.partition(":")[0]),
+            "exporters": sorted(f"{name}={digest}" for name, digest in exporters.items())}
+
+
+def _check_written(path: Path, what: str, inside: Path | None = None) -> None:
+    """A plugin bug, with its traceback: a stage's main file missing, empty or outside its artifact folder."""
+    if inside is not None and not path.resolve().is_relative_to(inside.resolve()):
+        raise RuntimeError(f"{what} returned {path}, outside its work folder {inside}: a bug in the plugin")
+    if not path.is_file() or path.stat().st_size == 0:
+        state = "is empty" if path.is_file() else "does not exist"
+        raise RuntimeError(f"{what} did not write its file: {path} {state} (a bug in the plugin)")
 
 
 def _export_check(artifact: Artifact) -> dict[str, Any]:

@@ -1,0 +1,183 @@
+"""What in the cache folder zoo made, told by name and manifest: listing and cleaning touch nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .artifacts import EVALUATIONS, MANIFEST, STAGES, verify
+
+LOGS = "logs"  # ATC's logs of failed compiles (the Ascend backend): zoo's, but neither listed nor cleaned
+_KEY = re.compile(r"[0-9a-f]{24}")
+_TMP = re.compile(r"\.([0-9a-f]{24})\.tmp-\d+-[0-9a-f]+")  # a build in progress, or one a crash left
+_LOCK = re.compile(r"\.([0-9a-f]{24})\.lock")
+_SHARD = re.compile(r"shard-\d{6}\.npz|\.shard-\d{6}\.npz\.\d+\.tmp")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One thing in the cache folder, and what it is."""
+
+    kind: str  # "artifact", "partial" (a build's temporary folder), "lock", "evaluation", or "foreign"
+    stage: str
+    key: str
+    path: Path
+
+
+def scan(root: Path) -> list[Entry]:
+    """Everything directly in ``root`` and in its stage folders, each recognised as zoo's or "foreign"; links
+    are never followed."""
+    found: list[Entry] = []
+    if not root.is_dir():
+        return found
+    for top in _listing(root):
+        if top.name in STAGES and top.is_dir(follow_symlinks=False):
+            found += [_stage_entry(top.name, e) for e in _listing(Path(top.path))]
+        elif top.name == EVALUATIONS and top.is_dir(follow_symlinks=False):
+            found += [_evaluation_entry(e) for e in _listing(Path(top.path))]
+        elif not (top.name == LOGS and top.is_dir(follow_symlinks=False)):
+            found.append(Entry("foreign", "", "", Path(top.path)))
+    return found
+
+
+def entries(root: Path) -> list[dict[str, Any]]:
+    """Rows for ``zoo cache ls``: zoo's artifacts, evaluations and crash leftovers (nothing foreign)."""
+    rows = []
+    for entry in scan(root):
+        if entry.kind not in ("artifact", "partial", "evaluation"):
+            continue
+        problem = None
+        if entry.kind == "artifact":
+            problem = verify(entry.stage, entry.key, entry.path)[1]
+        rows.append({
+            "stage": entry.stage, "key": entry.key, "path": str(entry.path),
+            "bytes": _bytes(entry.path), "modified": _mtime(entry.path),
+            "complete": entry.kind != "partial" and problem is None, "problem": problem,
+        })
+    return rows
+
+
+def foreign(root: Path) -> list[str]:
+    """The paths in the cache folder that zoo did not make: left in place by ``zoo cache clean``."""
+    return [str(e.path) for e in scan(root) if e.kind == "foreign"]
+
+
+def clean(root: Path, older_than_s: float | None = None) -> dict[str, Any]:
+    """Remove zoo's artifacts and evaluations (all, or those not modified for ``older_than_s`` seconds), every
+    temporary folder of a build that is not running and every free lock file; skip what a running zoo holds;
+    leave whatever zoo did not make."""
+    removed = freed = in_use = 0
+    now = time.time()
+    found = scan(root)
+    for entry in sorted(found, key=lambda e: e.kind == "lock"):  # lock files last: they guard the others
+        if entry.kind == "foreign":
+            continue
+        if entry.kind == "lock":
+            _remove_free_lock(entry.path)
+            continue
+        if entry.kind != "partial" and older_than_s is not None and now - _mtime(entry.path) <= older_than_s:
+            continue
+        size = _bytes(entry.path)
+        with _unused(entry) as free:
+            if free:
+                shutil.rmtree(entry.path, ignore_errors=True)
+        if not free:
+            in_use += 1
+        elif not entry.path.exists():
+            removed += 1
+            freed += size
+    not_zoos = [str(e.path) for e in found if e.kind == "foreign"]
+    return {"removed": removed, "bytes": freed, "in_use": in_use, "foreign": len(not_zoos), "left": not_zoos}
+
+
+def _listing(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _stage_entry(stage: str, e: os.DirEntry[str]) -> Entry:
+    path = Path(e.path)
+    if e.is_dir(follow_symlinks=False):
+        if _KEY.fullmatch(e.name) and _manifest_names(path, stage, e.name):
+            return Entry("artifact", stage, e.name, path)
+        if match := _TMP.fullmatch(e.name):
+            return Entry("partial", stage, match[1], path)
+    elif e.is_file(follow_symlinks=False) and (match := _LOCK.fullmatch(e.name)):
+        return Entry("lock", stage, match[1], path)
+    return Entry("foreign", stage, "", path)
+
+
+def _evaluation_entry(e: os.DirEntry[str]) -> Entry:
+    path = Path(e.path)
+    if e.is_dir(follow_symlinks=False) and _KEY.fullmatch(e.name):
+        if all(f.is_file(follow_symlinks=False) and _SHARD.fullmatch(f.name) for f in _listing(path)):
+            return Entry("evaluation", EVALUATIONS, e.name, path)
+    return Entry("foreign", EVALUATIONS, "", path)
+
+
+def _manifest_names(folder: Path, stage: str, key: str) -> bool:
+    """Whether ``folder`` holds zoo's manifest of this stage and key."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("stage") == stage and manifest.get("key") == key
+
+
+@contextlib.contextmanager
+def _unused(entry: Entry) -> Iterator[bool]:
+    """True, holding what keeps zoo away from ``entry`` while it goes: its folder's lock (a run uses it) and its
+    key's build lock (a build writes it); False when either is held."""
+    with contextlib.ExitStack() as held:
+        build_lock = entry.path.parent / f".{entry.key}.lock"
+        locks = [build_lock] if entry.kind == "partial" else [entry.path, build_lock]
+        for path in locks:
+            try:
+                fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path == entry.path else 0))
+            except FileNotFoundError:
+                continue  # no lock file: no build of this key is running
+            held.callback(os.close, fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+        yield True
+
+
+def _remove_free_lock(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()  # a builder that opened it before is told by its inode check to make a new one
+    except OSError:
+        pass  # held: a build is running
+    finally:
+        os.close(fd)
+
+
+def _bytes(folder: Path) -> int:
+    total = 0
+    for base, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(base, name)).st_size
+    return total
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0
