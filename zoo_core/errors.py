@@ -39,3 +39,8 @@ class CheckError(ZooError):
 
     def __init__(self, message: str, note: str | None = None) -> None:
         super().__init__(message, note, exit_code=EXIT_CHECK)
+
+
+class PluginError(Exception):
+    """A plugin's own code failed (not the user's input): a bug, reported with the plugin, the hook and the original
+    traceback, and exit code 1. Deliberately not a ZooError."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from .artifacts import fingerprint
 from .datasets import Dataset, Sample, check_folder
 from .errors import EXIT_INTERRUPTED, CheckError, ZooError
+from .samples import expected_sample, fits, preprocess_one, wrong_sample
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .specs import ModelSpec, RunOptions
 
 PREDICTIONS_FILE = "predictions.csv"
+FIRST_SAMPLE_TRIES = 16  # unreadable images skipped (--skip-bad) before the early check gives up
 
 
 def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
@@ -48,6 +50,22 @@ def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
         raise ZooError(f"no labelled image in {path}",
                        note="the folder needs images whose file stems appear in the label file")
     return dataset
+
+
+def check_first_sample(zoo: Zoo, model: ModelSpec, backend: str, options: RunOptions, dataset: Dataset) -> None:
+    """Preprocess the first readable image here, before any export: a model that no plugin preprocesses, a
+    plugin that raises, or a sample of another shape or dtype than ``backend``'s input stops the run now, not
+    after compile and timing."""
+    preset = model.preset_for(backend, options.preset)
+    expected = model.input_for(backend)[:2]
+    for sample in dataset.samples[:FIRST_SAMPLE_TRIES]:
+        array, error = preprocess_one(zoo.pm, model, preset, sample.path)
+        if error is not None:
+            _bad_image(sample, error, options)  # stops here, unless --skip-bad
+            continue
+        if not fits(array, expected):
+            raise wrong_sample(zoo.pm, model, preset, sample.path, array, expected)
+        return
 
 
 def _guess_kind(path: Path, options: RunOptions) -> str:
@@ -75,17 +93,6 @@ def _init_worker(model: ModelSpec, preset: str, slots: Any, sample: tuple[tuple[
     _worker.update(model=model, preset=preset, slots=slots, sample=sample)
 
 
-def preprocess_one(pm: Any, model: ModelSpec, preset: str, path: Path) -> tuple[Any, str | None]:
-    """``(array, None)``, or ``(None, reason)`` for an image that cannot be read: the run decides."""
-    try:
-        array = pm.hook.zoo_preprocess(model=model, preset=preset, image_path=path)
-    except Exception as exc:  # a corrupt or unreadable image
-        return None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    if array is None:
-        return None, f"no plugin preprocesses models of family {model.family!r}"
-    return array, None
-
-
 def _slot(buffer: Any, sample: tuple[tuple[int, ...], str], slot: int) -> np.ndarray:
     """Slot ``slot`` of the shared buffer, as an array of one input sample (shape, dtype)."""
     import numpy as np
@@ -102,14 +109,13 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
     array, error = preprocess_one(_worker["pm"], _worker["model"], _worker["preset"], Path(path))
     if error is not None:
         return index, None, error
+    if not fits(array, _worker["sample"]):
+        return index, array, None  # not what the model takes: sent whole (never written), and the parent stops
     if target is not None:
         tmp = f"{target}.{os.getpid()}.tmp"
         array.tofile(tmp)
         os.replace(tmp, target)
         return index, None, None
-    shape, dtype = _worker["sample"]
-    if array.shape != tuple(shape) or array.dtype != dtype:
-        return index, array, None  # not what the model takes: sent whole, and the runner will say so
     _slot(_worker["slots"], _worker["sample"], slot)[...] = array
     return index, slot, None
 
@@ -197,6 +203,8 @@ class Preprocessor:
             for index, value, error in results:
                 if isinstance(value, int):
                     value = _slot(self.slots, self.sample, value).copy()
+                elif value is not None:  # a sample of another shape or dtype than the model takes
+                    raise wrong_sample(self.pm, self.model, self.preset, samples[index].path, value, self.sample)
                 room.release()  # the slot is read: the image `ahead` places on may be decoded into it
                 yield index, value, error
 
@@ -483,7 +491,9 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
         raise ZooError(f"cannot create {target}: {exc.strerror or exc}", note="choose a writable folder with -o") from None
     written, skipped = 0, []
     label = f"preprocess {len(samples)} images"
-    with Preprocessor(model, options.preset, options.workers, zoo.pm) as pre, progress.loop(label, len(samples)) as advance:
+    sample = expected_sample(model, options.preset)  # checked before any file is written
+    with Preprocessor(model, options.preset, options.workers, zoo.pm, sample) as pre, \
+            progress.loop(label, len(samples)) as advance:
         for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.path.stem}.bin" for s in samples]), samples):
             advance()
             if error is not None:

@@ -102,7 +102,9 @@ def zoo_export(model: ModelSpec, weights: WeightsRef, path: Path, options: RunOp
 def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path) -> np.ndarray | None:
     """Turn one image file into the model's input sample (no batch axis), as the preset prescribes.
 
-    Called for each image of a dataset, in worker processes.
+    Called for each image of a dataset, in worker processes (and once in the main process on the first image,
+    before the export). An exception on an image that Pillow decodes is this plugin's bug: the run stops with it
+    (never skipped by ``--skip-bad``). A sample of another shape or dtype stops the run with one line.
 
     :param model: The model the sample is for; its spec holds mean, std and input shape.
     :param preset: The preprocessing preset (e.g. ``"modelzoo"`` or ``"reference"``).

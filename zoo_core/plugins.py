@@ -114,6 +114,24 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def name_problem(name: Any) -> str:
+    """Why ``name`` cannot name a model, dataset or backend (it becomes part of file names, cache keys and
+    terminal lines), or ``""`` when it can."""
+    import unicodedata
+
+    if not isinstance(name, str) or not name:
+        return "it is empty" if name == "" else f"it is a {type(name).__name__}, not a string"
+    for part, why in (("/", "a '/'"), ("\\", "a '\\'"), ("..", "'..'")):
+        if part in name:
+            return f"it holds {why}"
+    if name.startswith("."):
+        return "it starts with '.'"
+    for char in name:
+        if char.isspace() or unicodedata.category(char).startswith("C"):
+            return f"it holds the {'whitespace' if char.isspace() else 'control'} character {char!r}"
+    return ""
+
+
 S = TypeVar("S", ModelSpec, DatasetSpec, BackendSpec)
 
 
@@ -155,8 +173,11 @@ class Registry:
             def register(spec: S, _owner: str = owner) -> None:
                 if not isinstance(spec, kind):
                     raise TypeError(f"register() takes a {kind.__name__}, got {type(spec).__name__}")
-                if not spec.name or spec.name != spec.name.strip():
-                    raise ValueError(f"invalid {noun} name {spec.name!r}")
+                problem = name_problem(spec.name)
+                if problem:  # refused alone: the plugin's other names still register
+                    self.pm.problems.append(
+                        PluginProblem(_owner, f"invalid {noun} name {spec.name!r}: {problem}; this one is ignored"))
+                    return
                 if spec.name in found:
                     self.pm.problems.append(
                         PluginProblem(

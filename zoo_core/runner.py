@@ -87,17 +87,21 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
 
 
 def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Artifact:
-    """``--onnx FILE`` in place of the export: the user's file, keyed by its content."""
+    """``--onnx FILE`` in place of the export: the user's file (and the external data files it references),
+    checked once and keyed by its content."""
     from .artifacts import file_sha256
+    from .onnx_input import read_given_onnx
 
-    if not path.is_file():
-        raise ZooError(f"ONNX file not found: {path}", note="pass an existing .onnx file with --onnx")
+    given = read_given_onnx(model, path)  # a file zoo cannot use is one line here, not a traceback later
+    external = given.external_hashes()
 
     def build(folder: Path) -> None:
-        shutil.copyfile(path, folder / EXPORT_FILE)
+        given.check_loadable()
+        given.copy_into(folder, EXPORT_FILE)
 
+    inputs = {"given": file_sha256(path), "model": model.to_dict(), **({"external_data": external} if external else {})}
     with progress.stage(f"use {path.name} as the export of {model.name}") as done:
-        artifact = zoo.store.get_or_build("export", {"given": file_sha256(path), "model": model.to_dict()}, build)
+        artifact = zoo.store.get_or_build("export", inputs, build)
         done(_stage_note(artifact))
     return artifact
 
@@ -314,9 +318,12 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     zoo.timer.seconds.clear()
     check_devices(zoo.registry.backend(options.backend), options)
     if options.data is not None:
-        from .evaluate import load_dataset
+        from .evaluate import check_first_sample, load_dataset
 
-        load_dataset(zoo, zoo.registry.model(options.model), options)  # a bad dataset fails before any export
+        model = zoo.registry.model(options.model)
+        # A bad dataset, or preprocessing that fails or gives the wrong sample, fails before any export.
+        dataset = load_dataset(zoo, model, options)
+        check_first_sample(zoo, model, zoo.registry.backend(options.backend).name, options, dataset)
     engine = open_engine(zoo, options)  # Ray is joined (and the cluster checked) before the long export
     with engine or contextlib.nullcontext():
         prepared = prepare(zoo, options, progress)

@@ -133,6 +133,7 @@ class HookTracer:
             return result
 
         setattr(traced, _WRAPPED, True)
+        traced.__wrapped__ = original  # type: ignore[attr-defined]  # inspect.unwrap finds the plugin's function
         impl.function = traced  # type: ignore[misc]  # a documented attribute; pluggy calls it as is
 
     def _direct(self, hook_name: str, plugin: str, function: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
