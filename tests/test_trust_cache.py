@@ -179,7 +179,7 @@ def test_a_hook_that_writes_nothing_records_no_artifact(zoo_cli, tmp_path: Path,
     env = {"ZOO_CACHE_DIR": str(cache), "ZOO_PLUGINS": "zoo_tiny,zoo_hollow",
            "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ["PYTHONPATH"]])}
     model, backend = ("hollow", "onnxruntime") if case == "export" else ("resnest-tiny", "hollow-backend")
-    result = zoo_cli("run", model, "--backend", backend, "--bs", "2", *FAST, env=env)
+    result = zoo_cli("run", model, "--backend", backend, "--bs", "2", *FAST, "--out", str(tmp_path / "out"), env=env)
     assert result.code == 1, result  # a plugin bug: its traceback, and a last line that names it
     assert f"zoo_{case} of" in result.stderr and "'zoo_hollow'" in result.stderr, result
     assert "did not write its file" in result.stderr.strip().splitlines()[-1], result
