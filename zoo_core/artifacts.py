@@ -128,6 +128,10 @@ class ArtifactStore:
                 if final.exists():  # a damaged artifact, or a folder left without a manifest by an older crash
                     shutil.rmtree(final)
                 os.rename(tmp, final)
+            except OSError as exc:  # a full disk: name the artifact's file, not the temporary folder that goes now
+                if exc.filename is None or not Path(exc.filename).is_relative_to(tmp):
+                    raise
+                raise OSError(exc.errno, exc.strerror, str(final / Path(exc.filename).relative_to(tmp))) from None
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)

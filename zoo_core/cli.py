@@ -11,10 +11,12 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_ENV, EXIT_INTERRUPTED, EXIT_USAGE, ZooError
+from .errors import EXIT_ENV, EXIT_USAGE, ZooError
+from .limits import check_path
 
 # Failures of the machine rather than of zoo: a full disk, a quota, a read-only or forbidden folder.
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                       errno.ENAMETOOLONG}
 
 
 def _zoo():  # noqa: ANN202
@@ -211,6 +213,7 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
     from .progress import RichProgress
     from .specs import resolve_options
 
+    check_path("-o", output)
     zoo = _zoo()
     spec = zoo.registry.model(model)
     data = write_bins(zoo, spec, resolve_options(spec, _run_flags(**flags)), output, RichProgress())
@@ -346,7 +349,6 @@ def _print_comparison(result: dict[str, Any]) -> None:
               help="With --fail-below, a row whose timing did not settle in A or B: skip it (listed as not "
               "judged) or count it like any other.")
 def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None, unstable: str) -> None:
-
     """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
     ratio, accuracy delta, and what differs between the runs, for regression checks."""
     from rich.markup import escape
@@ -355,6 +357,8 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
     from .errors import CheckError
     from .report import compare_runs, judge, load_results
 
+    check_path("A", run_a)
+    check_path("B", run_b)
     a, b = load_results(run_a), load_results(run_b)
     data = {"a": str(run_a), "b": str(run_b), **compare_runs(a, b)}
     data["judgement"] = judge(data["rows"], fail_below, unstable) if fail_below is not None else None
@@ -570,6 +574,7 @@ def export_cmd(model: str, batch_size: int | None, output: Path, as_json: bool, 
     if batch_size is not None and batch_size < 1:
         raise ZooError(f"--bs: batch size {batch_size} must be at least 1", note="write e.g. --bs 8",
                        exit_code=EXIT_USAGE)
+    check_path("-o", output)
     zoo = _zoo()
     options = resolve_options(zoo.registry.model(model), _run_flags(**flags))
     data = export_to_file(zoo, options, output, batch_size, RichProgress())
@@ -580,6 +585,18 @@ def export_cmd(model: str, batch_size: int | None, output: Path, as_json: bool, 
 
 def main(argv: list[str] | None = None) -> None:
     """The console script: runs the CLI and turns errors into one line and an exit code."""
+    from . import signals
+
+    handlers = signals.install()  # SIGTERM ends a run like Ctrl-C; a second signal is ignored while it winds down
+    try:
+        _main(argv)
+    finally:
+        signals.restore(handlers)
+
+
+def _main(argv: list[str] | None) -> None:
+    from .signals import describe
+
     try:
         code = cli.main(args=argv, prog_name="zoo", standalone_mode=False)
     except ZooError as exc:
@@ -587,15 +604,18 @@ def main(argv: list[str] | None = None) -> None:
         if exc.note:
             click.echo(f"Note: {exc.note}", err=True)
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("Interrupted; what was finished is kept in the cache.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except (KeyboardInterrupt, click.exceptions.Abort) as exc:  # click turns a KeyboardInterrupt into Abort
+        what, exit_code = describe(exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__)
+        click.echo(f"Error: {what}", err=True)
+        click.echo("Note: what was finished is kept in the cache; run the same command again to go on", err=True)
+        sys.exit(exit_code)
     except OSError as exc:
         if exc.errno not in _ENVIRONMENT_ERRNOS:
             raise  # anything else is a bug, and keeps its traceback
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(f"Error: {exc.strerror or exc}{where}", err=True)
-        click.echo("Note: free some disk space, or point --out and ZOO_CACHE_DIR at a writable folder", err=True)
+        click.echo("Note: shorten that file or folder name (at most 255 bytes each)" if exc.errno == errno.ENAMETOOLONG
+                   else "Note: free some disk space, or point --out and ZOO_CACHE_DIR at a writable folder", err=True)
         sys.exit(EXIT_ENV)
     except click.UsageError as exc:  # a bad flag or value: one line, like every other usage error
         command = exc.ctx.command_path if exc.ctx else "zoo"

@@ -8,7 +8,8 @@ EXIT_BUG = 1
 EXIT_USAGE = 2  # a bad flag, an unknown model or backend: the command line is wrong
 EXIT_ENV = 3  # the environment or the input data is wrong: missing weights, offline, unavailable backend
 EXIT_CHECK = 4  # a verification failed: exported model disagrees with PyTorch, a checksum mismatch
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15): timeout, docker stop, Slurm
 
 
 class ZooError(Exception):

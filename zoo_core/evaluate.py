@@ -6,18 +6,18 @@ import csv
 import json
 import os
 import sys
-import signal
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .artifacts import fingerprint
 from .datasets import Dataset, Sample, check_folder
-from .errors import EXIT_INTERRUPTED, CheckError, ZooError
+from .errors import CheckError, ZooError
 from .samples import expected_sample, fits, preprocess_one, wrong_sample
+from .limits import writing
+from .signals import as_worker, deliver, describe, held_back
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,7 +85,7 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(model: ModelSpec, preset: str, slots: Any, sample: tuple[tuple[int, ...], str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends the pool
+    as_worker()  # the parent handles Ctrl-C and SIGTERM, and ends the pool
     if "pm" not in _worker:  # a spawned worker: load the plugins anew (a forked one inherited them)
         from .plugins import get_plugin_manager
 
@@ -118,22 +118,6 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
         return index, None, None
     _slot(_worker["slots"], _worker["sample"], slot)[...] = array
     return index, slot, None
-
-
-@contextmanager
-def _deferred_interrupt() -> Iterator[list[int]]:
-    """Hold back Ctrl-C while the pool forks: a KeyboardInterrupt raised inside the fork's own handlers (in
-    ``logging``, say) is printed and dropped by Python, and the run would go on as if never interrupted. The
-    list it yields is non-empty once a SIGINT came in; the caller raises it when the forking is done."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield received
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -171,13 +155,15 @@ class Preprocessor:
         if method == "fork" and self.pm is not None:
             _worker["pm"] = self.pm
         try:
-            with _deferred_interrupt() as interrupted:
+            # Ctrl-C and SIGTERM are held back while the pool forks: a KeyboardInterrupt raised inside the fork's
+            # own handlers (in ``logging``, say) is printed and dropped by Python, and the run would go on.
+            with held_back() as interrupted:
                 self.pool = context.Pool(self.workers, _init_worker, (self.model, self.preset, self.slots, self.sample))
         finally:
             _worker.clear()
         if interrupted:
             self.__exit__()
-            raise KeyboardInterrupt
+            deliver(interrupted)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -254,10 +240,11 @@ def evaluate(
                     ready = _evaluate_here(zoo, model, compiled, preset, options, shards, todo, state, advance)
                 else:
                     _evaluate_on_ray(engine, model, compiled, preset, options, shards, todo, state, advance)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+            what, exit_code = describe(exc)
             finished = sum(1 for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists())
-            raise ZooError(f"interrupted: {finished} of {len(shards)} shards are saved",
-                           note="run the same command again to resume from them", exit_code=EXIT_INTERRUPTED) from None
+            raise ZooError(f"{what}: {finished} of {len(shards)} shards are saved",
+                           note="run the same command again to resume from them", exit_code=exit_code) from None
     end = time.perf_counter()
     timing = {"setup_seconds": ready - start, "seconds": end - ready}
     return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing), "preset": preset}
@@ -390,7 +377,7 @@ def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[
     import numpy as np
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with writing(path, tmp), open(tmp, "wb") as fh:
         np.savez(fh, outputs=outputs, kept=np.asarray(kept, dtype=np.int64), skipped=json.dumps(skipped))
         fh.flush()
         os.fsync(fh.fileno())
@@ -458,7 +445,7 @@ def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, la
     k = min(5, scores.shape[1]) if scores.ndim == 2 else 0
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k] if len(scores) else np.zeros((0, k), np.int64)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with writing(path, tmp), open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", *(f"top{j + 1}" for j in range(k)), "label"])
         for sample, row, label in zip(samples, top, labels):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib
 import json
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import CheckError, UsageError, ZooError
+from .limits import writing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -116,19 +118,25 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
     module = build_module(model, weights)
     example = torch.from_numpy(sample_input(model, 2, seed=1))
     dynamic = {name: {0: "batch"} for name in (*model.input_names, *model.output_names)}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), writing(path), _no_graph_dump(torch):
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(
-            module,
-            (example,),
-            str(path),
-            input_names=list(model.input_names),
-            output_names=list(model.output_names),
-            dynamic_axes=dynamic,
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                input_names=list(model.input_names),
+                output_names=list(model.output_names),
+                dynamic_axes=dynamic,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        except torch.onnx.errors.OnnxExporterError as exc:  # an operator this opset cannot express
+            reason = str(exc).split("Please feel free")[0].split("[Caused by")[0].strip().splitlines()[0]
+            raise UsageError(f"model {model.name!r} cannot be exported at opset {opset}: {reason}",
+                             note=f"choose a newer opset with --opset, or leave it out for the model's own "
+                             f"({model.opset})") from None
     with torch.no_grad():
         expected = module(example).numpy()
     actual = run_onnx(path, {model.input_names[0]: example.numpy()})[0]
@@ -144,6 +152,21 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
             note=f"try another opset with --opset (now {opset}); if this persists, report it to the plugin's authors",
         )
     return check
+
+
+@contextmanager
+def _no_graph_dump(torch: Any) -> Iterator[None]:
+    """The TorchScript exporter prints its whole graph on stderr before it raises (its log switch reads a function
+    as True, so logging is always on): silenced, so that a failed export is one line, not hundreds."""
+    log = getattr(torch._C, "_jit_onnx_log", None)
+    if log is None:
+        yield
+        return
+    torch._C._jit_onnx_log = lambda *args: None
+    try:
+        yield
+    finally:
+        torch._C._jit_onnx_log = log
 
 
 def check_finite(what: str, outputs: dict[str, np.ndarray], note: str) -> None:
@@ -185,7 +208,8 @@ def simplify_onnx(model: ModelSpec, src: Path, dst: Path, batch_size: int, atol:
     simplified, ok = onnxsim.simplify(onnx.load(str(src)), overwrite_input_shapes=shapes)
     if not ok:
         raise CheckError(f"onnxsim could not validate the simplified model of {model.name!r} at batch {batch_size}")
-    onnx.save(simplified, str(dst))
+    with writing(dst):
+        onnx.save(simplified, str(dst))
     feed = {name: sample_input(model, batch_size, seed=2) for name in model.input_names}
     expected = run_onnx(src, feed)[0]
     actual = run_onnx(dst, feed)[0]

@@ -14,6 +14,7 @@ from .artifacts import Artifact, ArtifactStore
 from .environment import fingerprint, package_version
 from .errors import UsageError, ZooError
 from .export import CHECK_FILE, CHECKS, sample_batch, simplify_onnx
+from .limits import check_batch_memory, check_opset, check_opset_option
 from .measure import latency_stats, throughput, windows_agree
 from .plugins import Registry, ZooPluginManager, get_plugin_manager, plugin_source, plugin_version, source_hash
 from .progress import Progress
@@ -72,6 +73,7 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
     }
 
     def build(folder: Path) -> None:
+        check_opset(options.opset)  # torch is imported for the export anyway
         path = zoo.pm.hook.zoo_export(model=model, weights=weights, path=folder / EXPORT_FILE, options=options)
         if path is None:
             raise ZooError(f"no plugin exports models of family {model.family!r}",
@@ -168,8 +170,10 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> 
     progress = progress or Progress()
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend)
+    check_opset_option(model, options)
     weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
     exported = export(zoo, model, weights, options, progress)
+    check_batch_memory(model, exported.file(EXPORT_FILE), options.batch_sizes)  # before a batch is allocated
     prepared = Prepared(model, backend, weights, exported, artifacts=[exported])
     for bs in options.batch_sizes:
         simplified = simplify(zoo, model, exported, bs, progress)
@@ -211,10 +215,19 @@ def measure(
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
+    from .signals import as_worker
+
     with progress.stage(f"{label}, on devices {','.join(map(str, options.devices))}") as done:
-        with ProcessPoolExecutor(len(options.devices), mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(len(options.devices), mp_context=get_context("spawn"), initializer=as_worker)
+        try:
             jobs = [pool.submit(_device_worker, model, compiled, options.with_(devices=(d,))) for d in options.devices]
             per_device = [(d, job.result()) for d, job in zip(options.devices, jobs)]
+        except BaseException:  # Ctrl-C, SIGTERM, a failed device: end the other loops now, not after max_seconds
+            for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
+                process.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         done(f"{len(per_device)} processes")
         warn_unsettled(progress, per_device, options)
     return results_row(bs, per_device)
@@ -317,6 +330,7 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     progress = progress or Progress()
     zoo.timer.seconds.clear()
     check_devices(zoo.registry.backend(options.backend), options)
+    check_opset_option(zoo.registry.model(options.model), options)
     if options.data is not None:
         from .evaluate import check_first_sample, load_dataset
 
@@ -410,20 +424,28 @@ def write_results(results: dict[str, Any], out: Path) -> Path:
     from . import report
 
     report.validate(results)  # the shipped schema; and strict JSON below: a NaN that got this far raises
+    target = out / "results.json"
+    tmp = out / ".results.json.tmp"
+    writing = out  # what a full disk or a forbidden folder stopped: named in the message
     try:
         out.mkdir(parents=True, exist_ok=True)
-        target = out / "results.json"
-        tmp = out / ".results.json.tmp"
+        writing = target
         tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
         tmp.replace(target)
-        report.write_csv(results, out / report.CSV_FILE)
-        chart = report.write_chart(results, out / report.CHART_FILE)
+        writing = out / report.CSV_FILE
+        report.write_csv(results, writing)
+        writing = out / report.CHART_FILE
+        chart = report.write_chart(results, writing)
         if not chart:
-            (out / report.CHART_FILE).unlink(missing_ok=True)
-        report.write_markdown(results, out / report.MARKDOWN_FILE, chart=chart)
+            writing.unlink(missing_ok=True)
+        writing = out / report.MARKDOWN_FILE
+        report.write_markdown(results, writing, chart=chart)
     except OSError as exc:
-        raise ZooError(f"cannot write results to {out}: {exc.strerror or exc}",
+        raise ZooError(f"cannot write results to {writing}: {exc.strerror or exc}",
                        note="choose a writable folder with --out") from None
+    finally:
+        with contextlib.suppress(OSError):  # a half-written results.json never stays behind
+            tmp.unlink(missing_ok=True)
     return target
 
 
@@ -432,10 +454,12 @@ def export_to_file(zoo: Zoo, options: RunOptions, target: Path, batch_size: int 
     """``zoo export``: the dynamic export, or the simplified one at ``batch_size``, copied to ``target``."""
     progress = progress or Progress()
     model = zoo.registry.model(options.model)
+    check_opset_option(model, options)
     weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
     exported = export(zoo, model, weights, options, progress)
     source = exported.file(EXPORT_FILE)
     if batch_size is not None:
+        check_batch_memory(model, source, [batch_size])
         source = simplify(zoo, model, exported, batch_size, progress).file(SIMPLIFIED_FILE)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

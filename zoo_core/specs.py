@@ -185,6 +185,10 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
         options = options.with_(data=Path(options.data))
     if options.labels is not None:
         options = options.with_(labels=Path(options.labels))
+    from .limits import check_path
+
+    for name in ("data", "labels", "weights", "onnx", "out"):  # a name too long for any file system: ENAMETOOLONG
+        check_path(f"--{name}", getattr(options, name))
     _check_engine(options, flags)
     if options.threads == 0:  # a Ray actor's share of the CPUs, else every core of this host
         threads = max(1, int(options.actor_cpus or 1)) if options.engine == "ray" else cpu_count()
@@ -199,6 +203,9 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
     if options.max_seconds <= 0 or not 0 < options.agree < 1:
         raise UsageError("--max-seconds must be positive and --agree between 0 and 1",
                          note="e.g. --max-seconds 60 --agree 0.1")
+    if not 0 <= options.seed < 2**64:  # what both numpy's and torch's generators take
+        raise UsageError(f"--seed: {options.seed} is not a seed; seeds go from 0 to 2**64 - 1",
+                         note="write e.g. --seed 0")
     return options
 
 

@@ -24,6 +24,7 @@ def zoo_export(model, weights, path, options):
         return None
     from zoo_core.export import export_onnx
 
+    time.sleep(float(os.environ.get("ZOO_SLOW_EXPORT_SECONDS", "0")))  # room to interrupt a build
     export_onnx(model, weights, path, opset=options.opset)
     return path
 
