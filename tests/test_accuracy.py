@@ -4,7 +4,9 @@ The dataset (tests/accuracy_data.py) holds JPEGs of varied sizes, some greyscale
 of a seeded random resnest50 (BatchNorm calibrated on the images, classifier standardised) under the
 ``modelzoo`` preset, keeping only images whose top-1 leads clearly. So ``zoo run --data`` must score exactly
 1.0: a wrong image order, crop, resize, normalisation or label matching breaks it; the negative control shows
-that the labels are not all alike. The label file is in random order, so matching by position fails too.
+that the labels are not all alike. The label file is in random order, so matching by position fails too. The
+mutation controls at the end show that the set catches a wrong preprocessing: a crop one pixel off, bicubic for
+bilinear and BGR for RGB each lower top-1.
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def test_negative_control_labels_shifted_by_one_image(zoo_cli, dataset, tmp_path
 
 
 def test_the_ascend_fakes_score_top1_one_on_the_same_predictions(zoo_cli, ascend_env, dataset, tmp_path) -> None:
+    """Compiled with ATC's default precision mode, force_fp16, which the fakes compute in (float16 weights and
+    activations): on these sets float16 moves no logit far enough to close a top-1 margin (>= 0.02)."""
     out = tmp_path / "out"
     data = run_accuracy(zoo_cli, dataset, dataset.data, out, "--backend", "ascend", env=ascend_env)
     assert data["backend"] == "ascend"
@@ -126,3 +130,30 @@ def test_ray_with_two_actors_gives_the_single_process_results(zoo_cli, dataset, 
 
     assert report.validation_errors(data) == [] and report.validation_errors(single) == []
     assert "Ran on Ray (local): 2 inference actor(s) on cpu" in (out / "report.md").read_text()
+
+
+# Mutation controls: the same images, labels and weights through a deliberately wrong preprocessing must score
+# less, or the oracle above could not catch that mistake. The presets are in tests/plugins/zoo_mutants.py (the
+# modelzoo steps written out with one change; ``control`` with none). Measured top-1 on these sets (seed 0):
+#   resnest50 (88 images): shift 0.955 (4 flips: smooth images barely move by one pixel), bicubic 0.864, bgr 0.148
+#   resnet50 (85 images):  shift 0.624, bicubic 0.835, bgr 0.094
+MUTATION_BOUNDS = {"shift": 0.97, "bicubic": 0.9, "bgr": 0.5}  # top-1 must be below these
+
+
+@pytest.mark.parametrize("preset", ["control", *MUTATION_BOUNDS])
+def test_mutation_control_wrong_preprocessing_lowers_top1(zoo_cli, dataset, tmp_path, preset) -> None:
+    import os
+
+    plugins = ",".join(filter(None, [os.environ.get("ZOO_PLUGINS"), "zoo_mutants"]))
+    out = tmp_path / "out"
+    result = zoo_cli("run", f"{dataset.model}-mutant", "--preset", preset, "--bs", str(BATCH), "--data",
+                     str(dataset.data), "--weights", str(dataset.weights), "--warmup", "0", "--iterations", "1",
+                     "--json", "--out", str(out), env={"ZOO_PLUGINS": plugins})
+    assert result.code == 0, result
+    accuracy = result.json()["accuracy"]
+    assert accuracy["images"] == len(dataset.labels) and accuracy.get("resumed_images", 0) == 0
+    if preset == "control":  # the plugin's own steps, unchanged: the labels' preprocessing exactly
+        assert accuracy["top1"] == 1.0
+        assert predictions(out) == {stem: (label, label) for stem, label in dataset.labels.items()}
+    else:
+        assert accuracy["top1"] < MUTATION_BOUNDS[preset], accuracy
