@@ -203,7 +203,7 @@ def test_ascend_agrees_with_onnxruntime_on_the_fakes(zoo_cli, ascend_env) -> Non
     (("--backends", "onnxruntime,tensorrt"), "unknown backend 'tensorrt'"),
     (("--backends", "onnxruntime,torch", "--samples", "0"), "--samples: 0 must be at least 1"),
     (("--backends", "onnxruntime,torch", "--bs", "1,2"), "one batch size"),
-    (("--backends", "onnxruntime,torch", "--atol", "-1"), "must not be negative"),
+    (("--backends", "onnxruntime,torch", "--atol", "-1"), "must be finite and not negative"),
 ])
 def test_bad_requests_are_usage_errors(zoo_cli, extra: tuple[str, ...], message: str) -> None:
     result = zoo_cli("compare", *TINY, *extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -345,10 +346,10 @@ def _print_comparison(result: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--fail-below", type=float, default=None, metavar="RATIO",
               help="Exit 4 when a batch size's throughput ratio B/A is below RATIO (e.g. 0.95).")
-@click.option("--unstable", type=click.Choice(["skip", "count"]), default="skip", show_default=True,
+@click.option("--unstable", type=click.Choice(["skip", "count"]), default=None,
               help="With --fail-below, a row whose timing did not settle in A or B: skip it (listed as not "
-              "judged) or count it like any other.")
-def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None, unstable: str) -> None:
+              "judged) or count it like any other.  [default: skip]")
+def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None, unstable: str | None) -> None:
     """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
     ratio, accuracy delta, and what differs between the runs, for regression checks."""
     from rich.markup import escape
@@ -357,6 +358,13 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
     from .errors import CheckError
     from .report import compare_runs, judge, load_results
 
+    if fail_below is None and unstable is not None:
+        raise ZooError("--unstable only applies with --fail-below", note="add --fail-below RATIO, or leave it out",
+                       exit_code=EXIT_USAGE)
+    if fail_below is not None and not 0 < fail_below < math.inf:  # NaN would judge nothing
+        raise ZooError(f"--fail-below: {fail_below:g} is not a ratio above 0", note="write e.g. --fail-below 0.95",
+                       exit_code=EXIT_USAGE)
+    unstable = unstable or "skip"
     check_path("A", run_a)
     check_path("B", run_b)
     a, b = load_results(run_a), load_results(run_b)
@@ -580,7 +588,9 @@ def export_cmd(model: str, batch_size: int | None, output: Path, as_json: bool, 
     data = export_to_file(zoo, options, output, batch_size, RichProgress())
     if as_json:
         return _emit_json(data)
-    click.echo(f"wrote {data['path']} (max |onnxruntime - torch| = {data.get('max_abs_diff', float('nan')):.2g})")
+    check = (f" (max |onnxruntime - torch| = {data['max_abs_diff']:.2g})" if "max_abs_diff" in data
+             else " (exported by the model's plugin, not checked against PyTorch)")
+    click.echo(f"wrote {data['path']}{check}")
 
 
 def main(argv: list[str] | None = None) -> None:

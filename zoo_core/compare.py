@@ -125,8 +125,8 @@ def _check_request(zoo: Zoo, options: RunOptions, backends: list[str], samples: 
         raise UsageError("--bs: compare takes one batch size", note="write e.g. --bs 8")
     if samples < 1:
         raise UsageError(f"--samples: {samples} must be at least 1", note="leave it out for 2 * bs + 1")
-    if atol < 0 or rtol < 0:
-        raise UsageError("--atol and --rtol must not be negative", note="write e.g. --atol 1e-2 --rtol 1e-2")
+    if not (0 <= atol < math.inf and 0 <= rtol < math.inf):  # NaN or infinity would pass or fail everything
+        raise UsageError("--atol and --rtol must be finite and not negative", note="write e.g. --atol 1e-2 --rtol 1e-2")
 
 
 def run_backend(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .artifacts import fingerprint
 from .datasets import Dataset, Sample, check_folder
-from .errors import CheckError, ZooError
+from .errors import EXIT_BUG, CheckError, ZooError
 from .samples import expected_sample, fits, preprocess_one, wrong_sample
 from .limits import writing
 from .signals import as_worker, deliver, describe, held_back
@@ -405,6 +405,7 @@ def _score(
             if key in metrics:
                 raise ZooError(f"two metrics plugins both report {key!r}", note="uninstall one of them")
             metrics[key] = value
+    _check_metrics(zoo, metrics)
     if options.out is not None:
         _write_predictions(options.out / PREDICTIONS_FILE, samples, scores, labels)
     return {
@@ -436,6 +437,27 @@ def _check_scored(samples: list[Sample], skipped: list[dict[str, str]], scores: 
                          f"(first: {samples[int(bad[0])].id}); they cannot be scored",
                          note="the weights or the ONNX file hold NaN or infinity, or overflow float32 on these "
                          "images; check them with `zoo compare`")
+
+
+def _check_metrics(zoo: Zoo, metrics: dict[str, Any]) -> None:
+    """Every number in the metrics is finite; a NaN or infinity is the metrics plugin's bug, said in one line
+    rather than written as a result."""
+    import math
+    import numbers
+
+    def bad(value: Any) -> Any:
+        if isinstance(value, numbers.Real) and not math.isfinite(value):
+            return value
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+        return next((found for found in map(bad, items) if found is not None), None)
+
+    for key, value in metrics.items():
+        found = bad(value)
+        if found is not None:
+            plugins = sorted({impl.plugin_name for impl in zoo.pm.hook.zoo_metrics.get_hookimpls()})
+            raise ZooError(f"metric {key!r} holds {found!r}, not a finite number (zoo_metrics of plugin(s) "
+                           f"{', '.join(plugins)})", note="report it to the authors of the plugin that computes it",
+                           exit_code=EXIT_BUG)
 
 
 def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, labels: np.ndarray) -> None:

@@ -170,7 +170,8 @@ def zoo_metrics(model: ModelSpec, outputs: np.ndarray, labels: np.ndarray) -> Ma
     :param model: The model that produced the outputs.
     :param outputs: The first model output for every image, in dataset order, shape ``(N, ...)``.
     :param labels: The label of every image, shape ``(N,)``.
-    :return: A mapping of metric name to JSON-ready value, or ``None`` when nothing applies.
+    :return: A mapping of metric name to JSON-ready value (numbers finite: a NaN or infinity stops the run
+        as the plugin's bug), or ``None`` when nothing applies.
     """
 
 

@@ -485,6 +485,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     """``--dry-run``: what a run would do and the commands a user could paste to do it by hand; runs nothing."""
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend, require_available=False)
+    check_devices(backend, options)  # a plan the run would refuse is refused too
     weights = options.weights or f"{model.weights.file_name if model.weights else '?'} (cache, else download)"
     onnx_name = f"{model.name}.onnx"
     steps = [["zoo", "export", model.name, "-o", onnx_name, *(["--weights", options.weights] if options.weights else [])]]

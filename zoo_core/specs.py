@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -200,9 +201,14 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
     if options.warmup < 0 or (options.iterations is not None and options.iterations < 1) or options.window < 1:
         raise UsageError("--warmup must be at least 0, and --iterations and --window at least 1",
                          note="e.g. --warmup 5 --window 10, or --iterations 100 for a fixed count")
-    if options.max_seconds <= 0 or not 0 < options.agree < 1:
+    if not 0 < options.max_seconds < math.inf or not 0 < options.agree < 1:  # NaN fails both comparisons
         raise UsageError("--max-seconds must be positive and --agree between 0 and 1",
                          note="e.g. --max-seconds 60 --agree 0.1")
+    if options.shard_images < 1:
+        raise UsageError(f"--shard-images: {options.shard_images} must be at least 1",
+                         note="leave it out for 256 images a shard")
+    if options.limit is not None and options.limit < 1:
+        raise UsageError(f"--limit {options.limit} must be at least 1", note="leave it out for every image")
     if not 0 <= options.seed < 2**64:  # what both numpy's and torch's generators take
         raise UsageError(f"--seed: {options.seed} is not a seed; seeds go from 0 to 2**64 - 1",
                          note="write e.g. --seed 0")
