@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fakes.env import PYTHON, fake_ascend_env
+from fakes.env import GENERATIONS, PYTHON, fake_ascend_env
 from zoo_core.backends.ascend import parse_npu_smi
 
 FAILED = "ATC run failed, Please check the detail log, Try 'atc --help' for more information"
@@ -180,17 +181,55 @@ def test_atc_may_name_the_om_after_the_os(env, models, tmp_path):
 # -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def ais(env, monkeypatch):
-    """``ais_bench.infer.interface`` imported under the fake environment, and forgotten afterwards."""
+def import_interface(env, monkeypatch, generation: str):
+    """``ais_bench.infer.interface`` of ``generation``, imported under the fake environment."""
     for key in ("ASCEND_TOOLKIT_HOME", "FAKE_NPU_CHIP", "FAKE_NPU_COUNT"):
         monkeypatch.setenv(key, env[key])
+    monkeypatch.setenv("FAKE_AIS_BENCH_GENERATION", generation)
     monkeypatch.syspath_prepend(str(PYTHON))
+    forget_interface()
     from ais_bench.infer import interface
 
-    yield interface
+    return interface
+
+
+def forget_interface() -> None:
     for name in [m for m in sys.modules if m == "fake_om" or m.split(".")[0] == "ais_bench"]:
         del sys.modules[name]
+
+
+@pytest.fixture(params=GENERATIONS)
+def ais(env, monkeypatch, request):
+    """``ais_bench.infer.interface`` of each generation, and forgotten afterwards."""
+    yield import_interface(env, monkeypatch, request.param)
+    forget_interface()
+
+
+@pytest.fixture
+def older(env, monkeypatch):
+    yield import_interface(env, monkeypatch, "older")
+    forget_interface()
+
+
+@pytest.fixture
+def newer(env, monkeypatch):
+    yield import_interface(env, monkeypatch, "newer")
+    forget_interface()
+
+
+def device_times(session) -> list[float]:
+    """Each inference's device time in ms, whatever the generation."""
+    if hasattr(session, "summary"):
+        return [end - start for start, end in session.summary().exec_time_list]
+    return list(session.sumary().exec_time_list)
+
+
+def reset_times(session) -> None:
+    (getattr(session, "reset_summaryinfo", None) or session.reset_sumaryinfo)()
+
+
+def release(session) -> None:
+    (getattr(session, "free_resource", None) or session.finalize)()
 
 
 def test_ais_bench_does_not_import_without_the_cann_environment(env, tmp_path):
@@ -203,23 +242,83 @@ def test_infer_session_runs_the_exact_shape_and_nothing_else(ais, om_bs4, models
     session = ais.InferSession(0, str(om_bs4))
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     assert (inp.name, inp.shape, str(inp.datatype), inp.size) == (INPUT, [4, *SHAPE], "dtype.float32", 4 * 192 * 4)
+    assert (inp.realsize, inp.format) == (inp.size, 0)  # NCHW
     assert (out.name, out.shape, out.size) == ("output1", [4, 4], 64)
     batch = np.random.default_rng(1).standard_normal((4, *SHAPE)).astype(np.float32)
     for bad in (batch[:3], batch.astype(np.float64), batch.reshape(4, 3, 64)):
         with pytest.raises(RuntimeError):
             session.infer([bad], mode="static")
-    with pytest.raises(RuntimeError):
-        session.infer([batch], mode="dymbatch")
     (result,) = session.infer([batch], mode="static")
     np.testing.assert_allclose(result, reference(models / "tiny.onnx", batch), rtol=0, atol=1e-6)
     session.infer([batch])
-    times = session.sumary().exec_time_list
-    assert len(times) == 2 and all(t > 0 for t in times) and session.summary().exec_time_list == times
-    session.reset_sumaryinfo()
-    assert session.sumary().exec_time_list == []
-    session.finalize()
+    times = device_times(session)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    reset_times(session)
+    assert device_times(session) == []
+    release(session)
     with pytest.raises(RuntimeError):
         session.infer([batch])
+
+
+def test_an_unknown_generation_fails_the_import(env, tmp_path):
+    bad = {**env, "FAKE_AIS_BENCH_GENERATION": "2024"}
+    proc = run([sys.executable, "-c", "import ais_bench.infer.interface"], bad, tmp_path)
+    assert proc.returncode != 0 and "FAKE_AIS_BENCH_GENERATION='2024'" in proc.stderr
+    with pytest.raises(ValueError):
+        fake_ascend_env(os.environ, generation="2024")
+    assert fake_ascend_env(os.environ)["FAKE_AIS_BENCH_GENERATION"] == "newer"
+    assert fake_ascend_env(os.environ, generation="older")["FAKE_AIS_BENCH_GENERATION"] == "older"
+
+
+def test_older_generation_api(older, om_bs4):
+    session = older.InferSession(0, str(om_bs4))
+    for name in ("summary", "reset_summaryinfo", "free_resource"):
+        assert not hasattr(session, name), name
+    batch = np.ones((4, *SHAPE), np.float32)
+    session.infer([batch], mode="dymbatch")  # the mode is ignored
+    session.infer([batch], mode="no such mode")
+    (first, _) = session.sumary().exec_time_list
+    assert type(first) is float and first > 0
+    other = older.InferSession(0, str(om_bs4))
+    session.finalize()  # this session only
+    with pytest.raises(RuntimeError):
+        session.infer([batch])
+    assert other.infer([batch])[0].shape == (4, 4)
+
+
+def test_newer_generation_api(newer, om_bs4):
+    session = newer.InferSession(0, str(om_bs4))
+    for name in ("sumary", "reset_sumaryinfo"):
+        assert not hasattr(session, name), name
+    assert isinstance(inspect.getattr_static(newer.InferSession, "finalize"), staticmethod)
+    batch = np.ones((4, *SHAPE), np.float32)
+    for mode in ("dymbatch", "no such mode"):
+        with pytest.raises(RuntimeError):
+            session.infer([batch], mode=mode)
+    session.infer([batch], mode="static")
+    ((start, end),) = session.summary().exec_time_list
+    assert type(start) is float and type(end) is float and end > start
+    kept = newer.InferSession(0, str(om_bs4))
+    session.free_resource()  # this session only
+    with pytest.raises(RuntimeError):
+        session.infer([batch])
+    assert kept.infer([batch])[0].shape == (4, 4)
+
+
+def test_newer_finalize_invalidates_every_open_session_of_the_process(newer, om_bs4):
+    batch = np.ones((4, *SHAPE), np.float32)
+    first, second = newer.InferSession(0, str(om_bs4)), newer.InferSession(0, str(om_bs4))
+    first.infer([batch])
+    newer.InferSession.finalize()
+    for session in (first, second):
+        with pytest.raises(RuntimeError, match="finalize"):
+            session.infer([batch])
+        with pytest.raises(RuntimeError):
+            session.get_inputs()
+    fresh = newer.InferSession(0, str(om_bs4))  # ACL is initialised again
+    assert fresh.infer([batch])[0].shape == (4, 4)
+    with pytest.raises(RuntimeError):
+        first.infer([batch])  # the old ones stay dead
 
 
 def test_infer_session_rejects_bad_devices_files_and_chips(ais, om_bs4, models, monkeypatch):
@@ -244,16 +343,61 @@ def test_infer_session_sees_only_the_visible_devices_renumbered_from_0(ais, om_b
         ais.InferSession(2, str(om_bs4))
 
 
-def test_infer_session_runs_a_dynamic_batch_model_only_at_its_batch_sizes(ais, env, models, tmp_path):
-    proc = atc(env, tmp_path, *base_flags(models, "dyn", f"{INPUT}:-1,3,8,8"), "--dynamic_batch_size=2,8")
+@pytest.fixture(scope="module")
+def om_dyn(env, models, tmp_path_factory) -> Path:
+    """Batches 2 and 8 of the tiny model, in float32."""
+    scratch = tmp_path_factory.mktemp("atc_dyn")
+    proc = atc(env, scratch, *base_flags(models, "dyn", f"{INPUT}:-1,3,8,8"), "--dynamic_batch_size=2,8",
+               "--precision_mode=force_fp32")
     assert proc.returncode == 0, proc.stdout
-    session = ais.InferSession(0, str(tmp_path / "dyn.om"))
+    return scratch / "dyn.om"
+
+
+def test_a_dynamic_batch_model_describes_minus_one_and_the_largest_size(ais, om_dyn):
+    session = ais.InferSession(0, str(om_dyn))
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.shape, inp.size, inp.realsize) == ([-1, *SHAPE], 8 * 192 * 4, 8 * 192 * 4)
+    assert (out.shape, out.size) == ([-1, 4], 8 * 4 * 4)
+
+
+def test_set_dynamic_batchsize_then_dymbatch_works_on_both_generations(ais, om_dyn, models):
+    session = ais.InferSession(0, str(om_dyn))
+    batch = np.random.default_rng(2).standard_normal((2, *SHAPE)).astype(np.float32)
+    for wrong in (4, 1):
+        with pytest.raises(RuntimeError):
+            session.set_dynamic_batchsize(wrong)
+    session.set_dynamic_batchsize(2)
+    (got,) = session.infer([batch], mode="dymbatch")
+    np.testing.assert_allclose(got, reference(models / "tiny.onnx", batch), rtol=0, atol=1e-6)
+
+
+def test_a_static_model_has_no_dynamic_batch(ais, om_bs4):
+    with pytest.raises(RuntimeError):
+        ais.InferSession(0, str(om_bs4)).set_dynamic_batchsize(4)
+
+
+def test_older_needs_set_dynamic_batchsize_and_exactly_that_batch(older, om_dyn):
+    session = older.InferSession(0, str(om_dyn))
+    batch = np.ones((8, *SHAPE), np.float32)
+    with pytest.raises(RuntimeError, match="set_dynamic_batchsize"):
+        session.infer([batch], mode="dymbatch")  # the mode does not set the batch
+    session.set_dynamic_batchsize(2)
+    with pytest.raises(RuntimeError):
+        session.infer([batch], mode="dymbatch")  # 8 is a listed size, but not the one set
+    assert session.infer([batch[:2]], mode="static")[0].shape == (2, 4)  # the mode is ignored
+    session.set_dynamic_batchsize(8)
+    assert session.infer([batch])[0].shape == (8, 4)
+
+
+def test_newer_dymbatch_takes_the_batch_from_the_array(newer, om_dyn):
+    session = newer.InferSession(0, str(om_dyn))
     batch = np.ones((8, *SHAPE), np.float32)
     with pytest.raises(RuntimeError):
         session.infer([batch], mode="static")
     with pytest.raises(RuntimeError):
-        session.infer([batch[:4]], mode="dymbatch")
+        session.infer([batch[:4]], mode="dymbatch")  # not a listed size
     assert session.infer([batch[:2]], mode="dymbatch")[0].shape == (2, 4)
+    assert session.infer([batch], mode="dymbatch")[0].shape == (8, 4)
 
 
 # -------------------------------------------------------------------------
@@ -332,6 +476,6 @@ def test_npu_smi_info_shows_the_chip_and_devices(tmp_path):
     assert proc.returncode == 0
     assert "npu-smi 23.0.rc2" in proc.stdout and "Version: 23.0.rc2" in proc.stdout
     info = parse_npu_smi(proc.stdout)
-    assert info == {"devices": [{"id": 0, "chip": "910B3"}, {"id": 1, "chip": "910B3"}], "driver": "23.0.rc2"}
+    assert [d["chip"] for d in info["devices"]] == ["910B3", "910B3"] and info["driver"] == "23.0.rc2"
     assert run(["npu-smi"], env, tmp_path).returncode != 0
     assert run(["npu-smi", "reset"], env, tmp_path).returncode != 0

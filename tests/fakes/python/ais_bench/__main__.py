@@ -160,6 +160,7 @@ class Bench:
             if args.dymBatch not in batches:
                 raise BenchError(f"the model has dynamic batch sizes {batches}: give one with --dymBatch")
             self.mode, self.batch = "dymbatch", args.dymBatch
+            self.session.set_dynamic_batchsize(args.dymBatch)  # the older generation ignores the mode
             self.shapes = [[args.dymBatch, *i.shape[1:]] for i in self.inputs]
         else:
             if args.dymBatch:
@@ -197,7 +198,20 @@ class Bench:
     def warm_up(self, arrays: list[np.ndarray]) -> None:
         for _ in range(self.args.warmup_count):
             self.session.infer(arrays, mode=self.mode)
-        self.session.reset_sumaryinfo()
+        (getattr(self.session, "reset_summaryinfo", None) or self.session.reset_sumaryinfo)()
+
+    def compute_times(self) -> list[float]:
+        """The device time of each inference in ms, from either generation's summary (floats or (start, end))."""
+        summary = getattr(self.session, "summary", None) or self.session.sumary
+        return [t[1] - t[0] if isinstance(t, tuple) else t for t in summary().exec_time_list]
+
+    def release(self) -> None:
+        """This session, then (newer generation) the process's ACL resources."""
+        if hasattr(self.session, "free_resource"):
+            self.session.free_resource()
+            type(self.session).finalize()
+        else:
+            self.session.finalize()
 
     def pure(self) -> dict[str, Any]:
         rng = np.random.default_rng()
@@ -263,10 +277,10 @@ class Bench:
 
     def run(self) -> int:
         filesinfo = self.files() if self.args.input else self.pure()
-        compute = stats(self.session.sumary().exec_time_list)
+        compute = stats(self.compute_times())
         h2d, d2h = stats(self.h2d), stats(self.d2h)
         throughput = 1000.0 * self.batch / compute["mean"]
-        self.session.finalize()
+        self.release()
         if self.outdir is not None:
             summary = {"filesinfo": filesinfo, "NPU_compute_time": compute, "H2D_latency": h2d,
                        "D2H_latency": d2h, "throughput": throughput}
