@@ -161,19 +161,118 @@ def test_atc_can_die_on_a_signal_with_no_message(env, models, tmp_path):
     assert not list(tmp_path.rglob("*.om"))
 
 
+def assert_succeeded(proc: subprocess.CompletedProcess[str]) -> None:
+    """Exit code 0, the success line, and after it only warning lines."""
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert SUCCESS in lines, proc.stdout
+    assert all(re.match(r"W\d{5}: ", line) for line in lines[lines.index(SUCCESS) + 1:]), proc.stdout
+
+
 def test_atc_success_writes_the_om_and_its_side_files(env, models, tmp_path):
     proc = atc(env, tmp_path, "--framework", "5", "--model", str(models / "tiny.onnx"), "--output", "out/tiny_bs4",
                "--input-shape", f"{INPUT}:4,3,8,8", "--soc-version", "Ascend310P3")  # the other spellings
-    assert proc.returncode == 0, proc.stdout
-    assert proc.stdout.splitlines()[-1] == SUCCESS
+    assert_succeeded(proc)
     assert (tmp_path / "out" / "tiny_bs4.om").read_bytes().startswith(b"FAKEOM")
     assert (tmp_path / "fusion_result.json").is_file()
 
 
 def test_atc_may_name_the_om_after_the_os(env, models, tmp_path):
     proc = atc(env, tmp_path, *base_flags(models), FAKE_ATC_OS_SUFFIX="1")
-    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == SUCCESS
+    assert_succeeded(proc)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [f"tiny_bs4_linux_{platform.machine().lower()}.om"]
+
+
+def test_atc_prints_warning_lines_after_the_success_line(env, models, tmp_path):
+    """As the real tool often does (W11001 for an op outside the high-priority library): a consumer that looks for
+    the success line as the LAST line would call a good build a failure."""
+    lines = atc(env, tmp_path, *base_flags(models)).stdout.splitlines()
+    assert SUCCESS in lines and lines[-1].startswith("W11001: ")
+
+
+@pytest.mark.parametrize("fmt", ["NHWC", "NC1HWC0"])
+def test_atc_refuses_nhwc_for_onnx_models(env, models, tmp_path, fmt):
+    flags = [f for f in base_flags(models) if not f.startswith("--input_format")]
+    assert_failed(atc(env, tmp_path, *flags, f"--input_format={fmt}"), "E10001", "[--input_format]")
+    assert not list(tmp_path.rglob("*.om"))
+
+
+@pytest.mark.parametrize("fmt", ["NCHW", "ND"])
+def test_atc_accepts_the_onnx_input_formats(env, models, tmp_path, fmt):
+    flags = [f for f in base_flags(models) if not f.startswith("--input_format")]
+    assert_succeeded(atc(env, tmp_path, *flags, f"--input_format={fmt}"))
+
+
+def intermediate(model: Path, batch: np.ndarray, names: list[str]) -> list[np.ndarray]:
+    """ONNX Runtime's values of the tensors ``names`` of ``model``."""
+    proto = onnx.load(model)
+    proto.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names
+                              if n not in {o.name for o in proto.graph.output})
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(names, {INPUT: batch})
+
+
+@pytest.mark.parametrize(("out_nodes", "tensors"), [
+    ("Relu_1:0;Softmax_4:0", ["relu", "output1"]),  # node:index, the original output listed too
+    ("Flatten_3:0", ["flat"]),  # the original output is gone
+    ("pool;relu", ["pool", "relu"]),  # ONNX tensor names, in the order given
+    ("relu:0;output1", ["relu", "output1"]),  # a tensor name with index 0, the graph output's name
+])
+def test_atc_out_nodes_become_the_models_outputs(ais, env, models, tmp_path, out_nodes, tensors):
+    proc = atc(env, tmp_path, *base_flags(models, "out/cut"), "--precision_mode=force_fp32",
+               f"--out_nodes={out_nodes}")
+    assert_succeeded(proc)
+    session = ais.InferSession(0, str(tmp_path / "out" / "cut.om"))
+    assert [o.name for o in session.get_outputs()] == tensors
+    batch = np.random.default_rng(3).standard_normal((4, *SHAPE)).astype(np.float32)
+    got = session.infer([batch])
+    assert len(got) == len(tensors)
+    for value, expected in zip(got, intermediate(models / "tiny.onnx", batch, tensors)):
+        np.testing.assert_allclose(value, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("out_nodes", "code", "needle"), [
+    ("Nope_9:0", "E10016", "opname [Nope_9]"),
+    ("nope", "E10016", "opname [nope]"),
+    ("relu:1", "E10016", "opname [relu]"),  # a tensor has one "output"
+    ("Relu_1:2", "E10001", "has 1 output(s)"),
+    (";", "E10001", "empty"),
+])
+def test_atc_out_nodes_must_name_the_models_nodes_or_tensors(env, models, tmp_path, out_nodes, code, needle):
+    proc = atc(env, tmp_path, *base_flags(models), f"--out_nodes={out_nodes}")
+    assert_failed(proc, code, needle)
+    assert not list(tmp_path.rglob("*.om"))
+
+
+def aipp_cfg(path: Path, **fields: object) -> Path:
+    lines = ["aipp_op {", "    aipp_mode : static", "    input_format : RGB888_U8",
+             *(f"    {key} : {value}" for key, value in fields.items()), "}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+NORMALISE = {"min_chn_0": 10.0, "min_chn_1": 20.0, "min_chn_2": 30.0,
+             "var_reci_chn_0": 0.5, "var_reci_chn_1": 0.25, "var_reci_chn_2": 0.125}
+
+
+@pytest.mark.parametrize("source", [{}, {"src_image_size_w": 0, "src_image_size_h": 0}])
+def test_atc_aipp_without_a_source_size_takes_the_input_shape(ais, env, models, tmp_path, source):
+    cfg = aipp_cfg(tmp_path / "aipp.cfg", **source, **NORMALISE)
+    proc = atc(env, tmp_path, *base_flags(models), "--precision_mode=force_fp32", f"--insert_op_conf={cfg}")
+    assert_succeeded(proc)
+    session = ais.InferSession(0, str(tmp_path / "out" / "tiny_bs4.om"))
+    (inp,) = session.get_inputs()
+    assert (inp.shape, str(inp.datatype)) == ([4, 8, 8, 3], "dtype.uint8")
+    pixels = np.random.default_rng(4).integers(0, 256, (4, 8, 8, 3)).astype(np.uint8)
+    minimum = np.array([NORMALISE[f"min_chn_{c}"] for c in range(3)], np.float32)
+    scale = np.array([NORMALISE[f"var_reci_chn_{c}"] for c in range(3)], np.float32)
+    expected = reference(models / "tiny.onnx", ((pixels - minimum) * scale).transpose(0, 3, 1, 2).copy())
+    np.testing.assert_allclose(session.infer([pixels])[0], expected, rtol=0, atol=1e-6)
+
+
+def test_atc_aipp_crop_must_stay_inside_the_source(env, models, tmp_path):
+    cfg = aipp_cfg(tmp_path / "aipp.cfg", crop="true", load_start_pos_h=1, crop_size_h=8, crop_size_w=8)
+    proc = atc(env, tmp_path, *base_flags(models), f"--insert_op_conf={cfg}")  # the source is the 8x8 input
+    assert_failed(proc, "E10001", "crop leaves the source image")
 
 
 # -------------------------------------------------------------------------
@@ -404,26 +503,35 @@ def test_newer_dymbatch_takes_the_batch_from_the_array(newer, om_dyn):
 # python -m ais_bench
 # -------------------------------------------------------------------------
 
-COMPUTE = re.compile(r"^\[INFO\] NPU_compute_time \(ms\): min = [\d.]+, max = [\d.]+, mean = ([\d.]+), "
-                     r"median = [\d.]+, percentile\(99%\) = [\d.]+$")
-THROUGHPUT = re.compile(r"^\[INFO\] throughput 1000\*batchsize\.mean\((\d+)\)/NPU_compute_time\.mean\(([\d.]+)\): "
-                        r"([\d.]+)$")
+NUMBER = r"[\d.]+(?:e[+-]?\d+)?"  # a float as Python prints it, unrounded
+COMPUTE = re.compile(rf"^\[INFO\] NPU_compute_time \(ms\): min = {NUMBER}, max = {NUMBER}, mean = ({NUMBER}), "
+                     rf"median = {NUMBER}, percentile\(99%\) = {NUMBER}$")
+THROUGHPUT = re.compile(rf"^\[INFO\] throughput 1000\*batchsize\.mean\((\d+)\)/NPU_compute_time\.mean\(({NUMBER})\): "
+                        rf"({NUMBER})$")
 
 
-def bench(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run([sys.executable, "-m", "ais_bench", *args], env, cwd)
+def bench(env: dict[str, str], cwd: Path, *args: str, generation: str = "newer") -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "ais_bench", *args], env, cwd, FAKE_AIS_BENCH_GENERATION=generation)
 
 
-def test_ais_bench_infers_a_folder_in_natural_order_and_pads_the_last_batch(env, om_bs4, models, tmp_path):
-    prep = tmp_path / "prep"
-    prep.mkdir()
+def write_samples(folder: Path, names: list[str], shape: tuple[int, ...] = SHAPE) -> dict[str, np.ndarray]:
+    """One float32 sample per name, written as ``folder/<name>``; returned by name."""
+    folder.mkdir(exist_ok=True)
     samples = {}
-    for number in (10, 2, 1, 11, 3, 9):
-        samples[f"img{number}"] = np.random.default_rng(number).standard_normal(SHAPE).astype(np.float32)
-        samples[f"img{number}"].tofile(prep / f"img{number}.bin")
-    (prep / "notes.txt").write_text("not an input")
+    for number, name in enumerate(names):
+        samples[name] = np.random.default_rng(number).standard_normal(shape).astype(np.float32)
+        samples[name].tofile(folder / name)
+    return samples
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_ais_bench_infers_a_folder_in_natural_order_and_pads_the_last_batch(env, om_bs4, models, tmp_path,
+                                                                            generation):
+    names = [f"img{number}.bin" for number in (10, 2, 1, 11, 3, 9)]
+    samples = write_samples(tmp_path / "prep", names)
+    (tmp_path / "prep" / "notes.txt").write_text("not an input")
     proc = bench(env, tmp_path, f"--model={om_bs4}", "--input=./prep", "--output=./", "--output_dirname=./result",
-                 "--batchsize=4", "--outfmt", "TXT")
+                 "--batchsize=4", "--outfmt", "TXT", generation=generation)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     *_, compute, throughput = proc.stdout.splitlines()
     assert COMPUTE.match(compute) and THROUGHPUT.match(throughput)
@@ -431,18 +539,87 @@ def test_ais_bench_infers_a_folder_in_natural_order_and_pads_the_last_batch(env,
 
     summary = json.loads((tmp_path / "result_summary.json").read_text())
     order = ["img1", "img2", "img3", "img9", "img10", "img11"]
-    assert [Path(f).stem for b in ("0", "1") for f in summary["filesinfo"][b]["infiles"]] == order
-    assert [Path(f).name for f in summary["filesinfo"]["1"]["outfiles"]] == ["img10_0.txt", "img11_0.txt"]
     assert sorted(p.name for p in (tmp_path / "result").iterdir()) == sorted(f"{s}_0.txt" for s in order)
     times = summary["NPU_compute_time"]
     assert times["count"] == 2 and set(times) == {"min", "max", "mean", "median", "percentile(99%)", "count"}
     assert summary["throughput"] == pytest.approx(1000 * 4 / times["mean"])
     assert {"H2D_latency", "D2H_latency"} <= set(summary)
 
-    expected = reference(models / "tiny.onnx", np.stack([samples[s] for s in order]))
+    expected = reference(models / "tiny.onnx", np.stack([samples[f"{s}.bin"] for s in order]))
     for row, stem in zip(expected, order):
         written = np.loadtxt(tmp_path / "result" / f"{stem}_0.txt", ndmin=2)
         np.testing.assert_allclose(written, row[None], rtol=0, atol=1e-6)
+
+
+def test_ais_bench_summary_keys_filesinfo_per_sample_and_has_args_times_and_pid(env, om_bs4, tmp_path):
+    write_samples(tmp_path / "prep", [f"img{number}.bin" for number in range(1, 7)])
+    proc = bench(env, tmp_path, f"--model={om_bs4}", "--input=prep", "--output=out", "--output_dirname=result",
+                 "--batchsize=4", "--loop=2")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "out" / "result_summary.json").read_text())
+    infos = summary["filesinfo"]
+    assert sorted(infos, key=int) == ["0", "1", "2", "3", "4", "5"]  # sample_id = batch * 4 + j, padding not kept
+    for sample, info in infos.items():
+        assert [Path(f).name for f in info["infiles"]] == [f"img{int(sample) + 1}.bin"]
+        assert [Path(f).name for f in info["outfiles"]] == [f"img{int(sample) + 1}_0.bin"]
+    assert summary["args"]["model"] == str(om_bs4) and summary["args"]["batchsize"] == 4
+    assert isinstance(summary["pid"], int) and summary["pid"] != os.getpid()
+    times = summary["npu_compute_time_list"]
+    assert len(times) == 2 * 2 and all(isinstance(t, float) and t > 0 for t in times)  # 2 batches x --loop 2
+    assert summary["NPU_compute_time"]["mean"] == pytest.approx(np.mean(times))
+
+
+def test_ais_bench_cuts_output_names_at_the_first_dot(env, om_bs4, tmp_path):
+    write_samples(tmp_path / "prep", ["cat.0001.bin", "dog.v2.npy.bin", "eel.bin", "fox.1.bin"])
+    proc = bench(env, tmp_path, f"--model={om_bs4}", "--input=prep", "--output=out", "--output_dirname=r")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "r").iterdir()) == ["cat_0.bin", "dog_0.bin", "eel_0.bin",
+                                                                         "fox_0.bin"]
+
+
+def batch_mixing_onnx(path: Path) -> Path:
+    """``x`` [4,3] -> ``y = x - mean(x over the batch)``: each row's output depends on the whole batch."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["mean"], name="ReduceMean_0", axes=[0], keepdims=1),
+             helper.make_node("Sub", ["x", "mean"], ["y"], name="Sub_1")]
+    graph = helper.make_graph(nodes, "mix", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_ais_bench_pads_the_last_batch_with_its_first_file(env, tmp_path):
+    model = batch_mixing_onnx(tmp_path / "mix.onnx")
+    proc = atc(env, tmp_path, "--framework=5", f"--model={model}", "--output=mix", "--input_shape=x:4,3",
+               "--soc_version=Ascend310P3", "--precision_mode=force_fp32")
+    assert_succeeded(proc)
+    samples = write_samples(tmp_path / "prep", [f"s{number}.bin" for number in range(1, 7)], shape=(3,))
+    proc = bench(env, tmp_path, "--model=mix.om", "--input=prep", "--output=out", "--output_dirname=r")
+    assert proc.returncode == 0, proc.stderr
+    last = np.stack([samples[name] for name in ("s5.bin", "s6.bin", "s5.bin", "s5.bin")])  # padded with s5
+    expected = last - last.mean(axis=0, keepdims=True)
+    for row, stem in zip(expected, ("s5", "s6")):
+        np.testing.assert_allclose(np.fromfile(tmp_path / "out" / "r" / f"{stem}_0.bin", np.float32), row,
+                                   rtol=0, atol=1e-6)
+    assert not (tmp_path / "out" / "r" / "s7_0.bin").exists()
+
+
+def test_ais_bench_txt_writes_integers_with_d_and_a_trailing_space(env, models, tmp_path):
+    model = onnx.load(tiny_onnx(tmp_path / "tiny.onnx"))
+    model.graph.node.append(helper.make_node("ArgMax", ["output1"], ["label"], name="ArgMax_5", axis=1, keepdims=0))
+    model.graph.output.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
+    onnx.save(model, tmp_path / "labels.onnx")
+    flags = [f"--model={tmp_path / 'labels.onnx'}" if f.startswith("--model=") else f for f in base_flags(models, "lab")]
+    assert_succeeded(atc(env, tmp_path, *flags, "--precision_mode=force_fp32"))
+    samples = write_samples(tmp_path / "prep", [f"s{number}.bin" for number in range(1, 5)])
+    proc = bench(env, tmp_path, "--model=lab.om", "--input=prep", "--output=out", "--output_dirname=r", "--outfmt=TXT")
+    assert proc.returncode == 0, proc.stderr
+    probabilities = reference(tmp_path / "tiny.onnx", np.stack([samples[f"s{n}.bin"] for n in range(1, 5)]))
+    for number, row in enumerate(probabilities, start=1):
+        floats = (tmp_path / "out" / "r" / f"s{number}_0.txt").read_text()
+        assert floats == "".join(f"{value:f} " for value in row) + "\n"
+        assert (tmp_path / "out" / "r" / f"s{number}_1.txt").read_text() == f"{int(row.argmax())} \n"
 
 
 def test_ais_bench_pure_performance_mode(env, om_bs4, tmp_path):
@@ -456,13 +633,43 @@ def test_ais_bench_pure_performance_mode(env, om_bs4, tmp_path):
     assert not list(tmp_path.iterdir())  # no --output: no files
 
 
-def test_ais_bench_rejects_a_wrong_batch_size_or_input_size(env, om_bs4, tmp_path):
-    assert bench(env, tmp_path, f"--model={om_bs4}", "--batchsize=8").returncode == 1
+def test_ais_bench_throughput_is_not_rounded(env, om_bs4, tmp_path):
+    proc = bench(env, tmp_path, f"--model={om_bs4}", "--loop=3", "--batchsize=4")
+    assert proc.returncode == 0, proc.stderr
+    batch, shown_mean, value = THROUGHPUT.match(proc.stdout.splitlines()[-1]).groups()
+    assert float(value) == 1000 * int(batch) / float(shown_mean)  # exact: both printed in full
+    assert float(shown_mean) == float(COMPUTE.match(proc.stdout.splitlines()[-2]).group(1))
+
+
+def test_ais_bench_batchsize_only_feeds_the_throughput(env, om_bs4, tmp_path):
+    proc = bench(env, tmp_path, f"--model={om_bs4}", "--batchsize=8")  # the model's batch is 4
+    assert proc.returncode == 0, proc.stderr
+    batch, shown_mean, value = THROUGHPUT.match(proc.stdout.splitlines()[-1]).groups()
+    assert batch == "8" and float(value) == pytest.approx(8000 / float(shown_mean))
+
+
+def test_ais_bench_rejects_an_input_size_that_does_not_divide_the_models(env, om_bs4, tmp_path):
     odd = tmp_path / "odd"
     odd.mkdir()
     (odd / "a.bin").write_bytes(bytes(100))  # 100 bytes do not divide 4*3*8*8*4
     proc = bench(env, tmp_path, f"--model={om_bs4}", f"--input={odd}", "--output=out", "--batchsize=4")
     assert proc.returncode == 1 and "does not divide" in proc.stderr
+
+
+@pytest.mark.parametrize("generation", GENERATIONS)
+def test_ais_bench_runs_a_dynamic_batch_model_at_dymbatch(env, om_dyn, models, tmp_path, generation):
+    samples = write_samples(tmp_path / "prep", ["a.bin", "b.bin", "c.bin"])
+    proc = bench(env, tmp_path, f"--model={om_dyn}", "--input=prep", "--output=out", "--output_dirname=r",
+                 "--dymBatch", "2", generation=generation)
+    assert proc.returncode == 0, proc.stderr
+    assert THROUGHPUT.match(proc.stdout.splitlines()[-1]).group(1) == "2"
+    expected = reference(models / "tiny.onnx", np.stack([samples[n] for n in ("a.bin", "b.bin", "c.bin", "c.bin")]))
+    for row, stem in zip(expected, "abc"):
+        np.testing.assert_allclose(np.fromfile(tmp_path / "out" / "r" / f"{stem}_0.bin", np.float32), row,
+                                   rtol=0, atol=1e-6)
+    for wrong in ([], ["--dymBatch", "4"]):  # none, or not one of the .om's batch sizes
+        proc = bench(env, tmp_path, f"--model={om_dyn}", "--loop=1", *wrong, generation=generation)
+        assert proc.returncode == 1 and "dynamic batch sizes [2, 8]" in proc.stderr
 
 
 # -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -110,15 +111,21 @@ def read_bytes(path: Path) -> bytes:
 # -------------------------------------------------------------------------
 
 
+def output_stem(path: Path) -> str:
+    """The name output files start with: the input file's name cut at its FIRST dot (``a.b.bin`` -> ``a``)."""
+    return path.name.split(".", 1)[0]
+
+
 def save(array: np.ndarray, stem: str, index: int, folder: Path, fmt: str) -> Path:
     path = folder / f"{stem}_{index}.{fmt.lower()}"
     if fmt == "BIN":
         array.tofile(path)
     elif fmt == "NPY":
         np.save(path, array)
-    else:
+    else:  # one row per line, each value followed by a space; %d for integer outputs, %f for the others
         rows = array.reshape(1, -1) if array.ndim < 2 else array.reshape(-1, array.shape[-1])
-        np.savetxt(path, rows, fmt="%f", delimiter=" ")
+        form = "%d" if array.dtype.kind in "iub" else "%f"
+        path.write_text("".join("".join(form % value + " " for value in row) + "\n" for row in rows))
     return path
 
 
@@ -130,7 +137,7 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def stats_line(name: str, values: dict[str, float]) -> str:
-    shown = ", ".join(f"{key} = {round(values[key], 3)}" for key in ("min", "max", "mean", "median", "percentile(99%)"))
+    shown = ", ".join(f"{key} = {values[key]}" for key in ("min", "max", "mean", "median", "percentile(99%)"))
     return f"[INFO] {name} (ms): {shown}"
 
 
@@ -168,8 +175,8 @@ class Bench:
             self.mode = "static"
             self.shapes = [list(i.shape) for i in self.inputs]
             self.batch = self.shapes[0][0] if self.shapes and self.shapes[0] else 1
-        if args.batchsize is not None and args.batchsize != self.batch:
-            raise BenchError(f"--batchsize {args.batchsize} does not match the model's batch {self.batch}")
+        # --batchsize is not checked against the model: it only feeds the throughput formula
+        self.throughput_batch = args.batchsize if args.batchsize is not None else self.batch
         self.dtypes = [i.datatype.numpy for i in self.inputs]
         self.sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in zip(self.shapes, self.dtypes)]
         self.h2d: list[float] = []
@@ -252,7 +259,7 @@ class Bench:
         groups = [list(range(i, min(i + count, len(lists[0])))) for i in range(0, len(lists[0]), count)]
         infos: dict[str, Any] = {}
         for number, real in enumerate(groups):
-            padded = real + [real[-1]] * (count - len(real))  # the last batch: copies, outputs not written
+            padded = real + [real[0]] * (count - len(real))  # its first file again; those outputs are not written
             arrays = [np.frombuffer(b"".join(read_bytes(files[i]) for i in padded), dtype).reshape(shape)
                       for files, dtype, shape in zip(lists, self.dtypes, self.shapes)]
             if number == 0:
@@ -260,9 +267,9 @@ class Bench:
             outputs = self.run_once(arrays)
             if self.outdir is None:
                 continue
-            outfiles = []
             for position, index in enumerate(real):
-                stem = lists[0][index].stem
+                stem = output_stem(lists[0][index])
+                outfiles = []
                 for k, output in enumerate(outputs):
                     piece = output
                     if count > 1:
@@ -272,18 +279,21 @@ class Bench:
                         step = output.shape[0] // count
                         piece = output[position * step:(position + 1) * step]
                     outfiles.append(str(save(piece, stem, k, self.outdir, self.args.outfmt)))
-            infos[str(number)] = {"infiles": [str(files[i]) for files in lists for i in real], "outfiles": outfiles}
+                sample = number * count + position  # filesinfo is keyed per sample, not per batch
+                infos[str(sample)] = {"infiles": [str(files[index]) for files in lists], "outfiles": outfiles}
         return infos
 
     def run(self) -> int:
         filesinfo = self.files() if self.args.input else self.pure()
-        compute = stats(self.compute_times())
+        times = self.compute_times()
+        compute = stats(times)
         h2d, d2h = stats(self.h2d), stats(self.d2h)
-        throughput = 1000.0 * self.batch / compute["mean"]
+        throughput = 1000.0 * self.throughput_batch / compute["mean"]
         self.release()
         if self.outdir is not None:
-            summary = {"filesinfo": filesinfo, "NPU_compute_time": compute, "H2D_latency": h2d,
-                       "D2H_latency": d2h, "throughput": throughput}
+            summary = {"args": vars(self.args), "filesinfo": filesinfo, "NPU_compute_time": compute,
+                       "H2D_latency": h2d, "D2H_latency": d2h, "throughput": throughput,
+                       "npu_compute_time_list": times, "pid": os.getpid()}
             path = self.outdir.with_name(self.outdir.name + "_summary.json")
             path.write_text(json.dumps(summary, indent=4) + "\n")
             print(f"[INFO] summary saved to {path}")
@@ -292,8 +302,8 @@ class Bench:
             print(stats_line("H2D_latency", h2d))
             print(stats_line("D2H_latency", d2h))
         print(stats_line("NPU_compute_time", compute))
-        print(f"[INFO] throughput 1000*batchsize.mean({self.batch})/NPU_compute_time.mean("
-              f"{round(compute['mean'], 3)}): {round(throughput, 2)}")
+        print(f"[INFO] throughput 1000*batchsize.mean({self.throughput_batch})/NPU_compute_time.mean("
+              f"{compute['mean']}): {throughput}")
         return 0
 
 
