@@ -208,7 +208,8 @@ def intermediate(model: Path, batch: np.ndarray, names: list[str]) -> list[np.nd
     proto = onnx.load(model)
     proto.graph.output.extend(helper.make_empty_tensor_value_info(n) for n in names
                               if n not in {o.name for o in proto.graph.output})
-    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(names, {INPUT: batch})
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(names, {INPUT: batch})
 
 
 @pytest.mark.parametrize(("out_nodes", "tensors"), [
@@ -610,7 +611,8 @@ def test_ais_bench_txt_writes_integers_with_d_and_a_trailing_space(env, models, 
     model.graph.node.append(helper.make_node("ArgMax", ["output1"], ["label"], name="ArgMax_5", axis=1, keepdims=0))
     model.graph.output.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]))
     onnx.save(model, tmp_path / "labels.onnx")
-    flags = [f"--model={tmp_path / 'labels.onnx'}" if f.startswith("--model=") else f for f in base_flags(models, "lab")]
+    flags = [f"--model={tmp_path / 'labels.onnx'}" if f.startswith("--model=") else f
+             for f in base_flags(models, "lab")]
     assert_succeeded(atc(env, tmp_path, *flags, "--precision_mode=force_fp32"))
     samples = write_samples(tmp_path / "prep", [f"s{number}.bin" for number in range(1, 5)])
     proc = bench(env, tmp_path, "--model=lab.om", "--input=prep", "--output=out", "--output_dirname=r", "--outfmt=TXT")
