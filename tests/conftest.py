@@ -60,12 +60,15 @@ def zoo_cli():  # noqa: ANN201
     return run
 
 
-@pytest.fixture
-def ascend_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The fake Ascend tools on PATH and PYTHONPATH of this process and its children; forgotten afterwards."""
+@pytest.fixture(params=["older", "newer"])
+def ascend_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The fake Ascend tools on PATH and PYTHONPATH of this process and its children; forgotten afterwards.
+
+    Every test using it runs against both ais_bench API generations (``FAKE_AIS_BENCH_GENERATION`` in the
+    returned environment, which tests that spawn ``zoo`` pass on)."""
     from fakes.env import PYTHON, fake_ascend_env
 
-    env = fake_ascend_env(os.environ)
+    env = fake_ascend_env(os.environ, generation=request.param)
     for key, value in env.items():
         if os.environ.get(key) != value:
             monkeypatch.setenv(key, value)

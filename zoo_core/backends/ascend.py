@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .. import hookimpl
-from ..errors import ZooError
+from ..errors import UsageError, ZooError
 from ..runtime import CompiledModel, Runner, compiled_inputs
+from .ascend_session import installed_generation
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -29,6 +30,10 @@ OM_FILE = "model.om"
 LOG_FILE = "atc.log"
 SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 ATC_SUCCESS = "ATC run success"
+# ATC's --input_format for an ONNX model (ascend-tools.md §2): NHWC is refused. An NHWC *image* fed to an AIPP is
+# declared in the model's backend_inputs and the AIPP config, not here: ATC still sees the ONNX graph's layout.
+ATC_INPUT_FORMATS = ("NCHW", "ND", "NCDHW")
+DRIVER_LIB = "/usr/local/Ascend/driver/lib64"
 
 # What each ATC error code means for a zoo user, and what to do about it.
 ATC_HINTS = {
@@ -40,6 +45,9 @@ ATC_HINTS = {
     "E19010": "ATC has no parser for an operator at this opset: export with a lower opset, e.g. --opset 11",
     "EZ3003": "an operator has no kernel on this chip: check --soc matches the chip (npu-smi info), or try "
     "--atc-arg op_select_implmode=high_precision, or another opset",
+    "EC0010": "a Python import failed inside ATC's own tooling (tbe, decorator, or NumPy 2 without np.float_): "
+    "the toolkit does not match this Python environment; run atc with the Python the CANN version supports "
+    "(often pip install 'numpy<2' there) and check its log",
 }
 
 
@@ -104,7 +112,11 @@ _DEVICE_ROW = re.compile(r"^\|\s*(\d+)\s+(\S+)\s*\|")
 
 
 def parse_npu_smi(text: str) -> dict[str, Any]:
-    """The devices (id, chip) and the driver version from ``npu-smi info``'s table."""
+    """The devices (chip of each) and the driver version from ``npu-smi info``'s table.
+
+    The first column of a device row is npu-smi's NPU number, not the ACL device id that ``InferSession`` and
+    ``--device`` take (a row can read ``| 24      310P3``): devices are counted, and their ids are 0..count-1.
+    """
     devices = []
     driver = None
     for line in text.splitlines():
@@ -114,8 +126,13 @@ def parse_npu_smi(text: str) -> dict[str, Any]:
                 driver = found.group(1)
         row = _DEVICE_ROW.match(line.strip())
         if row and not row.group(2).isdigit():
-            devices.append({"id": int(row.group(1)), "chip": row.group(2)})
+            devices.append({"chip": row.group(2)})
     return {"devices": devices, "driver": driver}
+
+
+def acl_device_ids(info: Mapping[str, Any]) -> range:
+    """The ACL device ids of the NPUs ``npu-smi info`` listed: 0..count-1, whatever its NPU column says."""
+    return range(len(info["devices"]))
 
 
 def npu_info() -> dict[str, Any]:
@@ -150,11 +167,12 @@ def cann_version() -> str | None:
 @hookimpl
 def zoo_environment() -> Mapping[str, Any] | None:
     if not shutil.which("npu-smi"):
-        return None
+        found = installed_generation()  # ais_bench without a driver: still say which one
+        return {"ascend": {"ais_bench": found}} if found else None
     try:
         info = npu_info()
     except ZooError as exc:
-        return {"ascend": {"error": exc.message}}
+        return {"ascend": {"error": exc.message, "ais_bench": installed_generation()}}
     return {
         "ascend": {
             "chip": info["devices"][0]["chip"],
@@ -162,6 +180,7 @@ def zoo_environment() -> Mapping[str, Any] | None:
             "driver": info["driver"],
             "cann": cann_version(),
             "atc": shutil.which("atc"),
+            "ais_bench": installed_generation(),
         }
     }
 
@@ -201,15 +220,39 @@ def atc_arguments(
     }
     if options.precision_mode:
         flags["precision_mode"] = options.precision_mode
-    flags.update({k.replace("-", "_"): v for k, v in model.backend_args.get(NAME, {}).items()})
-    flags.update(parse_backend_args(options.backend_args))
+    declared = {k.replace("-", "_"): v for k, v in model.backend_args.get(NAME, {}).items()}
+    given = parse_backend_args(options.backend_args)
+    flags.update(declared)
+    flags.update(given)
+    _check_input_format(model, flags["input_format"], "given" if "input_format" in given else
+                        "backend_args" if "input_format" in declared else "input_format")
     return ["atc", *(f"--{key}={value}" for key, value in flags.items())]
+
+
+def _check_input_format(model: ModelSpec, value: str, origin: str) -> None:
+    """ATC takes NCHW, ND or NCDHW as an ONNX model's ``--input_format``: anything else is one line before it runs."""
+    if value in ATC_INPUT_FORMATS:
+        return
+    allowed = ", ".join(ATC_INPUT_FORMATS[:-1]) + f" or {ATC_INPUT_FORMATS[-1]}"
+    if origin == "given":
+        raise UsageError(f"--atc-arg input_format={value}: ATC takes {allowed} for an ONNX model",
+                         note="leave input_format out: zoo passes the ONNX graph's layout (NCHW for images)")
+    where = "input_format" if origin == "input_format" else "backend_args['ascend']['input_format']"
+    raise ZooError(
+        f"model {model.name} declares {where}={value!r}, but ATC takes {allowed} for an ONNX model",
+        note="declare the ONNX graph's layout there (NCHW for images); an NHWC image for an AIPP goes in the "
+        "model's backend_inputs (format) and its AIPP config (insert_op_conf)")
 
 
 def explain_atc_failure(returncode: int, output: str, log: Path | None) -> ZooError:
     """One ``ZooError`` for a failed ATC run: the error codes found, a hint for each, and the log's path."""
     where = f" (log: {log})" if log else ""
-    if "libascend_hal.so" in output or "error while loading shared libraries" in output:
+    if "libascend_hal.so" in output:  # the driver's library: set_env.sh alone does not always put it in reach
+        return ZooError(f"atc cannot start: libascend_hal.so is not found, the CANN environment is not set{where}",
+                        note=f"put the driver's lib64 ({DRIVER_LIB}) or the toolkit's devlib "
+                        "(ascend-toolkit/latest/<arch>-linux/devlib) on LD_LIBRARY_PATH, "
+                        f"after `source {SET_ENV}`, then run zoo again")
+    if "error while loading shared libraries" in output:
         return ZooError(f"atc cannot start: the CANN environment is not set{where}",
                         note=f"run `source {SET_ENV}` in this shell, then run zoo again")
     if returncode < 0 or returncode in (128 + signal.SIGSEGV, 128 + signal.SIGKILL, 128 + signal.SIGABRT):
@@ -247,6 +290,7 @@ def zoo_compile(
             raise ZooError("atc is not on PATH", note=f"run `source {SET_ENV}`, then run zoo again") from None
         output = proc.stdout + proc.stderr
         produced = sorted(Path(scratch).glob(f"{stem}*.om"))  # <output>.om or <output>_linux_x86_64.om
+        # The success line is anywhere in stdout: warning lines (W11001, ...) can follow it.
         if proc.returncode != 0 or ATC_SUCCESS not in proc.stdout or not produced:
             log_dir = _failure_log_dir(options)
             log: Path | None = log_dir / f"atc-{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
@@ -291,39 +335,26 @@ def zoo_commands(
 
 
 # -------------------------------------------------------------------------
-# Infer: ais_bench's InferSession
+# Infer: ais_bench's InferSession (ascend_session.py), either API generation
 # -------------------------------------------------------------------------
 
 
-class AscendRunner(Runner):
-    """One ``InferSession`` on one NPU; the device time of each call comes from its summary."""
-
-    def __init__(self, compiled: CompiledModel, device_id: int) -> None:
-        super().__init__(compiled)
-        from ais_bench.infer.interface import InferSession
-
-        try:
-            self.session = InferSession(device_id, str(compiled.path))
-        except Exception as exc:  # the real session raises RuntimeError on a bad device or file
-            raise ZooError(f"cannot open {compiled.path} on NPU {device_id}: {exc}",
-                           note="check the device id with `npu-smi info`, and that the .om was built for this chip") from None
-        self._order = [i.name for i in compiled.inputs]
-
-    def _infer(self, feed: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
-        outputs = self.session.infer([feed[name] for name in self._order], mode="static")
-        times = self.session.sumary().exec_time_list  # (sic) the API's spelling
-        self.last_device_ms = float(times[-1]) if times else None
-        self.session.reset_sumaryinfo()  # keep the summary at one entry, however long the run
-        return outputs
-
-    def close(self) -> None:
-        if getattr(self, "session", None) is not None:
-            self.session.finalize()
-            self.session = None
+def _device_note() -> str:
+    """What to check when a session does not open: the ACL ids this host's npu-smi implies."""
+    try:
+        ids = acl_device_ids(npu_info())
+        known = f"npu-smi info lists {len(ids)} NPU(s), so --device takes " + (
+            "0" if len(ids) == 1 else f"0..{len(ids) - 1}")
+    except ZooError:
+        known = "--device takes ACL ids 0..N-1 for the N NPUs npu-smi info lists"
+    return (f"{known} (npu-smi's NPU column is not that id; ASCEND_RT_VISIBLE_DEVICES renumbers from 0), "
+            "and the .om must be built for this chip")
 
 
 @hookimpl
 def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner | None:
     if compiled.backend != NAME:
         return None
-    return AscendRunner(compiled, options.devices[0])
+    from .ascend_session import AscendRunner
+
+    return AscendRunner(compiled, options.devices[0], device_note=_device_note)
