@@ -4,12 +4,13 @@ Found trying the finished trust work as a hostile user would."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from test_bad_inputs import one_error
-from zoo_core.errors import EXIT_BUG, EXIT_USAGE
+from zoo_core.errors import EXIT_BUG, EXIT_ENV, EXIT_USAGE
 from zoo_core.testing import write_image_dataset
 
 FAST = ("--warmup", "0", "--iterations", "1")
@@ -64,3 +65,58 @@ def test_a_metrics_plugin_returning_nan_is_one_line_naming_it(zoo_cli, tmp_path:
     assert note == "Note: report it to the authors of the plugin that computes it"
     assert not (tmp_path / "o" / "results.json").exists()
 
+
+
+# -------------------------------------------------------------------------
+# zoo report on an edited results.json: a figure no run can measure is one line, never a traceback or a ratio
+# -------------------------------------------------------------------------
+
+
+def _edited(row: dict, edit: str) -> str:
+    """A results file whose first row (batch 2) is ``row`` with ``edit`` applied, as JSON text."""
+    rows = [row, {**row, "batch_size": 4}]
+    if edit == "duplicate":
+        rows[1]["batch_size"] = 2
+    elif edit == "bool":
+        rows[0]["throughput"] = True
+    elif edit == "negative":
+        rows[0]["throughput"] = -5.0
+    elif edit == "zero":
+        rows[0]["throughput"] = 0
+    elif edit == "latency":
+        rows[0]["latency_ms"] = {**row["latency_ms"], "mean": -1.0}
+    elif edit == "top1":
+        rows[0]["top1"] = 1.5
+    text = json.dumps({"schema": 1, "model": "m", "backend": "onnxruntime", "device": "cpu", "weights": "random",
+                       "env": {}, "results": rows})
+    if edit == "infinite":  # valid JSON that Python reads as float('inf')
+        text = text.replace('"throughput": 10.0', '"throughput": 1e999', 1)
+    elif edit.startswith("huge-int"):  # an integer no float holds, or one past int()'s 4300 digits
+        text = text.replace('"throughput": 10.0', '"throughput": 1' + "0" * (5000 if "5000" in edit else 400), 1)
+    return text
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ("negative", "results/0/throughput: -5.0 is less than or equal to the minimum of 0"),
+    ("zero", "results/0/throughput: 0 is less than or equal to the minimum of 0"),
+    ("bool", "results/0/throughput: True is not of type 'number'"),
+    ("duplicate", "results[1] repeats batch_size 2"),
+    ("latency", "results/0/latency_ms/mean: -1.0 is less than the minimum of 0"),
+    ("top1", "results/0/top1: 1.5 is greater than the maximum of 1"),
+    ("infinite", "holds 1e999, a number beyond any float: its figures cannot be compared"),
+    ("huge-int", "holds 1000000000000000000000…, a number beyond any float: its figures cannot be compared"),
+    ("huge-int-5000", "holds 1000000000000000000000…, a number beyond any float: its figures cannot be compared"),
+])
+def test_zoo_report_refuses_a_results_file_with_a_figure_no_run_measures(zoo_cli, tmp_path: Path, edit: str,
+                                                                          message: str) -> None:
+    latency = dict.fromkeys(("mean", "p50", "p90", "p99", "min", "max"), 200.0)
+    row = {"batch_size": 2, "throughput": 10.0, "throughput_e2e": 10.0, "latency_ms": latency, "top1": None,
+           "top5": None, "images": None}
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(_edited(row, "none"))
+    bad.write_text(_edited(row, edit))
+    assert zoo_cli("report", str(good), str(good)).code == 0
+    for args in ((str(good), str(bad)), (str(bad), str(good), "--json", "--fail-below", "0.9")):
+        error, note = one_error(zoo_cli("report", *args), EXIT_ENV)
+        assert error.startswith(f"Error: {bad} ") and error.endswith(message), error
+        assert note.startswith("Note: "), note

@@ -377,13 +377,14 @@ def load_schema() -> dict[str, Any]:
     return json.loads(files("zoo_core").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
-def validation_errors(results: Any) -> list[str]:
-    """Every way ``results`` breaks the schema, as ``path: message`` lines; empty when it is valid."""
+def validation_errors(results: Any, schema: dict[str, Any] | None = None) -> list[str]:
+    """Every way ``results`` breaks the schema (the shipped one unless ``schema`` is given), as ``path: message``
+    lines; empty when it is valid."""
     try:
         import jsonschema
     except ImportError:
         raise ZooError("validating results needs jsonschema", note="pip install 'jsonschema>=4'") from None
-    validator = jsonschema.Draft202012Validator(load_schema())
+    validator = jsonschema.Draft202012Validator(schema or load_schema())
     errors = sorted(validator.iter_errors(results), key=lambda e: list(e.absolute_path))
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
 
@@ -410,12 +411,16 @@ def load_results(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ZooError(f"results file not found: {path}", note=note)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant,
+                          parse_float=_finite_number, parse_int=_finite_number)
     except OSError as exc:
         raise ZooError(f"cannot read {path}: {exc.strerror or exc}", note=note) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" ({exc.msg}, line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise ZooError(f"{path} is not a zoo results file: not JSON{where}", note=note) from None
+    except _BeyondFloat as exc:
+        raise ZooError(f"{path} holds {exc}, a number beyond any float: its figures cannot be compared",
+                       note="no run measures it: compare the results.json that `zoo run` wrote, unedited") from None
     except _NotANumber as exc:
         raise ZooError(f"{path} holds {exc}, which is not a number and not JSON: its figures cannot be compared",
                        note="run it again with this zoo, which stops instead of writing NaN") from None
@@ -433,6 +438,21 @@ def _no_constant(name: str) -> Any:
     raise _NotANumber(name)
 
 
+class _BeyondFloat(ValueError):
+    """A JSON number such as ``1e999`` that Python would read as infinity, or an integer no float holds."""
+
+
+def _finite_number(text: str) -> int | float:
+    try:
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+        finite = math.isfinite(value)
+    except (OverflowError, ValueError):  # an int beyond float's range, or beyond the digits int() reads
+        finite = False
+    if not finite:
+        raise _BeyondFloat(text if len(text) <= 24 else f"{text[:22]}…")
+    return value
+
+
 def _results_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
         return f"a JSON {type(data).__name__}, not an object"
@@ -440,11 +460,24 @@ def _results_problem(data: Any) -> str | None:
         return "no `schema` and `results` keys"
     if data["schema"] != 1:
         return f"schema {data['schema']!r}, this zoo reads schema 1"
+    seen = set()
     for i, row in enumerate(data["results"]):
         if not isinstance(row, dict) or not isinstance(row.get("batch_size"), int) \
                 or not isinstance(row.get("throughput"), (int, float)):
             return f"results[{i}] has no integer batch_size and numeric throughput"
-    return None
+        if row["batch_size"] in seen:
+            return f"results[{i}] repeats batch_size {row['batch_size']}"
+        seen.add(row["batch_size"])
+    errors = _row_errors(data["results"])
+    return errors[0] if errors else None
+
+
+def _row_errors(rows: list[Any]) -> list[str]:
+    """How ``rows`` break the schema's bounds (a throughput above 0, a latency not negative, a top-1 from 0 to 1,
+    a number that is not a boolean) for the figures they hold; a figure left out is not asked for."""
+    defs = {name: {k: v for k, v in spec.items() if k != "required"} for name, spec in load_schema()["$defs"].items()}
+    return [f"results/{error}" for error in
+            validation_errors(rows, {"$defs": defs, "type": "array", "items": {"$ref": "#/$defs/row"}})]
 
 
 def _ratio(b: Any, a: Any) -> float | None:
