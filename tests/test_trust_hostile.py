@@ -120,3 +120,18 @@ def test_zoo_report_refuses_a_results_file_with_a_figure_no_run_measures(zoo_cli
         error, note = one_error(zoo_cli("report", *args), EXIT_ENV)
         assert error.startswith(f"Error: {bad} ") and error.endswith(message), error
         assert note.startswith("Note: "), note
+
+
+def test_a_label_file_a_folder_dataset_would_not_use_is_a_usage_error(zoo_cli, tmp_path: Path) -> None:
+    data, val = tmp_path / "cls", tmp_path / "val"
+    write_image_dataset(val, 2)
+    for name in ("a", "b"):
+        write_image_dataset(data / name, 1)
+        (data / name / "val_label.txt").unlink()
+    error, note = one_error(zoo_cli(*RUN, *FAST, "--data", str(data), "--dataset", "folder", "--labels",
+                                    str(val / "val_label.txt"), "--workers", "1", "--out", str(tmp_path / "o")),
+                            EXIT_USAGE)
+    assert error == ("Error: --labels labels a folder of images, and the folder dataset is labelled by its class "
+                     "folders"), error
+    assert note.startswith("Note: drop --labels")
+    assert not (tmp_path / "o" / "results.json").exists()

@@ -45,6 +45,10 @@ def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
     if options.classes is not None and dataset.classes is None:
         raise ZooError(f"--classes numbers class folders, and the {name} dataset has none",
                        note="drop --classes, or pass a folder of class subfolders (--dataset folder)", exit_code=2)
+    if options.labels is not None and dataset.classes is not None:  # never a label file silently unused
+        raise ZooError(f"--labels labels a folder of images, and the {name} dataset is labelled by its class folders",
+                       note="drop --labels, or pass the folder the label file describes (--dataset imagenet-val)",
+                       exit_code=2)
     dataset = dataset.limited(options.limit)
     if not dataset.samples:
         raise ZooError(f"no labelled image in {path}",
