@@ -135,3 +135,42 @@ def test_a_label_file_a_folder_dataset_would_not_use_is_a_usage_error(zoo_cli, t
                      "folders"), error
     assert note.startswith("Note: drop --labels")
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+HANG_SCRIPT = """
+import os, signal, sys, time
+from pathlib import Path
+import zoo_core.evaluate as ev
+from zoo_core.datasets import Sample
+from zoo_core.plugins import get_plugin_manager
+from zoo_core.testing import TINY_RESNEST, write_image_dataset
+ev.TERMINATE_GRACE_SECONDS = 1.0
+folder = Path(sys.argv[1])
+write_image_dataset(folder, 1)
+image = next(folder.glob("*.JPEG"))
+with ev.Preprocessor(TINY_RESNEST, "modelzoo", 1, get_plugin_manager()) as pre:
+    list(pre.map([Sample("a", image, 0)]))
+    pre.pool.apply(signal.signal, (signal.SIGTERM, signal.SIG_IGN))  # the worker now outlives its SIGTERM
+    pre.pool.apply_async(time.sleep, (20,))  # and is busy when the pool is terminated
+    time.sleep(0.5)
+    workers = list(pre.pool._pool)
+    start = time.monotonic()
+print("ended", round(time.monotonic() - start, 1), [w.exitcode for w in workers])
+"""
+
+
+def test_a_worker_that_outlives_its_sigterm_cannot_hang_the_run(tmp_path: Path) -> None:
+    """Found in CI: a `zoo preprocess` of 2 images hung for ever in the pool's terminate(), waiting for a worker
+    that was still starting when the job ended and never got its SIGTERM. Workers are now forked with the stop
+    signals blocked (unblocked once they set their own handling), and a worker still alive after a grace period
+    is killed. This test makes a worker ignore SIGTERM outright: the pool must still end, and soon."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", HANG_SCRIPT, str(tmp_path / "img")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("ended"), proc.stdout
+    seconds, codes = proc.stdout.split(" ", 2)[1:]
+    assert float(seconds) < 5, proc.stdout  # the grace period (1 s here), not the worker's 20 s task
+    assert "None" not in codes, proc.stdout  # every worker has an exit code: none is left running

@@ -17,7 +17,7 @@ from .datasets import Dataset, Sample, check_folder
 from .errors import EXIT_BUG, CheckError, ZooError
 from .samples import expected_sample, fits, preprocess_one, wrong_sample
 from .limits import writing
-from .signals import as_worker, deliver, describe, held_back
+from .signals import as_worker, blocked, deliver, describe, held_back
 
 if TYPE_CHECKING:
     import numpy as np
@@ -124,6 +124,15 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
     return index, slot, None
 
 
+TERMINATE_GRACE_SECONDS = 10.0  # how long a terminated worker may take to end before it is killed
+
+
+def _kill_alive(workers: list[Any]) -> None:
+    for worker in workers:
+        if worker.exitcode is None:
+            worker.kill()
+
+
 @dataclass
 class Preprocessor:
     """A pool of worker processes that turn image files into model inputs, in order, a bounded way ahead.
@@ -161,7 +170,9 @@ class Preprocessor:
         try:
             # Ctrl-C and SIGTERM are held back while the pool forks: a KeyboardInterrupt raised inside the fork's
             # own handlers (in ``logging``, say) is printed and dropped by Python, and the run would go on.
-            with held_back() as interrupted:
+            # The signals are also blocked at the kernel meanwhile, so that a worker still starting cannot lose
+            # the SIGTERM of a pool terminated early (see ``signals.blocked``).
+            with held_back() as interrupted, blocked():
                 self.pool = context.Pool(self.workers, _init_worker, (self.model, self.preset, self.slots, self.sample))
         finally:
             _worker.clear()
@@ -172,8 +183,17 @@ class Preprocessor:
 
     def __exit__(self, *exc: object) -> None:
         self._closed.set()  # a task feeder waiting for room gives up, so the pool can end
-        self.pool.terminate()
-        self.pool.join()
+        # terminate() sends each worker SIGTERM and then waits for it without a limit: a worker that somehow
+        # outlives its SIGTERM would hang the run for ever, so after a grace period it is killed.
+        workers = list(getattr(self.pool, "_pool", ()))
+        watchdog = threading.Timer(TERMINATE_GRACE_SECONDS, _kill_alive, (workers,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            self.pool.terminate()
+            self.pool.join()
+        finally:
+            watchdog.cancel()
 
     def map(self, samples: list[Sample], targets: list[Path] | None = None) -> Iterator[tuple[int, Any, str | None]]:
         """``(index in samples, array or None, error or None)`` for each sample, in order; the array is the

@@ -99,11 +99,35 @@ def deliver(received: list[int]) -> None:
         raise exception_for(received[0])  # the handler ignored it: still, the run was asked to stop
 
 
+@contextmanager
+def blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM at the kernel while worker processes are forked, then unblock them here.
+
+    A forked child inherits the parent's Python-level handlers, and a signal that reaches it before
+    :func:`as_worker` has run can be lost: one that lands between ``fork()`` and Python's after-fork reset is
+    cleared by it, and one caught at the C level is dropped once ``as_worker`` replaces the handler. A pool
+    terminated that early (a short job whose last worker is still starting) then waits forever for a worker
+    that never got its SIGTERM. Blocked, the signal stays pending in the kernel: the child inherits the mask
+    and gets it when :func:`as_worker` unblocks, with the default action; the parent gets its own pending
+    signals on leaving this block, through whatever handler is then in place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def as_worker() -> None:
     """A worker process's handling: Ctrl-C is the parent's to handle (it ends the workers), and SIGTERM (the
-    parent's terminate(), or a whole process group stopped) ends the worker quietly, without a traceback."""
+    parent's terminate(), or a whole process group stopped) ends the worker quietly, without a traceback. The
+    signals blocked while it was forked (:func:`blocked`) are unblocked only now, so a SIGTERM that came
+    meanwhile ends it here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def import_quietly(*modules: str) -> None:
