@@ -135,9 +135,7 @@ def run_backend(
     """Prepare ``options.backend`` at its one batch size and run ``inputs`` through it: (prepared, outputs)."""
     prepared = prepare(zoo, options, progress)
     compiled = prepared.compiled[options.batch_sizes[0]]
-    runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=prepared.model, options=options)
-    if runner is None:
-        raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
+    runner = zoo.open_runner(compiled, prepared.model, options)
     with progress.stage(f"infer {len(inputs)} samples on {options.backend}") as done, runner:
         outputs = infer_batches(runner, {i.name: inputs for i in compiled.inputs})
         done(f"{len(outputs)} output(s)")

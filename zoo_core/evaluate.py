@@ -35,13 +35,15 @@ def load_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
     """The dataset under ``--data`` as the dataset plugins read it; ``--limit`` applied."""
     assert options.data is not None
     path = check_folder(Path(options.data))
-    name = options.dataset or _guess_kind(path, options)
+    name = options.dataset or _guess_kind(zoo, path, options)
     spec = zoo.registry.dataset(name)
-    dataset = zoo.pm.hook.zoo_load_dataset(dataset=spec, path=path, labels=options.labels, classes=options.classes,
-                                           model=model)
+    dataset = zoo.registry.call("zoo_load_dataset", spec, dataset=spec, path=path, labels=options.labels,
+                                classes=options.classes, model=model)
     if dataset is None:
+        readable = [k for k, d in zoo.registry.datasets.items() if zoo.registry.implements("zoo_load_dataset", d)
+                    and k != name]
         raise ZooError(f"dataset kind {name!r} cannot be read from a folder",
-                       note="choose --dataset imagenet-val or --dataset folder")
+                       note=f"choose --dataset {' or '.join(readable) or 'KIND'} (`zoo plugins` lists the kinds)")
     if options.classes is not None and dataset.classes is None:
         raise ZooError(f"--classes numbers class folders, and the {name} dataset has none",
                        note="drop --classes, or pass a folder of class subfolders (--dataset folder)", exit_code=2)
@@ -72,13 +74,15 @@ def check_first_sample(zoo: Zoo, model: ModelSpec, backend: str, options: RunOpt
         return
 
 
-def _guess_kind(path: Path, options: RunOptions) -> str:
-    if options.labels is not None or (path / "val_label.txt").exists():
-        return "imagenet-val"
-    if options.classes is not None or any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
-        return "folder"
-    raise ZooError(f"cannot tell what kind of dataset {path} is: no val_label.txt and no class subfolders",
-                   note="pass --labels FILE, or --dataset imagenet-val|folder")
+def _guess_kind(zoo: Zoo, path: Path, options: RunOptions) -> str:
+    """The first dataset kind (in registration order) whose plugin says the folder is one of it."""
+    for name, spec in zoo.registry.datasets.items():
+        if zoo.registry.call("zoo_dataset_matches", spec, dataset=spec, path=path, labels=options.labels,
+                             classes=options.classes):
+            return name
+    kinds = [k for k, d in zoo.registry.datasets.items() if zoo.registry.implements("zoo_load_dataset", d)]
+    raise ZooError(f"cannot tell what kind of dataset {path} is: no dataset plugin recognises it",
+                   note=f"pass --dataset {'|'.join(kinds) or 'KIND'} (`zoo plugins` describes each kind)")
 
 
 # -------------------------------------------------------------------------
@@ -240,7 +244,7 @@ def evaluate(
     preset = model.preset_for(compiled.backend, options.preset)  # e.g. uint8 images for an AIPP-normalising chip
     state = zoo.store.root / "evaluations" / fingerprint({
         "compiled": compiled.path.parent.name, "preset": preset, "dataset": dataset.signature(),
-        "preprocess": _preprocessing_versions(zoo),
+        "preprocess": _preprocessing_versions(zoo, model),
         "skip_bad": options.skip_bad, "per_shard": per_shard,
         **({"engine": "ray"} if engine is not None else {}),  # each engine's shards stand on their own
     })
@@ -356,14 +360,13 @@ def _bad_image(sample: Sample, error: str, options: RunOptions) -> dict[str, str
     return {"id": sample.id, "reason": error}
 
 
-def _preprocessing_versions(zoo: Zoo) -> list[str]:
-    """The plugins that may preprocess, with their versions and a hash of their source: a new release, or an
-    edit without one, invalidates saved shards."""
-    from .plugins import plugin_source, plugin_version
+def _preprocessing_versions(zoo: Zoo, model: ModelSpec) -> list[str]:
+    """The code that preprocesses ``model``: its plugin, with its version and a hash of its source, and the core's
+    declared preprocessing: a new release, or an edit without one, invalidates saved shards."""
+    from .plugins import plugin_source, plugin_version, source_hash
 
-    callers = zoo.pm.hook.zoo_preprocess.get_hookimpls()
-    return sorted(f"{impl.plugin_name}=={plugin_version(zoo.pm, impl.plugin_name)} "
-                  f"source {plugin_source(zoo.pm, impl.plugin_name)}" for impl in callers)
+    return [f"{model.plugin}=={plugin_version(zoo.pm, model.plugin)} source {plugin_source(zoo.pm, model.plugin)}",
+            f"declared source {source_hash('zoo_core.preprocessing')}"]
 
 
 def _saved_shard(path: Path, images: int) -> bool:
@@ -391,10 +394,7 @@ def _saved_shard(path: Path, images: int) -> bool:
 
 
 def _open_runner(zoo: Zoo, compiled: Any, model: ModelSpec, options: RunOptions) -> Any:
-    runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
-    if runner is None:
-        raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
-    return runner
+    return zoo.open_runner(compiled, model, options)
 
 
 def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[dict[str, str]]) -> None:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .datasets import Dataset
+    from .preprocessing import Preprocessing
     from .runtime import CompiledModel, Runner
     from .specs import BackendSpec, DatasetSpec, ModelSpec, RunOptions
     from .weights import WeightsRef
@@ -57,7 +58,29 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
 
 # -------------------------------------------------------------------------
 # Stage hooks: the recipe, PyTorch weights -> ONNX -> compiled -> outputs -> metrics
+#
+# The core calls a stage hook on ONE plugin: the one that registered the model (zoo_export, zoo_preprocess), the
+# dataset kind (zoo_dataset_matches, zoo_load_dataset) or the backend (zoo_compile, zoo_infer, zoo_commands) it is
+# for. An implementation never checks names: it is only ever asked about what its own plugin registered. A model
+# plugin that implements no zoo_export or zoo_preprocess (or answers None) gets the core's: the generic ONNX export
+# of the model's factory, and the model's declared preprocessing.
 # -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def zoo_dataset_matches(dataset: DatasetSpec, path: Path, labels: Path | None, classes: Path | None) -> bool | None:
+    """Whether the folder ``path`` is a dataset of kind ``dataset``, for a run that names no ``--dataset``.
+
+    Asked of each kind's plugin, kinds in registration order; the first that says ``True`` reads the folder.
+
+    :param dataset: One of this plugin's dataset kinds.
+    :param path: The data folder (``--data``).
+    :param labels: ``--labels``, or ``None``.
+    :param classes: ``--classes``, or ``None``.
+    :return: ``True`` when this kind should read the folder.
+
+    Stops at first non-None result.
+    """
 
 
 @hookspec(firstresult=True)
@@ -75,7 +98,7 @@ def zoo_load_dataset(
     :param classes: A class list (``--classes``: one class folder name per line, in index order), or ``None``.
         A kind that numbers classes itself sets ``Dataset.classes``; zoo refuses ``--classes`` for one that does not.
     :param model: The model, for its number of classes.
-    :return: The :class:`~zoo_core.datasets.Dataset`, or ``None`` when ``dataset`` is not this plugin's.
+    :return: The :class:`~zoo_core.datasets.Dataset`, or ``None`` when this kind cannot read a folder.
 
     Stops at first non-None result.
     """
@@ -85,6 +108,8 @@ def zoo_load_dataset(
 def zoo_export(model: ModelSpec, weights: WeightsRef, path: Path, options: RunOptions) -> Path | None:
     """Export ``model`` with ``weights`` to an ONNX file at ``path``, with a dynamic batch axis.
 
+    Optional: without it (or when it returns ``None``) the core exports the model's ``factory`` itself
+    (:func:`zoo_core.api.export_onnx`). Implement it only for a model the generic export cannot handle.
     Called by the runner when no cached export matches. The input and output names, the opset
     (``options.opset``) and the per-sample input shape come from the model spec and options.
 
@@ -92,15 +117,18 @@ def zoo_export(model: ModelSpec, weights: WeightsRef, path: Path, options: RunOp
     :param weights: The weights to load, or ``kind == "random"`` for seeded random weights.
     :param path: Where to write the ONNX file.
     :param options: The resolved run options.
-    :return: ``path`` once written, or ``None`` when ``model`` is not this plugin's.
+    :return: ``path`` once written, or ``None`` for the core's generic export.
 
     Stops at first non-None result.
     """
 
 
 @hookspec(firstresult=True)
-def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path) -> np.ndarray | None:
+def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path, declaration: Preprocessing) -> np.ndarray | None:
     """Turn one image file into the model's input sample (no batch axis), as the preset prescribes.
+
+    Optional: without it (or when it returns ``None``) the core applies the preset's declaration
+    (:class:`~zoo_core.api.Preprocessing`). Implement it only for what a declaration cannot express.
 
     Called for each image of a dataset, in worker processes (and once in the main process on the first image,
     before the export). An exception on an image that Pillow decodes is this plugin's bug: the run stops with it
@@ -109,8 +137,9 @@ def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path) -> np.ndarra
     :param model: The model the sample is for; its spec holds mean, std and input shape.
     :param preset: The preprocessing preset (e.g. ``"modelzoo"`` or ``"reference"``).
     :param image_path: The image file.
+    :param declaration: The preset's declaration, as the model declares it (sizes, mean, std, layout, ...).
     :return: The sample as an array of the model's input shape and dtype (or, for a preset that a backend's
-        input override names, of that override's shape and dtype), or ``None`` when ``model`` is not this plugin's.
+        input override names, of that override's shape and dtype), or ``None`` for the core's declared preprocessing.
 
     Stops at first non-None result.
     """
@@ -138,7 +167,7 @@ def zoo_compile(
     :param batch_size: The batch size the compiled model serves.
     :param workdir: An empty folder to write the compiled model (and logs) into.
     :param options: The resolved run options.
-    :return: The compiled model, or ``None`` when ``backend`` is not this plugin's.
+    :return: The compiled model.
 
     Stops at first non-None result.
     """
@@ -154,7 +183,7 @@ def zoo_infer(compiled: CompiledModel, model: ModelSpec, options: RunOptions) ->
     :param compiled: What :func:`zoo_compile` returned (possibly from the cache).
     :param model: The model it was compiled from.
     :param options: The resolved run options.
-    :return: An open runner, or ``None`` when ``compiled.backend`` is not this plugin's.
+    :return: An open runner.
 
     Stops at first non-None result.
     """
@@ -194,8 +223,7 @@ def zoo_commands(
     :param onnx_path: The simplified ONNX file the commands start from (it may not exist yet).
     :param batch_size: The batch size the commands serve.
     :param options: The resolved run options.
-    :return: A list of argument lists (one per command), or ``None`` when ``backend`` is not this
-        plugin's or it has no standalone commands.
+    :return: A list of argument lists (one per command), or ``None`` when the backend has no standalone commands.
 
     Stops at first non-None result.
     """

@@ -50,6 +50,32 @@ class ZooPluginManager(pluggy.PluginManager):
         self.problems: list[PluginProblem] = []
         self.sources: dict[str, str] = {}  # plugin name -> where it came from
         self.versions: dict[str, str] = {}  # plugin name -> its distribution's version
+        self._owner_callers: dict[tuple[str, str, int], Any] = {}
+
+
+def owner_hook(pm: pluggy.PluginManager, hook_name: str, owner: str) -> Any:
+    """Hook ``hook_name`` as plugin ``owner`` alone implements it: the core calls a stage on the plugin that
+    registered the model, dataset or backend, never on the others (so no implementation filters by name).
+
+    Built on pluggy's ``subset_hook_caller``: hook-call monitoring (``ZOO_TRACE_PLUGINS``) still sees every call.
+    """
+    cache: dict[tuple[str, str, int], Any] = getattr(pm, "_owner_callers", {})
+    key = (hook_name, owner, len(pm.get_plugins()))  # a plugin registered later makes a new caller
+    caller = cache.get(key)
+    if caller is None:
+        others = [plugin for name, plugin in pm.list_name_plugin() if name != owner]
+        caller = cache[key] = pm.subset_hook_caller(hook_name, remove_plugins=others)
+    return caller
+
+
+def implements(pm: pluggy.PluginManager, hook_name: str, owner: str) -> bool:
+    """Whether plugin ``owner`` implements ``hook_name``."""
+    return any(impl.plugin_name == owner for impl in getattr(pm.hook, hook_name).get_hookimpls())
+
+
+def call_owner(pm: pluggy.PluginManager, hook_name: str, owner: str, **kwargs: Any) -> Any:
+    """Call ``hook_name`` on plugin ``owner`` only; ``None`` when it does not implement it (or answers nothing)."""
+    return owner_hook(pm, hook_name, owner)(**kwargs)
 
 
 def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] = ()) -> ZooPluginManager:
@@ -214,6 +240,18 @@ class Registry:
 
     def dataset(self, name: str) -> DatasetSpec:
         return self._lookup(self.datasets, name, "dataset", "zoo plugins")
+
+    def call(self, hook_name: str, spec: ModelSpec | DatasetSpec | BackendSpec, **kwargs: Any) -> Any:
+        """Stage ``hook_name`` for ``spec``, answered by the plugin that registered it (``spec.plugin``) alone."""
+        return call_owner(self.pm, hook_name, spec.plugin, **kwargs)
+
+    def implements(self, hook_name: str, spec: ModelSpec | DatasetSpec | BackendSpec) -> bool:
+        """Whether the plugin that registered ``spec`` implements ``hook_name`` (else the core's default runs)."""
+        return implements(self.pm, hook_name, spec.plugin)
+
+    def backend_of(self, name: str) -> BackendSpec:
+        """The registered backend ``name`` (a compiled model's), available here or not."""
+        return self.backend(name, require_available=False)
 
     @staticmethod
     def _lookup(table: dict[str, S], name: str, noun: str, listing: str) -> S:

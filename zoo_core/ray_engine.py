@@ -246,11 +246,7 @@ class RayInferenceActor:
         compiled = unpack(ray.get(shipped) if isinstance(shipped, ray.ObjectRef) else shipped)
         self.device, device_id = _device(placement.kind)
         zoo = _zoo()
-        self.runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model,
-                                            options=_actor_options(options, device_id))
-        if self.runner is None:
-            raise ZooError(f"no plugin on node {ray.util.get_node_ip_address()} runs models compiled for "
-                           f"{compiled.backend!r}", note="install the same zoo plugins on every Ray node")
+        self.runner = zoo.open_runner(compiled, model, _actor_options(options, device_id))
         self.input = compiled.inputs[0].name
         self.classes = model.num_classes
         self.runner.infer({i.name: np.zeros(i.shape, i.dtype) for i in compiled.inputs})  # warm, as the driver does

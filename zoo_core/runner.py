@@ -12,8 +12,8 @@ from typing import Any, Iterable
 
 from .artifacts import Artifact, ArtifactStore
 from .environment import fingerprint, package_version
-from .errors import UsageError, ZooError
-from .export import CHECK_FILE, CHECKS, sample_batch, simplify_onnx
+from .errors import EXIT_BUG, UsageError, ZooError
+from .export import CHECK_FILE, CHECKS, export_onnx, sample_batch, simplify_onnx
 from .limits import check_batch_memory, check_opset, check_opset_option
 from .measure import latency_stats, throughput, windows_agree
 from .plugins import Registry, ZooPluginManager, get_plugin_manager, plugin_source, plugin_version, source_hash
@@ -45,6 +45,15 @@ class Zoo:
         pm = get_plugin_manager(autoload=autoload, plugins=[*plugins, timer])
         return cls(pm=pm, registry=Registry(pm), store=ArtifactStore(cache_dir), timer=timer)
 
+    def open_runner(self, compiled: CompiledModel, model: ModelSpec, options: RunOptions) -> Any:
+        """A runner for ``compiled``, opened by the plugin that registered its backend."""
+        backend = self.registry.backend_of(compiled.backend)
+        runner = self.registry.call("zoo_infer", backend, compiled=compiled, model=model, options=options)
+        if runner is None:
+            raise ZooError(f"the plugin {backend.plugin!r} of backend {compiled.backend!r} opened no runner",
+                           note="its zoo_infer returned nothing: a bug in that plugin", exit_code=EXIT_BUG)
+        return runner
+
 
 @dataclass
 class Prepared:
@@ -74,10 +83,10 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
 
     def build(folder: Path) -> None:
         check_opset(options.opset)  # torch is imported for the export anyway
-        path = zoo.pm.hook.zoo_export(model=model, weights=weights, path=folder / EXPORT_FILE, options=options)
-        if path is None:
-            raise ZooError(f"no plugin exports models of family {model.family!r}",
-                           note=f"the plugin {model.plugin!r} registered {model.name!r} but implements no zoo_export")
+        path = zoo.registry.call("zoo_export", model, model=model, weights=weights, path=folder / EXPORT_FILE,
+                                 options=options)
+        if path is None:  # the model's plugin leaves it to the core: the generic export of its factory
+            export_onnx(model, weights, folder / EXPORT_FILE, opset=options.opset, atol=options.export_atol)
         _check_written(folder / EXPORT_FILE, f"zoo_export of model {model.name!r} (plugin {model.plugin!r})")
 
     if options.onnx is not None:
@@ -148,13 +157,13 @@ def compile_model(
     }
 
     def build(folder: Path) -> None:
-        compiled = zoo.pm.hook.zoo_compile(
-            backend=backend, model=model, weights=weights, onnx_path=simplified.file(SIMPLIFIED_FILE),
+        compiled = zoo.registry.call(
+            "zoo_compile", backend, backend=backend, model=model, weights=weights, onnx_path=simplified.file(SIMPLIFIED_FILE),
             batch_size=batch_size, workdir=folder, options=options,
         )
         if compiled is None:
-            raise ZooError(f"no plugin compiles for backend {backend.name!r}",
-                           note=f"the plugin {backend.plugin!r} registered it but implements no zoo_compile")
+            raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} compiled nothing",
+                           note="its zoo_compile returned nothing: a bug in that plugin", exit_code=EXIT_BUG)
         _check_written(Path(compiled.path), f"zoo_compile of backend {backend.name!r} (plugin {backend.plugin!r})",
                        inside=folder)
         save_compiled(compiled, folder)
@@ -246,9 +255,7 @@ def timed_loop(
     zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, advance: Any = lambda: None
 ) -> Timing:
     """Warm-up, then timed batches of generated input: a fixed count, or windows until three agree."""
-    runner = zoo.pm.hook.zoo_infer(compiled=compiled, model=model, options=options)
-    if runner is None:
-        raise ZooError(f"no plugin runs models compiled for {compiled.backend!r}")
+    runner = zoo.open_runner(compiled, model, options)
     feed = {i.name: sample_batch(i.shape, i.dtype, seed=options.seed) for i in compiled.inputs}
 
     def batches(count: int) -> tuple[list[float], list[float]]:
@@ -486,7 +493,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend, require_available=False)
     check_devices(backend, options)  # a plan the run would refuse is refused too
-    weights = options.weights or f"{model.weights.file_name if model.weights else '?'} (cache, else download)"
+    weights = options.weights or (model.weights.where if model.weights else "? (none declared)")
     onnx_name = f"{model.name}.onnx"
     steps = [["zoo", "export", model.name, "-o", onnx_name, *(["--weights", options.weights] if options.weights else [])]]
     per_batch = []
@@ -494,8 +501,8 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         sim = f"{model.name}_bs{bs}_sim.onnx"
         shapes = [f"{n}:{','.join(map(str, (bs, *model.input_shape)))}" for n in model.input_names]
         simplify_cmd = ["python3", "-m", "onnxsim", onnx_name, sim, "--overwrite-input-shape", *shapes]
-        backend_cmds = zoo.pm.hook.zoo_commands(
-            backend=backend, model=model, onnx_path=Path(sim), batch_size=bs, options=options
+        backend_cmds = zoo.registry.call(
+            "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs, options=options
         )
         per_batch.append({"batch_size": bs, "commands": [simplify_cmd, *(backend_cmds or [])],
                           "backend_has_commands": backend_cmds is not None})
@@ -523,11 +530,10 @@ def shell_join(argv: list[str]) -> str:
 
 
 def _export_sources(zoo: Zoo, model: ModelSpec) -> dict[str, Any]:
-    """Hashes of the code an export runs: the model's plugin, its factory's package, every zoo_export."""
-    exporters = {impl.plugin_name: plugin_source(zoo.pm, impl.plugin_name)
-                 for impl in zoo.pm.hook.zoo_export.get_hookimpls()}
+    """Hashes of the code an export runs: the model's plugin (its zoo_export, if any), its factory's package, and
+    the core's generic export."""
     return {"model_plugin": plugin_source(zoo.pm, model.plugin), "factory": source_hash(model.factory.partition(":")[0]),
-            "exporters": sorted(f"{name}={digest}" for name, digest in exporters.items())}
+            "exporter": source_hash("zoo_core.export")}
 
 
 def _check_written(path: Path, what: str, inside: Path | None = None) -> None:

@@ -276,9 +276,7 @@ def _failure_log_dir(options: RunOptions) -> Path:
 @hookimpl
 def zoo_compile(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path, options: RunOptions
-) -> CompiledModel | None:
-    if backend.name != NAME:
-        return None
+) -> CompiledModel:
     soc = soc_version(options)
     # ATC leaves fusion_result.json and kernel_meta/ in its working directory: give it a scratch one.
     with tempfile.TemporaryDirectory(prefix="zoo-atc-") as scratch:
@@ -322,8 +320,6 @@ def zoo_compile(
 def zoo_commands(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions
 ) -> list[list[str]] | None:
-    if backend.name != NAME:
-        return None
     stem = f"{model.name}_bs{batch_size}"
     soc = soc_version(options, placeholder=True)
     device = str(options.devices[0]) if len(options.devices) == 1 else ",".join(map(str, options.devices))
@@ -352,9 +348,7 @@ def _device_note() -> str:
 
 
 @hookimpl
-def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner | None:
-    if compiled.backend != NAME:
-        return None
+def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner:
     from .ascend_session import AscendRunner
 
     return AscendRunner(compiled, options.devices[0], device_note=_device_note)

@@ -57,9 +57,7 @@ def session_options(threads: int, level: str = "all", optimized_path: Path | Non
 @hookimpl
 def zoo_compile(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path, options: RunOptions
-) -> CompiledModel | None:
-    if backend.name != NAME:
-        return None
+) -> CompiledModel:
     import onnxruntime as ort
 
     # The saved graph stops at the portable (extended) level; the runner's session adds the
@@ -101,9 +99,7 @@ class OnnxRuntimeRunner(Runner):
 
 
 @hookimpl
-def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner | None:
-    if compiled.backend != NAME:
-        return None
+def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner:
     return OnnxRuntimeRunner(compiled, options.threads)
 
 

@@ -48,9 +48,7 @@ def zoo_compile(
     workdir: Path,
     options: RunOptions,
     weights: WeightsRef,
-) -> CompiledModel | None:
-    if backend.name != NAME:
-        return None
+) -> CompiledModel:
     import torch
 
     # Eager mode compiles nothing: the artifact records which weights the runner loads.
@@ -97,7 +95,5 @@ class TorchRunner(Runner):
 
 
 @hookimpl
-def zoo_infer(compiled: CompiledModel, model: ModelSpec, options: RunOptions) -> Runner | None:
-    if compiled.backend != NAME:
-        return None
+def zoo_infer(compiled: CompiledModel, model: ModelSpec, options: RunOptions) -> Runner:
     return TorchRunner(compiled, model, options.threads)

@@ -29,16 +29,6 @@ def zoo_register_models(register: Callable[[ModelSpec], None]) -> None:
 
 
 @hookimpl
-def zoo_export(model: ModelSpec, weights: WeightsRef, path: Path, options: RunOptions) -> Path | None:
-    if model.family != FAMILY:
-        return None
-    from zoo_core.export import export_onnx
-
-    export_onnx(model, weights, path, opset=options.opset, atol=options.export_atol)
-    return path
-
-
-@hookimpl
 def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path) -> np.ndarray | None:
     if model.family != FAMILY:
         return None

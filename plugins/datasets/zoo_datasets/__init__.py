@@ -29,6 +29,17 @@ def zoo_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
 
 
 @hookimpl
+def zoo_dataset_matches(dataset: DatasetSpec, path: Path, labels: Path | None, classes: Path | None) -> bool:
+    """A label file (given, or ``val_label.txt`` in the folder) makes an imagenet-val folder; a class list, or a
+    subfolder that is not hidden, a class-folder one."""
+    if dataset.name == "imagenet-val":
+        return labels is not None or (path / LABEL_FILE).exists()
+    if dataset.name == "folder":
+        return classes is not None or any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir())
+    return False
+
+
+@hookimpl
 def zoo_load_dataset(
     dataset: DatasetSpec, path: Path, labels: Path | None, classes: Path | None, model: ModelSpec
 ) -> Dataset | None:
