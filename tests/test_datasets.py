@@ -173,13 +173,13 @@ def test_a_missing_data_folder(zoo_cli, tmp_path: Path) -> None:
 
 
 def test_preprocess_writes_the_seed_bins(zoo_cli, data: Path, tmp_path: Path) -> None:
-    from zoo_resnest.preprocess import modelzoo
+    from zoo_core.preprocessing import apply
 
     result = zoo_cli("preprocess", "resnest-tiny", "--data", str(data), "-o", str(tmp_path / "bins"), "--json")
     assert result.code == 0, result
     assert result.json()["written"] == 10
     first = tmp_path / "bins" / "ILSVRC2012_val_00000001.bin"
-    expected = modelzoo(data / "ILSVRC2012_val_00000001.JPEG", TINY)
+    expected = apply(TINY, "modelzoo", data / "ILSVRC2012_val_00000001.JPEG")
     assert first.stat().st_size == expected.nbytes
     np.testing.assert_array_equal(np.fromfile(first, dtype=np.float32).reshape(expected.shape), expected)
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from zoo_core.export import build_module, export_onnx, sample_input
 from zoo_core.plugins import Registry, get_plugin_manager
+from zoo_core.samples import preprocess_one
 from zoo_core.weights import resolve_weights
 
 REGISTRY = Registry(get_plugin_manager())
@@ -35,10 +36,10 @@ def test_the_registry_holds_both_families() -> None:
 def test_config_is_coherent(name: str) -> None:
     spec = REGISTRY.model(name)
     assert spec.input_names and spec.output_names and spec.num_classes > 0
-    assert spec.preset in spec.presets
+    assert spec.preset in spec.preset_names
     assert len(spec.mean) == len(spec.std) == spec.input_shape[0]
     for backend, override in spec.backend_inputs.items():
-        assert override.get("preset", spec.preset) in spec.presets, backend
+        assert override.get("preset", spec.preset) in spec.preset_names, backend
     if spec.weights is not None:
         assert spec.weights.file_name.split("-")[-1].startswith(spec.weights.sha256_prefix)
 
@@ -66,11 +67,11 @@ def test_exports_with_the_declared_names_and_shapes(name: str, tmp_path: Path) -
 def test_every_preset_gives_the_declared_input(name: str, image: Path) -> None:
     spec = REGISTRY.model(name)
     pm = REGISTRY.pm
-    expected = {p: (tuple(spec.input_shape), spec.input_dtype) for p in spec.presets}
+    expected = {p: (tuple(spec.input_shape), spec.input_dtype) for p in spec.preset_names}
     for backend, override in spec.backend_inputs.items():
         shape, dtype, _ = spec.input_for(backend)
         expected[spec.preset_for(backend, spec.preset)] = (shape, dtype)
     for preset, (shape, dtype) in expected.items():
-        array = pm.hook.zoo_preprocess(model=spec, preset=preset, image_path=image)
-        assert array is not None, f"no plugin preprocesses {name} with {preset}"
+        array, error = preprocess_one(pm, spec, preset, image)  # the model's plugin, else its declaration
+        assert error is None and array is not None, f"{name} with {preset}: {error}"
         assert array.shape == shape and array.dtype == np.dtype(dtype) and array.flags.c_contiguous, preset

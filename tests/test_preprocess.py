@@ -1,8 +1,9 @@
-"""The preprocessing presets are bit-exact with a literal implementation of their documented steps.
+"""The core's preprocessing presets, executed from their declarations (``zoo_core.preprocessing.apply``), are
+bit-exact with a literal implementation of their documented steps.
 
 The reference side of every comparison is written here, step by step, as the documents state it
-(``/work/shared/ascend-tools.md`` section 1): nothing of the plugin's helpers is imported for it. Equality is
-exact: same dtype (float32), same shape, C-contiguous, the same bits.
+(``/work/shared/ascend-tools.md`` section 1): nothing of the core's implementation is imported for it. Equality
+is exact: same dtype (float32), same shape, C-contiguous, the same bits.
 """
 
 from __future__ import annotations
@@ -16,12 +17,23 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from zoo_core.preprocessing import apply
 from zoo_resnest.config import MODELS
-from zoo_resnest.preprocess import PRESETS, modelzoo, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNEST50 = MODELS[0]
 BYTES_224 = 3 * 224 * 224 * 4  # 602,112
+
+
+def modelzoo(path: Path, model) -> np.ndarray:  # noqa: ANN001
+    return apply(model, "modelzoo", path)
+
+
+def reference(path: Path, model) -> np.ndarray:  # noqa: ANN001
+    return apply(model, "reference", path)
+
+
+PRESETS = {"modelzoo": modelzoo, "reference": reference}  # the core's declared presets, as the models list them
 
 
 # ----------------------------------------------------------------------------------------------------------------

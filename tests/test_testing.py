@@ -13,7 +13,8 @@ from zoo_core.runtime import InputInfo
 from zoo_core.specs import BackendSpec, ModelSpec
 from zoo_core.testing import LABEL_FILE, FakeBackend, FakeRunner, make_zoo, run_cli, write_image_dataset
 
-MODEL = ModelSpec(name="relu", family="relu", factory="x:y", input_shape=(3,), num_classes=3)
+MODEL = ModelSpec(name="relu", family="relu", factory="x:y", input_names=("actual_input_1",), input_shape=(3,),
+                  output_names=("output1",), num_classes=3)
 
 
 def _relu_onnx(path: Path, batch: int) -> Path:

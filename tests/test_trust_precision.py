@@ -20,11 +20,12 @@ import pytest
 from PIL import Image
 
 from zoo_core.plugins import Registry, get_plugin_manager
+from zoo_core.preprocessing import apply
 
 PM = get_plugin_manager()
 REGISTRY = Registry(PM)
 RESNEST = sorted(name for name, spec in REGISTRY.models.items()
-                 if spec.family == "resnest" and "reference" in spec.presets)
+                 if spec.family == "resnest" and "reference" in spec.preset_names)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def test_reference_preset_is_upstream_ecentercrop_bit_for_bit(upstream_images: P
     size = spec.input_shape[-1]
     for image in UPSTREAM_IMAGES:
         path = upstream_images / image
-        got = PM.hook.zoo_preprocess(model=spec, preset="reference", image_path=path)
+        got = apply(spec, "reference", path)  # the core's declared preset
         want = upstream_reference(path, size, spec.mean, spec.std)
         assert got.dtype == np.float32 and got.shape == want.shape == (3, size, size), image
         assert got.flags.c_contiguous

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import UsageError
+from .preprocessing import PRESETS, DeclarationError, Preprocessing
 
 
 @dataclass(frozen=True)
@@ -40,16 +41,19 @@ class ModelSpec:
     family: str
     factory: str
     factory_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    input_names: tuple[str, ...] = ("actual_input_1",)
+    input_names: tuple[str, ...] = ("input",)
     input_shape: tuple[int, ...] = (3, 224, 224)  # per sample, without the batch axis
     input_dtype: str = "float32"
     input_format: str = "NCHW"
-    output_names: tuple[str, ...] = ("output1",)
+    output_names: tuple[str, ...] = ("output",)
     num_classes: int = 1000
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    # How input images are prepared: each entry a core preset's name (zoo_core.preprocessing.PRESETS), a
+    # Preprocessing declaration, or a name the model's plugin prepares in its own zoo_preprocess; ``preset`` is
+    # the default one's name.
     preset: str = "modelzoo"
-    presets: tuple[str, ...] = ("modelzoo", "reference")
+    presets: tuple[str | Preprocessing, ...] = ("modelzoo", "reference")
     opset: int = 11
     # Extra arguments per backend, e.g. {"ascend": {"insert_op_conf": "/path/aipp.cfg", "input_fp16_nodes": "x"}}
     backend_args: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -62,6 +66,38 @@ class ModelSpec:
     reference_accuracy: Accuracy | None = None
     description: str = ""
     plugin: str = ""  # filled in by the registry: the plugin that registered it
+
+    def __post_init__(self) -> None:
+        presets = tuple(self.presets) if isinstance(self.presets, list) else self.presets
+        if not isinstance(presets, tuple) or not presets or not all(
+                isinstance(p, (str, Preprocessing)) for p in presets):
+            raise DeclarationError(f"model {self.name!r}: presets={self.presets!r} must be a non-empty tuple of "
+                                   "preset names and Preprocessing declarations")
+        object.__setattr__(self, "presets", presets)
+        names = self.preset_names
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise DeclarationError(f"model {self.name!r}: preset {twice[0]!r} is declared twice")
+        if self.preset not in names:
+            raise DeclarationError(f"model {self.name!r}: the default preset {self.preset!r} is not one of its "
+                                   f"presets ({', '.join(names)})")
+
+    @property
+    def preset_names(self) -> tuple[str, ...]:
+        """The names of the model's presets, in declaration order."""
+        return tuple(p.name if isinstance(p, Preprocessing) else p for p in self.presets)
+
+    def preprocessing(self, preset: str) -> Preprocessing | None:
+        """The declaration of ``preset``: the model's own, else the core preset of that name; ``None`` when the
+        model lists the name without a declaration (its plugin's ``zoo_preprocess`` prepares it). A usage error
+        when the model has no such preset."""
+        for entry in self.presets:
+            if isinstance(entry, Preprocessing) and entry.name == preset:
+                return entry
+            if entry == preset:
+                return PRESETS.get(preset)
+        raise UsageError(f"model {self.name!r} has no preprocessing preset {preset!r}",
+                         note=f"choose one of: {', '.join(self.preset_names)}")
 
     def input_for(self, backend: str) -> tuple[tuple[int, ...], str, str]:
         """The per-sample input shape, dtype and format of this model compiled for ``backend``."""
@@ -81,7 +117,7 @@ class ModelSpec:
             if isinstance(value, (WeightsSpec, Accuracy)):
                 value = {g.name: getattr(value, g.name) for g in fields(value)}
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [_plain(v) for v in value]
             elif isinstance(value, Mapping):
                 value = {k: _plain(v) for k, v in value.items()}
             out[f.name] = value
@@ -89,7 +125,9 @@ class ModelSpec:
 
 
 def _plain(value: Any) -> Any:
-    """Mappings and tuples as dicts and lists, for JSON."""
+    """Mappings and tuples as dicts and lists, declarations as their dicts, for JSON."""
+    if isinstance(value, Preprocessing):
+        return value.to_dict()
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
@@ -177,10 +215,10 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     options = RunOptions(model=model.name, **values)
-    if options.preset not in model.presets:
+    if options.preset not in model.preset_names:
         raise UsageError(
             f"model {model.name!r} has no preprocessing preset {options.preset!r}",
-            note=f"choose one of: {', '.join(model.presets)}",
+            note=f"choose one of: {', '.join(model.preset_names)}",
         )
     if options.data is not None:
         options = options.with_(data=Path(options.data))

@@ -51,7 +51,9 @@ TINY_RESNEST = ModelSpec(
     family="resnest",  # exported by the ResNeSt plugin's zoo_export, like the real models
     factory="zoo_resnest.model:build_resnest",
     factory_kwargs={"layers": (1, 1, 1, 1), "stem_width": 8, "planes": (8, 16, 32, 64), "num_classes": 10},
+    input_names=("actual_input_1",),  # ResNeSt's names, as the seed exports them
     input_shape=(3, 64, 64),
+    output_names=("output1",),
     num_classes=10,
     description="ResNeSt with layers [1,1,1,1] and small widths, for tests",
 )
@@ -75,8 +77,8 @@ def make_zoo(*plugins: Any, cache_dir: Path | str) -> Zoo:
 
 
 class TinyModel:
-    """A model plugin for tests: registers :data:`TINY_RESNEST`, exports it with the generic exporter and
-    prepares its images with the ResNeSt presets (so it needs no other plugin)."""
+    """A model plugin for tests: registers :data:`TINY_RESNEST`, exports it with the generic exporter; the core
+    prepares its images with its declared presets (so it needs no other plugin)."""
 
     plugin_name = "zoo_core.testing:tiny-model"
 
@@ -92,14 +94,6 @@ class TinyModel:
 
         export_onnx(model, weights, path, opset=options.opset, atol=options.export_atol)
         return path
-
-    @hookimpl
-    def zoo_preprocess(self, model: ModelSpec, preset: str, image_path: Path) -> np.ndarray | None:
-        if model.name != TINY_RESNEST.name:
-            return None
-        from zoo_resnest.preprocess import PRESETS
-
-        return PRESETS[preset](image_path, model)
 
 
 # -------------------------------------------------------------------------
@@ -318,7 +312,6 @@ if pytest is not None:
 _tiny_model, _fake_backend = TinyModel(), FakeBackend()
 zoo_register_models = _tiny_model.zoo_register_models
 zoo_export = _tiny_model.zoo_export
-zoo_preprocess = _tiny_model.zoo_preprocess
 zoo_register_backends = _fake_backend.zoo_register_backends
 zoo_compile = _fake_backend.zoo_compile
 zoo_infer = _fake_backend.zoo_infer

@@ -5,10 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from zoo_core.preprocessing import Preprocessing, Resize
 from zoo_core.specs import Accuracy, ModelSpec, WeightsSpec
 
 _URL = "https://download.pytorch.org/models/{file_name}"
 _HERE = Path(__file__).resolve().parent
+
+# The Ascend ModelZoo recipe's host side: decode, RGB, squash to 256x256 (bilinear), uint8 HWC. The chip's static
+# AIPP (aipp_resnet50.cfg) then crops [16:240] and normalises: the core's "modelzoo" preset done on the chip.
+AIPP = Preprocessing("aipp", steps=(Resize("squash", crop_fraction=0.875, rounding="round", interpolation="bilinear"),),
+                     scale=None, normalize=False, dtype="uint8", layout="HWC",
+                     description="squash to 256x256 bilinear, uint8 HWC: the chip's AIPP crops and normalises")
 
 
 def _cfg(name: str, hash8: str, layers: list[int], top1: float, **overrides: Any) -> ModelSpec:
@@ -25,7 +32,7 @@ def _cfg(name: str, hash8: str, layers: list[int], top1: float, **overrides: Any
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
         preset="modelzoo",
-        presets=("modelzoo", "aipp"),
+        presets=("modelzoo", AIPP),
         opset=11,
         weights=WeightsSpec(url=_URL.format(file_name=file_name), sha256_prefix=hash8, file_name=file_name),
         license="BSD-3-Clause",
