@@ -18,11 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seed_preprocess import seed_preprocess  # noqa: E402
 
+from zoo_core.engines import LocalEngine  # noqa: E402
 from zoo_core.environment import fingerprint  # noqa: E402
 from zoo_core.evaluate import evaluate, write_bins  # noqa: E402
-from zoo_core.measure import latency_stats, throughput  # noqa: E402
+from zoo_core.measure import latency_stats, throughput, timed_loop  # noqa: E402
 from zoo_core.progress import Progress  # noqa: E402
-from zoo_core.runner import Zoo, prepare, timed_loop  # noqa: E402
+from zoo_core.runner import Zoo, prepare  # noqa: E402
 from zoo_core.specs import resolve_options  # noqa: E402
 
 
@@ -71,7 +72,7 @@ def main() -> None:
             wall = timed_loop(zoo, spec, compiled, options).wall
             pure = throughput(args.bs, latency_stats(wall)["mean"])
             shutil.rmtree(zoo.store.root / "evaluations", ignore_errors=True)  # no resuming: a whole run
-            e2e = evaluate(zoo, prepared, options, Progress())["images_per_s"]
+            e2e = evaluate(zoo, prepared, options, Progress(), LocalEngine(zoo, options))["images_per_s"]
 
             seed_dir = work / f"seed-bins-{r}"
             start = time.perf_counter()

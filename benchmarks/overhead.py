@@ -16,7 +16,8 @@ from zoo_core.environment import fingerprint
 from zoo_core.export import sample_input
 from zoo_core.measure import latency_stats, throughput
 from zoo_core.progress import Progress
-from zoo_core.runner import SIMPLIFIED_FILE, Prepared, Zoo, measure, prepare
+from zoo_core.measure import measure
+from zoo_core.runner import SIMPLIFIED_FILE, Prepared, Zoo, prepare
 from zoo_core.specs import ModelSpec, RunOptions, parse_batch_sizes, resolve_options
 
 SIDES = ("zoo", "bare", "bare_sim")

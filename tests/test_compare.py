@@ -20,7 +20,7 @@ from zoo_core.compare import (
 )
 from zoo_core.errors import EXIT_CHECK, EXIT_ENV, EXIT_USAGE, CheckError, UsageError
 from zoo_core.runner import Zoo
-from zoo_core.specs import resolve_options
+from zoo_core.specs import BackendSpec, resolve_options
 
 TINY = ("resnest-tiny", "--bs", "2", "--weights", "random")
 
@@ -84,9 +84,10 @@ def test_ceil_sig_rounds_up_to_three_digits(value: float, rounded: float) -> Non
 
 
 def test_torch_is_the_reference_when_named_else_the_first() -> None:
-    assert reference_backend(["onnxruntime", "torch"]) == "torch"
-    assert reference_backend(["onnxruntime", "ascend"]) == "onnxruntime"
-    assert reference_backend(["ascend", "onnxruntime"]) == "ascend"
+    ort, ref, npu = BackendSpec("onnxruntime"), BackendSpec("torch", reference=True), BackendSpec("ascend")
+    assert reference_backend([ort, ref]) == "torch"
+    assert reference_backend([ort, npu]) == "onnxruntime"
+    assert reference_backend([npu, ort]) == "ascend"
 
 
 @pytest.mark.parametrize("text", ["onnxruntime", "onnxruntime,", "torch,onnxruntime,torch"])

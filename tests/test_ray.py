@@ -23,7 +23,7 @@ from zoo_core.specs import BackendSpec, RunOptions
 
 FAKES = Path(__file__).resolve().parent / "fakes"
 CPU = BackendSpec("onnxruntime", device="cpu")
-NPU = BackendSpec("ascend", device="npu")
+NPU = BackendSpec("ascend", device="npu", ray_resource="NPU", device_env="ASCEND_RT_VISIBLE_DEVICES")
 
 
 def options(**changes) -> RunOptions:  # noqa: ANN003
@@ -37,7 +37,8 @@ def options(**changes) -> RunOptions:  # noqa: ANN003
 
 def test_one_actor_per_npu_of_the_cluster_by_default() -> None:
     got = placement(NPU, options(), {"CPU": 8, "NPU": 4})
-    assert got == Placement(4, "npu", 0.0, resources={"NPU": 1.0})
+    assert got == Placement(4, "npu", 0.0, resources={"NPU": 1.0}, resource="NPU",
+                            device_env="ASCEND_RT_VISIBLE_DEVICES")
     assert got.remote_args() == {"num_cpus": 0.0, "resources": {"NPU": 1.0}}
 
 
@@ -50,7 +51,7 @@ def test_actors_asked_for_within_the_npus() -> None:
 
 
 def test_gpu_backends_take_one_gpu_each() -> None:
-    got = placement(BackendSpec("trt", device="cuda"), options(), {"CPU": 8, "GPU": 2})
+    got = placement(BackendSpec("trt", device="cuda", ray_resource="GPU"), options(), {"CPU": 8, "GPU": 2})
     assert (got.actors, got.kind, got.remote_args()) == (2, "gpu", {"num_cpus": 0.0, "num_gpus": 1.0})
 
 
@@ -142,7 +143,7 @@ def test_doctor_says_whether_the_ray_engine_can_run(zoo_cli) -> None:  # noqa: A
     (["--engine", "ray", "--device", "0,1"], "--device picks devices of this host; with --engine ray, Ray assigns them"),
     (["--engine", "ray", "--actors", "0"], "--actors: 0 must be at least 1"),
     (["--engine", "ray", "--actor-cpus", "-1"], "--actor-cpus: -1 must be 0 or more"),
-    (["--engine", "spark"], "Invalid value for '--engine'"),
+    (["--engine", "spark"], "--engine: unknown engine 'spark'"),
 ])
 def test_engine_flags_that_do_not_fit_are_usage_errors(zoo_cli, args: list[str], message: str) -> None:  # noqa: ANN001
     result = zoo_cli("run", "resnest-tiny", "--weights", "random", *args)

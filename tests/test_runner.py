@@ -15,7 +15,8 @@ from zoo_core import hookimpl
 from zoo_core.errors import CheckError, ZooError
 from zoo_core.export import build_module, export_onnx, sample_input
 from zoo_core.progress import Progress
-from zoo_core.runner import Zoo, measure, prepare, run
+from zoo_core.measure import measure
+from zoo_core.runner import Zoo, prepare, run
 from zoo_core.specs import ModelSpec, resolve_options
 from zoo_core.weights import resolve_weights
 
@@ -101,7 +102,7 @@ def test_onnxruntime_and_torch_backends_agree(tmp_path: Path) -> None:
     for backend in ("onnxruntime", "torch"):
         options = options_for(zoo, backend=backend, batch_sizes=(3,))
         prepared = prepare(zoo, options)
-        runner = zoo.pm.hook.zoo_infer(compiled=prepared.compiled[3], model=prepared.model, options=options)
+        runner = zoo.open_runner(prepared.compiled[3], prepared.model, options)  # the backend's own plugin
         with runner:
             outputs[backend] = runner.infer({"actual_input_1": sample_input(prepared.model, 3, seed=9)})[0]
     assert outputs["torch"].shape == (3, 10)
@@ -112,7 +113,7 @@ def test_runner_rejects_a_wrong_shape(tmp_path: Path) -> None:
     zoo = make_zoo(tmp_path)
     options = options_for(zoo, batch_sizes=(2,))
     prepared = prepare(zoo, options)
-    with zoo.pm.hook.zoo_infer(compiled=prepared.compiled[2], model=prepared.model, options=options) as runner:
+    with zoo.open_runner(prepared.compiled[2], prepared.model, options) as runner:
         with pytest.raises(ValueError, match=r"shape \(3, 3, 64, 64\), expected \(2, 3, 64, 64\)"):
             runner.infer({"actual_input_1": sample_input(prepared.model, 3)})
 

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+from .cache_layout import EVALUATIONS, MANIFEST, STAGES, clean, entries
 from .errors import ZooError
 
 CACHE_ENV = "ZOO_CACHE_DIR"
-MANIFEST = "manifest.json"
 VERIFIED = ".verified.json"  # beside the manifest: each file's stat when its sha256 last matched the manifest
-STAGES = ("export", "simplify", "compile")  # the stage folders; `zoo cache clean` touches no other
-EVALUATIONS = "evaluations"  # saved accuracy shards, one folder per evaluation key
 # A file changed this recently may change again within its timestamps' resolution, unseen by stat: it is
 # hashed on every use until it is older (git's "racily clean" rule).
 _RACY_NS = 2_000_000_000
@@ -146,15 +144,11 @@ class ArtifactStore:
 
     def entries(self) -> list[dict[str, Any]]:
         """Every artifact zoo made in the cache: stage, key, size, modification time, whether it is whole."""
-        from .cache_layout import entries
-
-        return entries(self.root)
+        return entries(self.root, lambda stage, key, folder: verify(stage, key, folder)[1])
 
     def clean(self, older_than_s: float | None = None) -> dict[str, Any]:
         """Remove what zoo made (all, or what was not modified for ``older_than_s`` seconds) and what a crash
         left; nothing in use and nothing zoo did not make. Returns what went and what stayed."""
-        from .cache_layout import clean
-
         return clean(self.root, older_than_s)
 
     def _use(self, stage: str, key: str, folder: Path) -> tuple[Artifact | None, str | None]:

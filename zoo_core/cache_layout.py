@@ -11,10 +11,11 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from .artifacts import EVALUATIONS, MANIFEST, STAGES, verify
-
+MANIFEST = "manifest.json"  # in every artifact's folder: its key, and each file's size and sha256
+STAGES = ("export", "simplify", "compile")  # the stage folders; `zoo cache clean` touches no other
+EVALUATIONS = "evaluations"  # saved accuracy shards, one folder per evaluation key
 LOGS = "logs"  # ATC's logs of failed compiles (the Ascend backend): zoo's, but neither listed nor cleaned
 _KEY = re.compile(r"[0-9a-f]{24}")
 _TMP = re.compile(r"\.([0-9a-f]{24})\.tmp-\d+-[0-9a-f]+")  # a build in progress, or one a crash left
@@ -48,15 +49,16 @@ def scan(root: Path) -> list[Entry]:
     return found
 
 
-def entries(root: Path) -> list[dict[str, Any]]:
-    """Rows for ``zoo cache ls``: zoo's artifacts, evaluations and crash leftovers (nothing foreign)."""
+def entries(root: Path, problem_of: Callable[[str, str, Path], str | None]) -> list[dict[str, Any]]:
+    """Rows for ``zoo cache ls``: zoo's artifacts, evaluations and crash leftovers (nothing foreign); an
+    artifact's ``problem`` is what ``problem_of(stage, key, folder)`` finds wrong with it (``None``: whole)."""
     rows = []
     for entry in scan(root):
         if entry.kind not in ("artifact", "partial", "evaluation"):
             continue
         problem = None
         if entry.kind == "artifact":
-            problem = verify(entry.stage, entry.key, entry.path)[1]
+            problem = problem_of(entry.stage, entry.key, entry.path)
         rows.append({
             "stage": entry.stage, "key": entry.key, "path": str(entry.path),
             "bytes": _bytes(entry.path), "modified": _mtime(entry.path),

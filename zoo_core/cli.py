@@ -152,8 +152,9 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--precision-mode", default=None, help="Ascend: ATC --precision_mode (default: ATC's).")
 @click.option("--atc-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
               help="Ascend: an extra ATC argument; repeatable.")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default=None,
-              help="local: this process; ray: the devices of a Ray cluster (pip install 'zoo[ray]').  [default: local]")
+@click.option("--engine", default=None, metavar="NAME",
+              help="local: this process; ray: the devices of a Ray cluster (pip install 'zoo[ray]'); a plugin may "
+              "add others (`zoo doctor` lists them).  [default: local]")
 @click.option("--address", default=None, help="Ray: the cluster to join, e.g. 10.0.0.1:6379 (default: a local Ray).")
 @click.option("--actors", type=int, default=None,
               help="Ray: inference actors (default: one per NPU or GPU of the cluster; 1 on CPUs).")
@@ -176,6 +177,9 @@ def run_cmd(
         batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None,
         backend_args=backend_args or None, **flags,
     ))
+    from .engines import check_engine
+
+    check_engine(zoo, options)  # an unknown engine, or an option of another one: a usage error before any work
     if dry_run:
         data = plan(zoo, options)
         if as_json:

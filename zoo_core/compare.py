@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import CheckError, UsageError, ZooError
 from .export import sample_input
 from .progress import Progress
-from .runner import Prepared, Zoo, prepare
+from .app import Zoo
+from .runner import Prepared, prepare
 from .runtime import infer_batches
-from .specs import RunOptions
+from .specs import BackendSpec, RunOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 # An fp16 backend (Ascend's force_fp16 precision mode) needs looser ones, e.g. --atol 1e-2 --rtol 1e-2.
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-3
-PREFERRED_REFERENCE = "torch"  # the eager PyTorch module: what every export is meant to reproduce
 RULE = "|backend - reference| <= atol + rtol * |reference|, element by element (numpy.allclose)"
 
 
@@ -105,9 +105,10 @@ def _check_backend_names(names: list[str]) -> None:
                          note="write e.g. --backends onnxruntime,torch")
 
 
-def reference_backend(backends: list[str]) -> str:
-    """The backend the others are compared with: torch when it is named, else the first named."""
-    return PREFERRED_REFERENCE if PREFERRED_REFERENCE in backends else backends[0]
+def reference_backend(backends: Sequence[BackendSpec]) -> str:
+    """The backend the others are compared with: the first named that declares itself a reference
+    (``BackendSpec.reference``: torch, the eager module every export is meant to reproduce), else the first named."""
+    return next((b.name for b in backends if b.reference), backends[0].name)
 
 
 def default_samples(batch_size: int) -> int:
@@ -150,7 +151,7 @@ def compare(zoo: Zoo, options: RunOptions, backends: list[str], samples: int, at
     model: ModelSpec = zoo.registry.model(options.model)
     inputs = sample_input(model, samples, options.seed)
     runs = {name: run_backend(zoo, options.with_(backend=name), inputs, progress) for name in backends}
-    reference = reference_backend(backends)
+    reference = reference_backend([zoo.registry.backend(name) for name in backends])
     ref_prepared, ref_outputs = runs[reference]
     names = list(ref_prepared.compiled[options.batch_sizes[0]].output_names)
     comparisons = []

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .artifacts import fingerprint
 from .datasets import Dataset, Sample, check_folder
@@ -22,9 +22,11 @@ from .signals import as_worker, blocked, deliver, describe, held_back
 if TYPE_CHECKING:
     import numpy as np
 
+    from .app import Zoo
+    from .engines import Engine
     from .progress import Progress
-    from .ray_engine import RayEngine
-    from .runner import Prepared, Zoo
+    from .runner import Prepared
+    from .runtime import CompiledModel
     from .specs import ModelSpec, RunOptions
 
 PREDICTIONS_FILE = "predictions.csv"
@@ -230,11 +232,32 @@ class Preprocessor:
 # -------------------------------------------------------------------------
 
 
-def evaluate(
-    zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progress, engine: RayEngine | None = None
-) -> dict[str, Any]:
-    """Top-1/top-5 of the model on the dataset at the largest batch size, resumable shard by shard: in this
-    process and its decoding workers, or across a Ray cluster (``engine``)."""
+@dataclass
+class EvaluationJob:
+    """What an engine evaluates: the shards still to do of one dataset, and where each finished one goes."""
+
+    zoo: Zoo
+    model: ModelSpec
+    compiled: CompiledModel
+    preset: str
+    options: RunOptions
+    shards: list[list[Sample]]
+    todo: list[int]  # the indices of the shards to evaluate (the others are saved already)
+    state: Path  # the evaluation's folder of saved shards
+    advance: Callable[[], None]  # one image done, for the progress bar
+
+    def save(self, shard: int, scores: np.ndarray, kept: list[int], skipped: list[dict[str, str]]) -> None:
+        """Shard ``shard`` is whole: the scores of its ``kept`` positions, and the images ``skipped``."""
+        _save_shard(self.state / f"shard-{shard:06d}.npz", scores, kept, skipped)
+
+    def bad_image(self, sample: Sample, error: str) -> dict[str, str]:
+        """An unreadable image: its skip record with --skip-bad, else the run stops on it."""
+        return _bad_image(sample, error, self.options)
+
+
+def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progress, engine: Engine) -> dict[str, Any]:
+    """Top-1/top-5 of the model on the dataset at the largest batch size, resumable shard by shard, on
+    ``engine`` (this process and its decoding workers, a Ray cluster, ...)."""
     model = prepared.model
     dataset = load_dataset(zoo, model, options)
     bs = max(options.batch_sizes)
@@ -246,7 +269,7 @@ def evaluate(
         "compiled": compiled.path.parent.name, "preset": preset, "dataset": dataset.signature(),
         "preprocess": _preprocessing_versions(zoo, model),
         "skip_bad": options.skip_bad, "per_shard": per_shard,
-        **({"engine": "ray"} if engine is not None else {}),  # each engine's shards stand on their own
+        **({"engine": engine.name} if engine.name != "local" else {}),  # each engine's shards stand on their own
     })
     state = zoo.store.evaluation_folder(state.name)  # held: `zoo cache clean` leaves it while this run lives
     for leftover in state.glob(".*.tmp"):  # a shard a killed run was writing
@@ -260,14 +283,10 @@ def evaluate(
     start = ready = time.perf_counter()
     if todo:
         label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
-        if engine is not None:
-            label += f" on {engine.placement.actors} Ray actor(s)"  # type: ignore[union-attr]
         try:
-            with progress.loop(label, fresh) as advance:
-                if engine is None:
-                    ready = _evaluate_here(zoo, model, compiled, preset, options, shards, todo, state, advance)
-                else:
-                    _evaluate_on_ray(engine, model, compiled, preset, options, shards, todo, state, advance)
+            with progress.loop(label + engine.where(), fresh) as advance:
+                job = EvaluationJob(zoo, model, compiled, preset, options, shards, todo, state, advance)
+                ready = engine.evaluate(job) or ready
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
             what, exit_code = describe(exc)
             finished = sum(1 for i in range(len(shards)) if (state / f"shard-{i:06d}.npz").exists())
@@ -278,15 +297,15 @@ def evaluate(
     return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing), "preset": preset}
 
 
-def _evaluate_here(
-    zoo: Zoo, model: ModelSpec, compiled: Any, preset: str, options: RunOptions, shards: list[list[Sample]],
-    todo: list[int], state: Path, advance: Any,
-) -> float:
+def stream_here(job: EvaluationJob) -> float:
     """The single-host loop: worker processes decode, this process infers batch by batch and saves each
     shard. Returns when the streaming started (workers up, session open and warm)."""
     import numpy as np
 
     from .runtime import infer_batches
+
+    zoo, model, compiled, preset, options = job.zoo, job.model, job.compiled, job.preset, job.options
+    shards, todo, advance = job.shards, job.todo, job.advance
 
     bs = compiled.batch_size
     sample = (tuple(compiled.inputs[0].shape[1:]), compiled.inputs[0].dtype)
@@ -315,41 +334,8 @@ def _evaluate_here(
             if batch:  # the dataset's last, partial batch: padded, and the padding dropped
                 outputs.append(infer_batches(runner, {name: np.stack(batch)})[0])
             scores = np.concatenate(outputs) if outputs else np.zeros((0, model.num_classes), np.float32)
-            _save_shard(state / f"shard-{i:06d}.npz", scores, kept, skipped)
+            job.save(i, scores, kept, skipped)
     return ready
-
-
-def _evaluate_on_ray(
-    engine: RayEngine, model: ModelSpec, compiled: Any, preset: str, options: RunOptions,
-    shards: list[list[Sample]], todo: list[int], state: Path, advance: Any,
-) -> None:
-    """The cluster: rows come back in any order; a shard is saved once all of its rows are in."""
-    import numpy as np
-
-    from .ray_engine import iter_work
-
-    pending: dict[int, dict[str, Any]] = {i: {"scores": None, "errors": {}, "left": len(shards[i])} for i in todo}
-
-    def on_rows(rows: dict[str, np.ndarray]) -> None:
-        for shard, position, scores, error in zip(rows["shard"], rows["pos"], rows["scores"], rows["error"]):
-            entry = pending[int(shard)]
-            if entry["scores"] is None:
-                entry["scores"] = np.zeros((len(shards[int(shard)]), *scores.shape), dtype=scores.dtype)
-            if error:
-                entry["errors"][int(position)] = _bad_image(shards[int(shard)][int(position)], str(error), options)
-            else:
-                entry["scores"][int(position)] = scores
-            entry["left"] -= 1
-            advance()
-            if entry["left"] == 0:
-                kept = [p for p in range(len(shards[int(shard)])) if p not in entry["errors"]]
-                skipped = [entry["errors"][p] for p in sorted(entry["errors"])]
-                _save_shard(state / f"shard-{int(shard):06d}.npz", entry["scores"][kept], kept, skipped)
-                del pending[int(shard)]
-
-    engine.infer(model, compiled, preset, list(iter_work(shards, todo)), on_rows)
-    if pending:  # every row is accounted for, or the engine is wrong: never a silently short result
-        raise ZooError(f"the Ray engine returned no result for {sum(e['left'] for e in pending.values())} images")
 
 
 def _bad_image(sample: Sample, error: str, options: RunOptions) -> dict[str, str]:

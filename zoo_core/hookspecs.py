@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .datasets import Dataset
+    from .engines import EngineSpec
     from .preprocessing import Preprocessing
     from .runtime import CompiledModel, Runner
     from .specs import BackendSpec, DatasetSpec, ModelSpec, RunOptions
@@ -237,4 +238,23 @@ def zoo_environment() -> Mapping[str, Any] | None:
     a plugin returns ``None`` when it has nothing to say (e.g. its tools are not installed).
 
     :return: A mapping of JSON-ready facts, e.g. ``{"ascend": {"chip": "310P3", "cann": "7.0.RC1"}}``.
+    """
+
+
+# -------------------------------------------------------------------------
+# Engine hooks: where a run executes (``--engine NAME``)
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def zoo_register_engines(register: Callable[[EngineSpec], None]) -> None:
+    """Register the engines this plugin provides, beside the core's ``local`` and ``ray``.
+
+    Called when a run (or ``zoo doctor``) looks its engine up. An engine is an object that the spec's ``open``
+    returns for one run and that implements :class:`~zoo_core.engines.Engine`: ``measure`` (the timed loop on
+    each device), ``evaluate`` (the dataset's batches, saved shard by shard), ``where``, ``describe`` and the
+    context-manager methods.
+
+    :param register: Call it with one :class:`~zoo_core.engines.EngineSpec` per engine. A name already taken
+        (the core's included) is refused and shown by ``zoo plugins``.
     """

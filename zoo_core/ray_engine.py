@@ -2,8 +2,8 @@
 
 The driver exports, simplifies and compiles once (the artifact cache), then ships each compiled artifact's
 files to the cluster through the object store. Ray Data holds the image list, cut into blocks; CPU tasks decode
-and preprocess the images; an actor pool with one actor per device (``NPU``, a GPU, or a number of CPUs) runs
-the model. The driver gathers the scores row by row onto one progress bar, saves each shard as the
+and preprocess the images; an actor pool with one actor per device (of the Ray resource the backend declares,
+e.g. ``NPU`` or ``GPU``; else a number of CPUs) runs the model. The driver gathers the scores row by row onto one progress bar, saves each shard as the
 single-process run does, and scores them with the same code: the same metrics and the same predictions file.
 
 Ray is optional (``pip install 'zoo[ray]'``), imported only when ``--engine ray`` is asked for.
@@ -23,15 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .errors import ZooError
+from .errors import UsageError, ZooError
 from .runtime import COMPILED_FILE, CompiledModel, infer_batches, load_compiled
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .datasets import Sample
+    from .evaluate import EvaluationJob
+    from .measure import Timing
     from .progress import Progress
-    from .runner import Timing
     from .specs import BackendSpec, ModelSpec, RunOptions
 
 EXTRA_NOTE = "install the extra: pip install 'zoo[ray]'"
@@ -48,6 +49,17 @@ def import_ray() -> Any:
         missing = exc.name or "ray"
         raise ZooError(f"--engine ray needs Ray Data, and {missing!r} is not installed", note=EXTRA_NOTE) from None
     return ray
+
+
+def check_options(options: RunOptions) -> None:
+    """The Ray engine's own checks of a run's options, before any work: usage errors."""
+    if options.devices != (0,):
+        raise UsageError("--device picks devices of this host; with --engine ray, Ray assigns them",
+                         note="leave --device out, and set the number of inference actors with --actors N")
+    if options.actors is not None and options.actors < 1:
+        raise UsageError(f"--actors: {options.actors} must be at least 1", note="write e.g. --actors 2")
+    if options.actor_cpus is not None and not options.actor_cpus >= 0:
+        raise UsageError(f"--actor-cpus: {options.actor_cpus:g} must be 0 or more", note="write e.g. --actor-cpus 1")
 
 
 def status() -> dict[str, Any]:
@@ -73,10 +85,12 @@ def status() -> dict[str, Any]:
 @dataclass(frozen=True)
 class Placement:
     actors: int
-    kind: str  # "npu", "gpu" or "cpu"
+    kind: str  # the device's Ray resource in lower case ("npu", "gpu"), or "cpu"
     num_cpus: float
     num_gpus: float = 0.0
     resources: dict[str, float] = field(default_factory=dict)
+    resource: str | None = None  # the Ray resource of one device, as the backend declares it; None: CPUs
+    device_env: str | None = None  # the variable that Ray narrows to the actor's device, as the backend declares it
 
     def remote_args(self) -> dict[str, Any]:
         args: dict[str, Any] = {"num_cpus": self.num_cpus}
@@ -88,13 +102,8 @@ class Placement:
 
 
 def device_kind(backend: BackendSpec) -> str:
-    """The Ray resource a backend's device maps to: ``NPU`` for Ascend, ``GPU`` for CUDA, else CPUs."""
-    device = backend.device.lower()
-    if device == "npu":
-        return "npu"
-    if device in ("gpu", "cuda"):
-        return "gpu"
-    return "cpu"
+    """The backend's device as placements name it: its declared Ray resource in lower case, else ``cpu``."""
+    return backend.ray_resource.lower() if backend.ray_resource else "cpu"
 
 
 def cpus_per_actor(options: RunOptions, kind: str) -> float:
@@ -107,7 +116,7 @@ def placement(backend: BackendSpec, options: RunOptions, cluster: dict[str, floa
     the device does the work); or ``--actors`` CPU actors (default 1) of ``--actor-cpus`` (default 1). A cluster
     too small for the request is a one-line error, not a hang."""
     kind = device_kind(backend)
-    resource = {"npu": "NPU", "gpu": "GPU"}.get(kind)
+    resource = backend.ray_resource or None
     cpus = float(cluster.get("CPU", 0))
     if resource is not None:
         have = int(cluster.get(resource, 0))
@@ -126,11 +135,12 @@ def placement(backend: BackendSpec, options: RunOptions, cluster: dict[str, floa
         raise ZooError(f"{actors} inference actor(s) of {actor_cpus:g} CPU and {options.workers} decoding "
                        f"worker(s) of 1 CPU need {needed:g} CPUs; the Ray cluster has {cpus:g}",
                        note="lower --actors, --actor-cpus or --workers, or add nodes to the cluster")
-    if kind == "npu":
-        return Placement(actors, kind, actor_cpus, resources={"NPU": 1.0})
-    if kind == "gpu":
-        return Placement(actors, kind, actor_cpus, num_gpus=1.0)
-    return Placement(actors, kind, actor_cpus)
+    if resource is None:
+        return Placement(actors, kind, actor_cpus)
+    device = dict(resource=resource, device_env=backend.device_env)
+    if resource == "GPU":  # Ray's own accelerator, reserved through num_gpus rather than a custom resource
+        return Placement(actors, kind, actor_cpus, num_gpus=1.0, **device)
+    return Placement(actors, kind, actor_cpus, resources={resource: 1.0}, **device)
 
 
 # -------------------------------------------------------------------------
@@ -183,22 +193,22 @@ _process: dict[str, Any] = {}
 def _zoo() -> Any:
     """This worker process's application (plugins loaded once per process, not once per batch)."""
     if "zoo" not in _process:
-        from .runner import Zoo
+        from .app import Zoo
 
         _process["zoo"] = Zoo.create()
     return _process["zoo"]
 
 
-def _device(kind: str) -> tuple[str, int]:
-    """This actor's device, as the results name it (``npu:3``), and the id its backend opens: Ray makes the
-    assigned device the only visible one (``ASCEND_RT_VISIBLE_DEVICES``, ``CUDA_VISIBLE_DEVICES``), so id 0."""
+def _device(placement: Placement) -> tuple[str, int]:
+    """This actor's device, as the results name it (``npu:3``), and the id its backend opens: where Ray makes the
+    assigned device the only visible one (the backend's ``device_env``, set in this process), id 0."""
     import ray
 
-    if kind == "cpu":
+    if placement.resource is None:
         return "cpu", 0
-    resource, variable = ("NPU", "ASCEND_RT_VISIBLE_DEVICES") if kind == "npu" else ("GPU", "CUDA_VISIBLE_DEVICES")
-    ids = ray.get_runtime_context().get_accelerator_ids().get(resource) or ["0"]
-    return f"{kind}:{ids[0]}", 0 if os.environ.get(variable) else int(ids[0])
+    ids = ray.get_runtime_context().get_accelerator_ids().get(placement.resource) or ["0"]
+    narrowed = placement.device_env is not None and os.environ.get(placement.device_env)
+    return f"{placement.kind}:{ids[0]}", 0 if narrowed else int(ids[0])
 
 
 def _actor_options(options: RunOptions, device_id: int) -> RunOptions:
@@ -218,7 +228,7 @@ class RayDecoder:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import numpy as np
 
-        from .evaluate import preprocess_one
+        from .samples import preprocess_one
 
         count = len(batch["path"])
         inputs = np.zeros((count, *self.shape), dtype=self.dtype)
@@ -244,7 +254,7 @@ class RayInferenceActor:
         import ray
 
         compiled = unpack(ray.get(shipped) if isinstance(shipped, ray.ObjectRef) else shipped)
-        self.device, device_id = _device(placement.kind)
+        self.device, device_id = _device(placement)
         zoo = _zoo()
         self.runner = zoo.open_runner(compiled, model, _actor_options(options, device_id))
         self.input = compiled.inputs[0].name
@@ -278,10 +288,10 @@ def _timed_loop_remote(shipped: Any, model: ModelSpec, options: RunOptions, plac
     """Performance mode on one device of the cluster: (device, Timing)."""
     import ray
 
-    from .runner import timed_loop
+    from .measure import timed_loop
 
     compiled = unpack(ray.get(shipped) if isinstance(shipped, ray.ObjectRef) else shipped)
-    device, device_id = _device(placement.kind)
+    device, device_id = _device(placement)
     return device, timed_loop(_zoo(), model, compiled, _actor_options(options, device_id))
 
 
@@ -291,7 +301,10 @@ def _timed_loop_remote(shipped: Any, model: ModelSpec, options: RunOptions, plac
 
 
 class RayEngine:
-    """A Ray session for one run: started (or joined, with ``--address``) on enter, left on exit."""
+    """A Ray session for one run: started (or joined, with ``--address``) on enter, left on exit. An
+    :class:`~zoo_core.engines.Engine`."""
+
+    name = "ray"
 
     def __init__(self, options: RunOptions, backend: BackendSpec) -> None:
         self.options = options
@@ -385,12 +398,46 @@ class RayEngine:
             except Exception as exc:  # noqa: BLE001
                 raise _as_zoo_error(exc) from None
             done(", ".join(device for device, _ in timed))
-            from .runner import warn_unsettled
+            from .measure import warn_unsettled
 
             warn_unsettled(progress, timed, options)
         self.timed_on = [device for device, _ in timed]
         # The rows name each device by its id on its node (npu:3 -> 3); CPU actors by their index.
         return [(int(device.split(":")[1]) if ":" in device else i, timing) for i, (device, timing) in enumerate(timed)]
+
+    def where(self) -> str:
+        assert self.placement is not None
+        return f" on {self.placement.actors} Ray actor(s)"
+
+    def evaluate(self, job: EvaluationJob) -> float | None:
+        """The cluster: rows come back in any order; a shard is saved once all of its rows are in."""
+        import numpy as np
+
+        shards = job.shards
+        pending: dict[int, dict[str, Any]] = {i: {"scores": None, "errors": {}, "left": len(shards[i])}
+                                              for i in job.todo}
+
+        def on_rows(rows: dict[str, np.ndarray]) -> None:
+            for shard, position, scores, error in zip(rows["shard"], rows["pos"], rows["scores"], rows["error"]):
+                entry = pending[int(shard)]
+                if entry["scores"] is None:
+                    entry["scores"] = np.zeros((len(shards[int(shard)]), *scores.shape), dtype=scores.dtype)
+                if error:
+                    entry["errors"][int(position)] = job.bad_image(shards[int(shard)][int(position)], str(error))
+                else:
+                    entry["scores"][int(position)] = scores
+                entry["left"] -= 1
+                job.advance()
+                if entry["left"] == 0:
+                    kept = [p for p in range(len(shards[int(shard)])) if p not in entry["errors"]]
+                    skipped = [entry["errors"][p] for p in sorted(entry["errors"])]
+                    job.save(int(shard), entry["scores"][kept], kept, skipped)
+                    del pending[int(shard)]
+
+        self.infer(job.model, job.compiled, job.preset, list(iter_work(shards, job.todo)), on_rows)
+        if pending:  # every row is accounted for, or the engine is wrong: never a silently short result
+            raise ZooError(f"the Ray engine returned no result for {sum(e['left'] for e in pending.values())} images")
+        return None
 
     def infer(self, model: ModelSpec, compiled: CompiledModel, preset: str,
               work: list[tuple[int, int, Sample]], on_rows: Callable[[dict[str, np.ndarray]], None]) -> None:

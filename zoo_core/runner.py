@@ -1,4 +1,5 @@
-"""The runner: drives export, simplify, compile and infer for any registered model on any backend."""
+"""The runner: orchestrates export, simplify and compile for any registered model on any backend, then the
+timing and the evaluation on the run's engine, into one results object."""
 
 from __future__ import annotations
 
@@ -8,51 +9,26 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .artifacts import Artifact, ArtifactStore
+from .app import Zoo
+from .artifacts import Artifact
+from .engines import check_engine, open_engine
 from .environment import fingerprint, package_version
 from .errors import EXIT_BUG, UsageError, ZooError
-from .export import CHECK_FILE, CHECKS, export_onnx, sample_batch, simplify_onnx
+from .export import CHECK_FILE, CHECKS, export_onnx, simplify_onnx
 from .limits import check_batch_memory, check_opset, check_opset_option
-from .measure import latency_stats, throughput, windows_agree
-from .plugins import Registry, ZooPluginManager, get_plugin_manager, plugin_source, plugin_version, source_hash
+from .measure import results_row
+from .plugins import plugin_source, plugin_version, source_hash
 from .progress import Progress
 from .runtime import CompiledModel, load_compiled, save_compiled
 from .specs import BackendSpec, ModelSpec, RunOptions
-from .timing import StageTimer
 from .weights import WeightsRef, resolve_weights
 
 SCHEMA = 1
 EXPORT_FILE = "model.onnx"
 SIMPLIFIED_FILE = "model.sim.onnx"
-
-
-@dataclass
-class Zoo:
-    """The application: the plugin manager, the registry built from it, and the artifact cache."""
-
-    pm: ZooPluginManager
-    registry: Registry
-    store: ArtifactStore
-    timer: StageTimer
-
-    @classmethod
-    def create(
-        cls, *, autoload: bool | None = None, plugins: Iterable[Any] = (), cache_dir: Path | None = None
-    ) -> "Zoo":
-        timer = StageTimer()
-        pm = get_plugin_manager(autoload=autoload, plugins=[*plugins, timer])
-        return cls(pm=pm, registry=Registry(pm), store=ArtifactStore(cache_dir), timer=timer)
-
-    def open_runner(self, compiled: CompiledModel, model: ModelSpec, options: RunOptions) -> Any:
-        """A runner for ``compiled``, opened by the plugin that registered its backend."""
-        backend = self.registry.backend_of(compiled.backend)
-        runner = self.registry.call("zoo_infer", backend, compiled=compiled, model=model, options=options)
-        if runner is None:
-            raise ZooError(f"the plugin {backend.plugin!r} of backend {compiled.backend!r} opened no runner",
-                           note="its zoo_infer returned nothing: a bug in that plugin", exit_code=EXIT_BUG)
-        return runner
+__all__ = ["Zoo", "Prepared", "prepare", "run", "plan", "export_to_file", "write_results"]  # Zoo lives in app.py
 
 
 @dataclass
@@ -192,151 +168,13 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> 
     return prepared
 
 
-@dataclass
-class Timing:
-    """One device's timed batches: wall and device milliseconds, and how the timing settled."""
-
-    wall: list[float]
-    device: list[float]  # empty when the backend does not measure its own compute time
-    windows: list[float] = field(default_factory=list)  # mean ms of each timing window
-    stable: bool | None = None  # None: a fixed --iterations count, nothing to judge
-
-
-def measure(
-    zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, progress: Progress
-) -> dict[str, Any]:
-    """Performance mode on every device of ``options.devices``: one results row.
-
-    One device runs here; several run one process each over the same loop, as ais_bench does, and their
-    throughputs add up.
-    """
-    bs = compiled.batch_size
-    if options.iterations is not None:
-        label, total = f"time batch {bs}: {options.warmup} warm-up + {options.iterations} timed", \
-            options.warmup + options.iterations
-    else:
-        label, total = f"time batch {bs}: windows of {options.window} until 3 agree within {options.agree * 100:g}%", None
-    if len(options.devices) == 1:
-        with progress.loop(label, total) as advance:
-            timing = timed_loop(zoo, model, compiled, options, advance)
-            warn_unsettled(progress, [(options.devices[0], timing)], options)
-        return results_row(bs, [(options.devices[0], timing)])
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from .signals import as_worker
-
-    with progress.stage(f"{label}, on devices {','.join(map(str, options.devices))}") as done:
-        pool = ProcessPoolExecutor(len(options.devices), mp_context=get_context("spawn"), initializer=as_worker)
-        try:
-            jobs = [pool.submit(_device_worker, model, compiled, options.with_(devices=(d,))) for d in options.devices]
-            per_device = [(d, job.result()) for d, job in zip(options.devices, jobs)]
-        except BaseException:  # Ctrl-C, SIGTERM, a failed device: end the other loops now, not after max_seconds
-            for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
-                process.terminate()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-        done(f"{len(per_device)} processes")
-        warn_unsettled(progress, per_device, options)
-    return results_row(bs, per_device)
-
-
-def warn_unsettled(progress: Progress, per_device: list[tuple[Any, Timing]], options: RunOptions) -> None:
-    """The timing's progress line ends in a warning, not ✓, when a device's windows never agreed."""
-    unsettled = [d for d, t in per_device if t.stable is False]
-    if unsettled:
-        which = f"device {', '.join(map(str, unsettled))} " if len(per_device) > 1 else ""
-        progress.warn(f"{which}did not settle within --max-seconds {options.max_seconds:g} s: "
-                      "the throughput is unstable")
-
-
-def timed_loop(
-    zoo: Zoo, model: ModelSpec, compiled: CompiledModel, options: RunOptions, advance: Any = lambda: None
-) -> Timing:
-    """Warm-up, then timed batches of generated input: a fixed count, or windows until three agree."""
-    runner = zoo.open_runner(compiled, model, options)
-    feed = {i.name: sample_batch(i.shape, i.dtype, seed=options.seed) for i in compiled.inputs}
-
-    def batches(count: int) -> tuple[list[float], list[float]]:
-        wall, device = [], []
-        for _ in range(count):
-            runner.infer(feed)
-            wall.append(runner.last_ms)
-            if runner.last_device_ms is not None:
-                device.append(runner.last_device_ms)
-            advance()
-        return wall, device if len(device) == len(wall) else []
-
-    with runner:
-        for _ in range(options.warmup):
-            runner.infer(feed)
-            advance()
-        if options.iterations is not None:
-            return Timing(*batches(options.iterations))
-        start = time.perf_counter()
-        windows: list[tuple[list[float], list[float]]] = []
-        means: list[float] = []
-        while True:
-            wall, device = batches(options.window)
-            windows.append((wall, device))
-            means.append(sum(device or wall) / len(device or wall))
-            if windows_agree(means, options.agree):
-                kept, stable = windows[-3:], True  # the statistics of the settled windows
-                break
-            if time.perf_counter() - start > options.max_seconds:
-                kept, stable = windows, False
-                break
-    wall = [ms for w, _ in kept for ms in w]
-    device = [ms for _, d in kept for ms in d]
-    return Timing(wall, device if len(device) == len(wall) else [], means, stable)
-
-
-def _device_worker(model: ModelSpec, compiled: CompiledModel, options: RunOptions) -> Timing:
-    """One device's loop, in its own process (the plugins are loaded anew there)."""
-    return timed_loop(Zoo.create(), model, compiled, options)
-
-
-def results_row(batch_size: int, per_device: list[tuple[int, Timing]]) -> dict[str, Any]:
-    """A results row from each device's timings: device throughput where the backend measures it (the
-    ais_bench number), end-to-end throughput from wall time, both summed over devices."""
-    measured_on_device = all(t.device for _, t in per_device)
-    devices = [
-        {
-            "device": d,
-            "throughput_e2e": throughput(batch_size, latency_stats(t.wall)["mean"]),
-            "throughput_device": throughput(batch_size, latency_stats(t.device)["mean"]) if measured_on_device else None,
-            "windows_ms": t.windows,
-            "stable": t.stable,
-        }
-        for d, t in per_device
-    ]
-    e2e = sum(d["throughput_e2e"] for d in devices)
-    on_device = sum(d["throughput_device"] for d in devices) if measured_on_device else None
-    wall_all = [ms for _, t in per_device for ms in t.wall]
-    device_all = [ms for _, t in per_device for ms in t.device]
-    judged = [t.stable for _, t in per_device if t.stable is not None]
-    return {
-        "batch_size": batch_size,
-        "throughput": on_device if on_device is not None else e2e,
-        "throughput_device": on_device,
-        "throughput_e2e": e2e,
-        "latency_ms": latency_stats(device_all if measured_on_device else wall_all),
-        "latency_e2e_ms": latency_stats(wall_all),
-        "devices": devices,
-        "stable": all(judged) if judged else None,  # None: a fixed --iterations count was timed
-        "timed_batches": len(wall_all),
-        "top1": None,
-        "top5": None,
-        "images": None,
-    }
-
-
 def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
     """The whole recipe for one model on one backend and every batch size: the results object."""
     progress = progress or Progress()
     zoo.timer.seconds.clear()
-    check_devices(zoo.registry.backend(options.backend), options)
+    backend = zoo.registry.backend(options.backend)
+    check_engine(zoo, options)
+    check_devices(backend, options)
     check_opset_option(zoo.registry.model(options.model), options)
     if options.data is not None:
         from .evaluate import check_first_sample, load_dataset
@@ -344,16 +182,13 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         model = zoo.registry.model(options.model)
         # A bad dataset, or preprocessing that fails or gives the wrong sample, fails before any export.
         dataset = load_dataset(zoo, model, options)
-        check_first_sample(zoo, model, zoo.registry.backend(options.backend).name, options, dataset)
-    engine = open_engine(zoo, options)  # Ray is joined (and the cluster checked) before the long export
-    with engine or contextlib.nullcontext():
+        check_first_sample(zoo, model, backend.name, options, dataset)
+    engine = open_engine(zoo, options, backend)  # a cluster is joined (and checked) before the long export
+    with engine:
         prepared = prepare(zoo, options, progress)
         model = prepared.model
-        if engine is None:
-            rows = [measure(zoo, model, prepared.compiled[bs], options, progress) for bs in options.batch_sizes]
-        else:
-            rows = [results_row(bs, engine.measure(model, prepared.compiled[bs], options, progress))
-                    for bs in options.batch_sizes]
+        rows = [results_row(bs, engine.measure(model, prepared.compiled[bs], options, progress))
+                for bs in options.batch_sizes]
         accuracy = None
         if options.data is not None:
             from .evaluate import evaluate
@@ -361,8 +196,7 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
             accuracy = evaluate(zoo, prepared, options, progress, engine)
             row = next(r for r in rows if r["batch_size"] == accuracy["batch_size"])
             row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"), images=accuracy["images"])
-        engine_facts = engine.describe() if engine is not None else {
-            "name": "local", "workers": options.workers, "devices": list(options.devices)}
+        engine_facts = engine.describe()
     results = {
         "schema": SCHEMA,
         "model": model.name,
@@ -405,15 +239,6 @@ def check_devices(backend: BackendSpec, options: RunOptions) -> None:
             f"--device {','.join(map(str, options.devices))}: backend {backend.name!r} runs on the CPU, where "
             f"{len(options.devices)} processes would share the same cores, so their throughputs cannot be added",
             note="leave --device out (one process uses every core; --threads N sets how many)")
-
-
-def open_engine(zoo: Zoo, options: RunOptions) -> Any:
-    """``None`` for a run in this process; a (not yet entered) Ray engine for ``--engine ray``."""
-    if options.engine == "local":
-        return None
-    from .ray_engine import RayEngine
-
-    return RayEngine(options, zoo.registry.backend(options.backend))
 
 
 def environment(zoo: Zoo) -> dict[str, Any]:
@@ -492,7 +317,8 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     """``--dry-run``: what a run would do and the commands a user could paste to do it by hand; runs nothing."""
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend, require_available=False)
-    check_devices(backend, options)  # a plan the run would refuse is refused too
+    check_engine(zoo, options)  # a plan the run would refuse is refused too
+    check_devices(backend, options)
     weights = options.weights or (model.weights.where if model.weights else "? (none declared)")
     onnx_name = f"{model.name}.onnx"
     steps = [["zoo", "export", model.name, "-o", onnx_name, *(["--weights", options.weights] if options.weights else [])]]

@@ -146,7 +146,8 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """A registered backend: a name, whether it can run here, and why not if it cannot."""
+    """A registered backend: a name, whether it can run here, and why not if it cannot; and what an engine needs
+    to place it (the Ray resource of one device, the variable that narrows the visible devices)."""
 
     name: str
     description: str = ""
@@ -155,6 +156,13 @@ class BackendSpec:
     priority: int = 0  # automatic choice takes the available backend with the highest priority
     device: str = "cpu"
     plugin: str = ""
+    # The Ray resource of one of its devices ("NPU", "GPU"): one inference actor per device, each reserving one;
+    # None: the backend computes on CPUs.
+    ray_resource: str | None = None
+    # The environment variable that narrows the devices a process sees (set to the assigned one by Ray, e.g.
+    # ASCEND_RT_VISIBLE_DEVICES): where it is set, the backend opens device 0. None: device ids are global.
+    device_env: str | None = None
+    reference: bool = False  # `zoo compare` checks the other backends against this one when it is named
 
 
 @dataclass(frozen=True)
@@ -228,9 +236,9 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
 
     for name in ("data", "labels", "weights", "onnx", "out"):  # a name too long for any file system: ENAMETOOLONG
         check_path(f"--{name}", getattr(options, name))
-    _check_engine(options, flags)
     if options.threads == 0:  # a Ray actor's share of the CPUs, else every core of this host
-        threads = max(1, int(options.actor_cpus or 1)) if options.engine == "ray" else cpu_count()
+        share = options.actor_cpus if options.actor_cpus is not None and math.isfinite(options.actor_cpus) else 1
+        threads = max(1, int(share)) if options.engine == "ray" else cpu_count()  # a bad share: the engine's error
         options = options.with_(threads=threads)
     if options.workers == 0:
         options = options.with_(workers=cpu_count())
@@ -251,23 +259,6 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
         raise UsageError(f"--seed: {options.seed} is not a seed; seeds go from 0 to 2**64 - 1",
                          note="write e.g. --seed 0")
     return options
-
-
-def _check_engine(options: RunOptions, flags: Mapping[str, Any]) -> None:
-    if options.engine not in ("local", "ray"):
-        raise UsageError(f"--engine: unknown engine {options.engine!r}", note="choose local or ray")
-    if options.engine == "ray":
-        if flags.get("devices") is not None:
-            raise UsageError("--device picks devices of this host; with --engine ray, Ray assigns them",
-                             note="leave --device out, and set the number of inference actors with --actors N")
-    else:
-        given = [f"--{name.replace('_', '-')}" for name in ("address", "actors", "actor_cpus") if flags.get(name) is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} only apply to --engine ray", note="add --engine ray, or leave them out")
-    if options.actors is not None and options.actors < 1:
-        raise UsageError(f"--actors: {options.actors} must be at least 1", note="write e.g. --actors 2")
-    if options.actor_cpus is not None and not options.actor_cpus >= 0:
-        raise UsageError(f"--actor-cpus: {options.actor_cpus:g} must be 0 or more", note="write e.g. --actor-cpus 1")
 
 
 def parse_devices(text: str) -> tuple[int, ...]:

@@ -100,6 +100,8 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             unavailable_reason=found.reason,
             priority=100,  # the automatic choice wherever it can run
             device="npu",
+            ray_resource="NPU",  # Ray's resource for Ascend NPUs: one inference actor per NPU
+            device_env="ASCEND_RT_VISIBLE_DEVICES",  # narrowed by Ray to the actor's NPU, which is then device 0
         )
     )
 

@@ -35,6 +35,7 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             unavailable_reason="" if found else "torch is not installed (pip install torch==2.13.0)",
             priority=-10,  # never the automatic choice: it is the reference, not a deployment target
             device="cpu",
+            reference=True,  # zoo compare checks the other backends against the eager module
         )
     )
 
