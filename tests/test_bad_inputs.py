@@ -118,7 +118,7 @@ def _tiny_state_dict(num_classes: int = 10) -> dict:
     ("weights", "detail"),
     [
         pytest.param(lambda: {"fc.weight": __import__("torch").zeros(3, 3)},
-                     "keys 151 missing (e.g. conv1.0.weight), 1 of another shape (e.g. fc.weight: (3, 3) != (10, 256))",
+                     "keys 151 missing (e.g. conv1.0.weight, conv1.1.weight, conv1.1.bias), 1 of another shape (e.g. fc.weight: (3, 3) != (10, 256))",
                      id="another-architecture"),
         pytest.param(lambda: _tiny_state_dict(num_classes=5),
                      "keys 2 of another shape (e.g. fc.weight: (5, 256) != (10, 256))", id="another-head"),

@@ -20,7 +20,7 @@ def test_list_json_has_the_four_resnest_models(zoo_cli) -> None:
     assert {"resnest50", "resnest101", "resnest200", "resnest269"} <= set(rows)
     assert rows["resnest50"] == {
         "name": "resnest50", "family": "resnest", "input_shape": [3, 224, 224],
-        "weights_known": True, "weights_cached": False, "plugin": "resnest",
+        "weights_known": True, "weights_kind": "url", "weights_cached": False, "plugin": "resnest",
     }
 
 

@@ -56,7 +56,9 @@ def list_cmd(as_json: bool) -> None:
 
     table = Table("model", "family", "input", "weights", "plugin", box=None, header_style="bold")
     for r in rows:
-        weights = "cached" if r["weights_cached"] else ("known" if r["weights_known"] else "-")
+        kind, present = r["weights_kind"], r["weights_cached"]  # present: None for a loader, known once it runs
+        weights = (kind or "-") + (" (cached)" if kind == "url" and present else " (missing)" if kind == "package"
+                                   and not present else "")
         table.add_row(r["name"], r["family"], "x".join(map(str, r["input_shape"])), weights, r["plugin"])
     _console().print(table)
 

@@ -49,7 +49,11 @@ def import_factory(model: ModelSpec) -> Any:
 
 
 def build_module(model: ModelSpec, weights: WeightsRef) -> torch.nn.Module:
-    """The model's torch module in eval mode, with the given weights (or seeded random ones)."""
+    """The model's torch module in eval mode, with the given weights (or seeded random ones).
+
+    A checkpoint loads by the rules of :func:`zoo_core.weights.load_state_dict` (unwrapping, ``module.``, then
+    the model's declared key map), and strictly: one line names a few missing and unexpected keys otherwise.
+    """
     import torch
 
     from .weights import load_state_dict
@@ -60,29 +64,42 @@ def build_module(model: ModelSpec, weights: WeightsRef) -> torch.nn.Module:
     module = factory(**dict(model.factory_kwargs))
     if weights.kind == "file":
         assert weights.path is not None
-        state = load_state_dict(weights.path)
-        expected = module.state_dict()
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-        if missing or unexpected or wrong:
-            parts = []
-            if missing:
-                parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-            if wrong:
-                k = wrong[0]
-                parts.append(
-                    f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} != {tuple(expected[k].shape)})"
-                )
-            raise ZooError(
-                f"weights {weights.path} do not fit model {model.name!r}: keys " + ", ".join(parts),
-                note="these weights belong to another model; pass the right file with --weights",
-            )
+        key_map = model.weights.key_map if model.weights is not None else None
+        state = load_state_dict(weights.path, key_map=key_map)
+        _check_fit(model, weights, state, module.state_dict())
         module.load_state_dict(state, strict=True)
     module.eval()
     return module
+
+
+def _check_fit(model: ModelSpec, weights: WeightsRef, state: dict[str, Any], expected: dict[str, Any]) -> None:
+    """One line when ``state`` does not fit the module's ``expected`` keys and shapes, naming a few of each kind."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or wrong):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing ({_a_few(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_a_few(unexpected)})")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} != {tuple(expected[k].shape)})")
+    key_map = model.weights.key_map if model.weights is not None else None
+    mapped = " after the key map" if key_map is not None else ""
+    if weights.source == "path":
+        note = "these weights belong to another model; pass the right file with --weights"
+    else:
+        note = (f"the weights that plugin {model.plugin!r} declares do not fit its model: its WeightsSpec needs "
+                f"{'another' if key_map is not None else 'a'} key_map; meanwhile pass --weights PATH or --weights random")
+    raise ZooError(f"weights {weights.path} do not fit model {model.name!r}{mapped}: keys " + ", ".join(parts),
+                   note=note)
+
+
+def _a_few(keys: list[str], count: int = 3) -> str:
+    return "e.g. " + ", ".join(keys[:count])
 
 
 def sample_input(model: ModelSpec, batch_size: int, seed: int = 0) -> np.ndarray:

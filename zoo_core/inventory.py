@@ -9,10 +9,11 @@ from .plugins import Registry, hook_owners, plugin_version
 
 
 def list_models(registry: Registry) -> list[dict[str, Any]]:
-    """One row per registered model: name, family, input shape, whether published weights are known."""
-    from .weights import hub_checkpoints_dir
+    """One row per registered model: name, family, input shape, its declared weights (``weights_kind``: ``"url"``,
+    ``"package"``, ``"loader"`` or ``None``) and whether they are on this machine (``weights_cached``: ``None``
+    for a loader, known only once it runs). Neither torch nor a model's own modules are imported."""
+    from .weights import weights_present
 
-    hub = hub_checkpoints_dir()
     rows = []
     for spec in sorted(registry.models.values(), key=lambda s: (s.family, _natural(s.name))):
         rows.append(
@@ -21,7 +22,8 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
                 "family": spec.family,
                 "input_shape": list(spec.input_shape),
                 "weights_known": spec.weights is not None,
-                "weights_cached": spec.weights is not None and (hub / spec.weights.file_name).is_file(),
+                "weights_kind": spec.weights.kind if spec.weights is not None else None,
+                "weights_cached": weights_present(spec.weights) if spec.weights is not None else False,
                 "plugin": spec.plugin,
             }
         )
@@ -29,8 +31,14 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
 
 
 def model_info(registry: Registry, name: str) -> dict[str, Any]:
-    """A model's full configuration."""
-    return registry.model(name).to_dict()
+    """A model's full configuration; its weights also say their ``kind`` and whether they are ``present``."""
+    from .weights import weights_present
+
+    spec = registry.model(name)
+    info = spec.to_dict()
+    if spec.weights is not None:
+        info["weights"] = {"kind": spec.weights.kind, "present": weights_present(spec.weights), **info["weights"]}
+    return info
 
 
 def plugins_info(registry: Registry) -> dict[str, Any]:

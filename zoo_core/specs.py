@@ -14,11 +14,130 @@ from .preprocessing import PRESETS, DeclarationError, Preprocessing
 
 @dataclass(frozen=True)
 class WeightsSpec:
-    """Where a model's published weights live and how to recognise them."""
+    """Where a model's weights come from and how to recognise them: exactly one source of three.
 
-    url: str
-    sha256_prefix: str  # the leading hex digits of the file's sha256, as in the published file name
-    file_name: str  # the name the file has in torch hub's checkpoints folder
+    - ``url``: downloaded once into torch hub's checkpoints folder (as ``file_name``, by default the URL's last
+      part) and verified; a hash is required, ``sha256`` (the full digest) or ``sha256_prefix`` (its leading hex
+      digits, as in published file names such as ``resnest50-528c19ca.pth``).
+    - ``package`` + ``resource``: a file inside an installed package (e.g. shipped in the plugin's wheel), read
+      through ``importlib.resources``; ``resource`` is a relative path inside the package (no ``..``).
+    - ``loader``: ``"package.module:function"``, called with the :class:`ModelSpec` at run time (never by
+      ``zoo list``); it returns the path (``str`` or ``os.PathLike``) of a checkpoint file. A state dict built in
+      memory is ``torch.save``-d to a file by the loader: the cache key is always the sha256 of the file loaded.
+
+    For a package or a loader a hash is optional; when declared it is checked on every run. ``key_map`` renames
+    checkpoint keys after loading (see :func:`zoo_core.weights.load_state_dict`): a prefix table
+    ``{"old.prefix.": "new.prefix."}`` (the longest matching prefix wins; other keys stay as they are) or
+    ``"package.module:function"`` taking and returning a state dict. It applies to every checkpoint loaded for the
+    model, ``--weights PATH`` included. A bad declaration raises ``ValueError`` when the spec is made.
+    """
+
+    url: str | None = None
+    sha256_prefix: str = ""  # the leading hex digits (8 or more) of the file's sha256
+    file_name: str = ""  # a URL's file name in torch hub's checkpoints folder; default: the URL's last part
+    sha256: str | None = None  # the full hex sha256 of the file
+    package: str | None = None  # an importable package that holds the file ...
+    resource: str | None = None  # ... at this relative path inside it, e.g. "weights/tiny.pth"
+    loader: str | None = None  # "package.module:function" returning the checkpoint's path
+    key_map: Mapping[str, str] | str | None = None  # a prefix table, or "package.module:function"
+
+    def __post_init__(self) -> None:
+        sources = [name for name in ("url", "package", "loader") if getattr(self, name) is not None]
+        if self.resource is not None and self.package is None:
+            raise ValueError("WeightsSpec: resource= needs package=, the package that holds the file")
+        if len(sources) != 1:
+            got = f"got {' and '.join(sources)}" if sources else "got none"
+            raise ValueError(f"WeightsSpec declares exactly one source, url=, package= (with resource=) or loader=; {got}")
+        for name in ("url", "package", "resource", "loader", "sha256", "file_name", "sha256_prefix"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"WeightsSpec: {name}= takes a string, got {type(value).__name__}")
+        self._check_hashes()
+        if self.url is not None:
+            self._check_url()
+        elif self.file_name:
+            raise ValueError("WeightsSpec: file_name= names a downloaded file; it goes with url=")
+        if self.package is not None:
+            self._check_package()
+        if self.loader is not None:
+            _check_import_path("loader", self.loader)
+        self._check_key_map()
+
+    @property
+    def kind(self) -> str:
+        """``"url"``, ``"package"`` or ``"loader"``: where the weights come from."""
+        return "url" if self.url is not None else "package" if self.package is not None else "loader"
+
+    @property
+    def where(self) -> str:
+        """Where the weights come from, in words (a dry run's plan)."""
+        if self.kind == "url":
+            return f"{self.file_name} (cache, else download)"
+        if self.kind == "package":
+            return f"{self.resource} in package {self.package}"
+        return f"the file {self.loader} returns"
+
+    @property
+    def expected_sha256(self) -> str:
+        """The declared digest, full or a prefix, lower case; ``""`` when none is declared."""
+        return (self.sha256 or self.sha256_prefix).lower()
+
+    def _check_hashes(self) -> None:
+        if self.sha256 is not None and self.sha256_prefix:
+            raise ValueError("WeightsSpec: declare sha256= (the full digest) or sha256_prefix=, not both")
+        if self.sha256 is not None and not _is_hex(self.sha256, 64, 64):
+            raise ValueError(f"WeightsSpec: sha256={self.sha256!r} is not a full sha256 (64 hex digits)")
+        if self.sha256_prefix and not _is_hex(self.sha256_prefix, 8, 64):
+            raise ValueError(f"WeightsSpec: sha256_prefix={self.sha256_prefix!r} is not 8 to 64 hex digits")
+
+    def _check_url(self) -> None:
+        assert self.url is not None
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError(f"WeightsSpec: url={self.url!r} is not an http(s) URL")
+        if not self.expected_sha256:
+            raise ValueError("WeightsSpec: url= needs sha256= (or sha256_prefix=) to verify the download")
+        from urllib.parse import urlsplit
+
+        name = self.file_name or urlsplit(self.url).path.rpartition("/")[2]
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ValueError(f"WeightsSpec: {name!r} is not a file name; give file_name=")
+        object.__setattr__(self, "file_name", name)
+
+    def _check_package(self) -> None:
+        assert self.package is not None
+        if not all(part.isidentifier() for part in self.package.split(".")):
+            raise ValueError(f"WeightsSpec: package={self.package!r} is not an importable package name")
+        if self.resource is None:
+            raise ValueError("WeightsSpec: package= needs resource=, the file's path inside the package")
+        parts = self.resource.split("/")
+        if self.resource.startswith("/") or "\\" in self.resource or any(
+                part in ("", ".", "..") for part in parts):
+            raise ValueError(f"WeightsSpec: resource={self.resource!r} is not a relative path inside the package "
+                             "(write e.g. resource=\"weights/model.pth\"; no '..', no leading '/')")
+
+    def _check_key_map(self) -> None:
+        key_map = self.key_map
+        if key_map is None or isinstance(key_map, str):
+            if key_map is not None:
+                _check_import_path("key_map", key_map)
+            return
+        if not isinstance(key_map, Mapping) or not key_map:
+            raise ValueError("WeightsSpec: key_map= takes a non-empty prefix table {\"old.\": \"new.\"} "
+                             "or \"package.module:function\"")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in key_map.items()):
+            raise ValueError("WeightsSpec: key_map= prefixes are strings, e.g. {\"backbone.\": \"\"}")
+        object.__setattr__(self, "key_map", dict(key_map))
+
+
+def _is_hex(text: str, shortest: int, longest: int) -> bool:
+    return shortest <= len(text) <= longest and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _check_import_path(name: str, path: str) -> None:
+    """``"package.module:function"``, or a ValueError naming the field."""
+    module, sep, attr = path.partition(":")
+    if not sep or not attr.isidentifier() or not all(part.isidentifier() for part in module.split(".")):
+        raise ValueError(f"WeightsSpec: {name}={path!r} is not an import path \"package.module:function\"")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Model weights: a given file, torch hub's cache, or a verified download; and safe loading."""
+"""Model weights: a given file, a declared source (a verified download, a file in a package, a loader), and safe
+loading with the declared key map."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Mapping
 
 from .errors import CheckError, ZooError
 
 if TYPE_CHECKING:
     import torch
 
-    from .specs import ModelSpec
+    from .specs import ModelSpec, WeightsSpec
 
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation, not for the whole file
 _CHUNK = 1 << 20
@@ -28,7 +29,7 @@ class WeightsRef:
     kind: str  # "file" or "random"
     path: Path | None
     sha256: str | None  # full hex digest of the file
-    source: str  # "path", "cache", "download", "random"
+    source: str  # "path", "cache", "download", "package", "loader", "random"
     seed: int | None = None
 
     @property
@@ -79,8 +80,9 @@ def resolve_weights(
     """Find the weights a run uses.
 
     ``choice`` is ``"random"`` (seeded random weights, performance only), a file path, or ``None``: then the
-    file named by the model's weights spec in torch hub's cache, downloaded and verified if absent.
-    ``offline`` (default: env ``ZOO_OFFLINE``) forbids the download.
+    model's declared weights (:class:`~zoo_core.specs.WeightsSpec`): a URL's file in torch hub's cache, downloaded
+    and verified if absent (``offline``, default env ``ZOO_OFFLINE``, forbids the download); the file inside an
+    installed package; or the path a loader returns. A declared sha256 is checked every time.
     """
     if choice == "random":
         return WeightsRef(kind="random", path=None, sha256=None, source="random", seed=seed)
@@ -93,13 +95,17 @@ def resolve_weights(
             f"model {model.name!r} declares no published weights",
             note="pass --weights PATH for a state_dict file, or --weights random for a performance-only run",
         )
+    if spec.kind == "package":
+        return _package_file(model, spec)
+    if spec.kind == "loader":
+        return _loader_file(model, spec)
     cached = hub_checkpoints_dir() / spec.file_name
     if cached.is_file():
         digest = sha256_file(cached)
-        if not _matches(digest, spec.sha256_prefix):
+        mismatch = _mismatch(digest, spec)
+        if mismatch:
             raise CheckError(
-                f"cached weights {cached} have sha256 {digest[: len(spec.sha256_prefix)]}…, "
-                f"expected prefix {spec.sha256_prefix}",
+                f"cached weights {cached} have {mismatch}",
                 note=f"the file is corrupt or not the published one: delete {cached} to re-download it",
             )
         return WeightsRef(kind="file", path=cached, sha256=digest, source="cache")
@@ -112,11 +118,45 @@ def resolve_weights(
     return WeightsRef(kind="file", path=cached, sha256=digest, source="download")
 
 
-def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
-    """Load a state_dict safely (``weights_only=True``, on the CPU), unwrapped and without ``module.`` prefixes.
+def weights_present(spec: WeightsSpec) -> bool | None:
+    """Whether declared weights are on this machine, for listings: a URL's file in torch hub's cache, a package's
+    file; ``None`` for a loader (known only once it runs). Imports no package of the declaration (a dotted
+    package's parents excepted), hashes nothing."""
+    from importlib.util import find_spec
 
-    A checkpoint that holds ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped. A file torch cannot
-    load, or one whose pickle asks for anything but tensors and plain containers, raises a ZooError.
+    if spec.kind == "url":
+        return (hub_checkpoints_dir() / spec.file_name).is_file()
+    if spec.kind == "loader":
+        return None
+    assert spec.package is not None and spec.resource is not None
+    try:
+        found = find_spec(spec.package)
+    except (ImportError, ValueError):
+        return False
+    locations = (found.submodule_search_locations or []) if found is not None else []
+    return any((Path(location) / spec.resource).is_file() for location in locations)
+
+
+def load_state_dict(path: Path, key_map: Mapping[str, str] | str | None = None) -> dict[str, "torch.Tensor"]:
+    """Load a checkpoint file as a state dict, by these rules, in this order:
+
+    1. ``torch.load(path, map_location="cpu", weights_only=True)``: only tensors and plain containers load; a
+       pickle that asks for anything else (code, a whole ``nn.Module``) is refused, as is a file torch cannot
+       read (empty, truncated, not a checkpoint): one line each.
+    2. Unwrapping, one level: when the loaded object is a dict whose ``"state_dict"`` entry is a dict, that entry
+       is the state dict; else when its ``"model"`` entry is a dict, that one (``"state_dict"`` wins when both
+       are there; other entries such as ``"epoch"`` or ``"optimizer"`` are dropped). A wrapper inside a wrapper
+       is not unwrapped.
+    3. The result must be a dict of string keys to tensors; any other entry is refused by its name.
+    4. Each key loses one leading ``"module."`` (what ``DataParallel`` and ``DistributedDataParallel`` add);
+       ``"module.module.x"`` becomes ``"module.x"``.
+    5. ``key_map`` (the model's :attr:`WeightsSpec.key_map`), when given, renames the keys: a prefix table
+       ``{"old.": "new."}`` replaces the longest matching prefix of each key and leaves keys that match none as
+       they are (``{"": "model."}`` prefixes every key); ``"package.module:function"`` is called with the state
+       dict and returns the renamed one. Two keys renamed to one name are refused.
+
+    The caller then loads the result strictly (:func:`zoo_core.export.build_module`): every key of the model
+    present, none left over, every shape equal, or one line naming a few missing and unexpected keys.
     """
     import pickle
     import warnings
@@ -157,7 +197,47 @@ def load_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
                 note=note,
             )
         state[name.removeprefix("module.")] = value
-    return state
+    return state if key_map is None else map_keys(state, key_map, path)
+
+
+def map_keys(state: dict[str, "torch.Tensor"], key_map: Mapping[str, str] | str, path: Path) -> dict[str, "torch.Tensor"]:
+    """``state`` renamed by a key map (rule 5 of :func:`load_state_dict`)."""
+    import torch
+
+    if isinstance(key_map, str):
+        mapped = import_callable(key_map, "key_map")(dict(state))
+        if not isinstance(mapped, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in mapped.items()):
+            raise TypeError(f"key_map {key_map!r} returned a {type(mapped).__name__}, not a state dict of tensors "
+                            "(a bug in the plugin)")
+        return dict(mapped)
+    prefixes = sorted(key_map, key=len, reverse=True)
+    out: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}
+    for name, value in state.items():
+        old = next((p for p in prefixes if name.startswith(p)), None)
+        new = name if old is None else key_map[old] + name[len(old):]
+        if new in out:
+            raise ZooError(f"the key map renames both {origin[new]!r} and {name!r} of {path} to {new!r}",
+                           note="fix key_map in the model's WeightsSpec: two tensors cannot share a name")
+        out[new], origin[new] = value, name
+    return out
+
+
+def import_callable(path: str, what: str) -> Any:
+    """The function named by ``"package.module:function"`` (a declaration's ``what``), or one line saying why not."""
+    import importlib
+
+    module_name, _, attr = path.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ZooError(f"cannot import the weights {what} {path!r}: {exc}",
+                       note="reinstall the plugin that declares it") from None
+    if not callable(function):
+        raise ZooError(f"the weights {what} {path!r} is a {type(function).__name__}, not a function",
+                       note="fix the plugin's WeightsSpec")
+    return function
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,8 +256,64 @@ def _given_file(path: Path) -> WeightsRef:
     return WeightsRef(kind="file", path=path.resolve(), sha256=sha256_file(path), source="path")
 
 
-def _matches(digest: str, prefix: str) -> bool:
-    return digest.lower().startswith(prefix.strip().lower())
+def _package_file(model: ModelSpec, spec: WeightsSpec) -> WeightsRef:
+    """The declared file inside an installed package, found through importlib.resources and verified."""
+    from importlib import resources
+
+    assert spec.package is not None and spec.resource is not None
+    where = f"{spec.resource} in package {spec.package}"
+    note = (f"reinstall the plugin {model.plugin!r} that declares {model.name!r} (its weights ship inside it), "
+            "or pass --weights PATH or --weights random")
+    try:
+        root = resources.files(spec.package)
+    except (ImportError, TypeError) as exc:  # TypeError: a module, not a package
+        raise ZooError(f"cannot find the weights of {model.name}: {where}: {exc}", note=note) from None
+    file = root.joinpath(*spec.resource.split("/"))
+    if not isinstance(root, Path) or not isinstance(file, Path):
+        raise ZooError(f"cannot read the weights of {model.name}: package {spec.package} is not installed as "
+                       "plain files (zipped, or a namespace package)", note=note)
+    if not file.is_file():
+        raise ZooError(f"cannot find the weights of {model.name}: no file {where} ({file})", note=note)
+    path = file.resolve()
+    if not path.is_relative_to(root.resolve()):  # a link out of the package
+        raise ZooError(f"the weights of {model.name}, {where}, lead outside the package to {path}",
+                       note="only files inside the package are read; fix the plugin's WeightsSpec")
+    return _verified(model, spec, path, "package", where)
+
+
+def _loader_file(model: ModelSpec, spec: WeightsSpec) -> WeightsRef:
+    """The file that the declared loader returns, verified when a digest is declared."""
+    assert spec.loader is not None
+    result = import_callable(spec.loader, "loader")(model)
+    if not isinstance(result, (str, os.PathLike)):
+        raise TypeError(f"the weights loader {spec.loader!r} of {model.name!r} returned a {type(result).__name__}, "
+                        "not a path (a bug in the plugin: a loader torch.save-s a state dict and returns its file)")
+    path = Path(result).expanduser()
+    if not path.is_file():
+        raise ZooError(f"the weights loader {spec.loader!r} of {model.name} returned {path}, which is not a file",
+                       note=f"report it to the authors of the plugin {model.plugin!r}; meanwhile pass --weights PATH "
+                       "or --weights random")
+    return _verified(model, spec, path.resolve(), "loader", f"the file {path} from {spec.loader}")
+
+
+def _verified(model: ModelSpec, spec: WeightsSpec, path: Path, source: str, what: str) -> WeightsRef:
+    digest = sha256_file(path)
+    mismatch = _mismatch(digest, spec)
+    if mismatch:
+        raise CheckError(f"the weights of {model.name}, {what}, have {mismatch}",
+                         note=f"the file is not the one the plugin {model.plugin!r} declares: reinstall the plugin, "
+                         "or pass --weights PATH")
+    return WeightsRef(kind="file", path=path, sha256=digest, source=source)
+
+
+def _mismatch(digest: str, spec: WeightsSpec) -> str:
+    """``""`` when ``digest`` is the declared one (or none is declared), else how they differ, for a message."""
+    expected = spec.expected_sha256
+    if digest.lower().startswith(expected):
+        return ""
+    if spec.sha256_prefix:
+        return f"sha256 {digest[: len(expected)]}…, expected prefix {spec.sha256_prefix}"
+    return f"sha256 {digest[:16]}…, expected {expected[:16]}…"
 
 
 def _download_error(model: ModelSpec, reason: str) -> ZooError:
@@ -210,9 +346,10 @@ def _download(model: ModelSpec, dest: Path, *, progress: bool) -> str:
             stage = "disk"
         if total is not None and received != total:
             raise _download_error(model, f"the connection closed after {received} of {total} bytes")
-        if not _matches(digest, spec.sha256_prefix):
+        mismatch = _mismatch(digest, spec)
+        if mismatch:
             raise CheckError(
-                f"downloaded file for {model.name} has sha256 {digest[:8]}…, expected prefix {spec.sha256_prefix}",
+                f"downloaded file for {model.name} has {mismatch}",
                 note="the server returned a different file; nothing was kept. Check the model's weights URL, "
                 "or download the file yourself and pass --weights PATH",
             )
