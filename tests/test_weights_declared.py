@@ -454,3 +454,56 @@ def test_bad_declaration_leaves_the_cli_working(zoo_cli, tmp_path: Path) -> None
     errors = [p["error"] for p in plugins if p["name"] == "zoo_badweights"]
     assert errors == ["ValueError: WeightsSpec: url= needs sha256= (or sha256_prefix=) to verify the download"]
     assert zoo_cli("list", env=env).code == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the core's export needs no hook, for several inputs and outputs too
+
+
+def test_generic_export_of_two_inputs_and_two_outputs(package_root: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from zoo_core.export import export_onnx, run_onnx, sample_input, simplify_onnx
+
+    _write_package(package_root, "zoo_declared_two", {"model.py": """
+        import torch
+
+        class Two(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = torch.nn.Conv2d(3, 4, 3)
+
+            def forward(self, a, b):
+                x = self.conv(a) - 2 * self.conv(b)
+                return x.mean((2, 3)), x.amax((2, 3))
+
+        def build():
+            return Two()
+    """})
+    spec = ModelSpec(name="two", family="test", factory="zoo_declared_two.model:build", input_names=("a", "b"),
+                     output_names=("mean", "max"), input_shape=(3, 8, 8), num_classes=4)
+    ref = W.resolve_weights(spec, "random", seed=3)
+    path = tmp_path / "two.onnx"
+    check = export_onnx(spec, ref, path, opset=13)
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["a", "b"] and [o.name for o in graph.output] == ["mean", "max"]
+    assert check.max_abs_diff <= check.tolerance
+    a, b = sample_input(spec, 2, seed=5), sample_input(spec, 2, seed=6)
+    with torch.no_grad():
+        expected = build_module(spec, ref)(torch.from_numpy(a), torch.from_numpy(b))
+    for got, want in zip(run_onnx(path, {"a": a, "b": b}), expected):  # each input reaches its own argument
+        assert got.shape == (2, 4) and abs(got - want.numpy()).max() < 1e-4
+    assert simplify_onnx(spec, path, tmp_path / "two-3.onnx", 3).batch_size == 3
+
+
+def test_export_check_judges_every_output() -> None:
+    import numpy as np
+
+    from zoo_core.export import compare_outputs
+
+    same, off = np.zeros((2, 3), np.float32), np.ones((2, 3), np.float32)
+    check = compare_outputs("x", {"PyTorch": [same, same], "ONNX Runtime": [same, off]}, 1e-4, 2, note="n")
+    assert check.max_abs_diff == 1.0
+    with pytest.raises(CheckError, match=r"^x: NaN or infinity in the outputs, 2 of 12 values from ONNX Runtime$"):
+        compare_outputs("x", {"PyTorch": [same, same], "ONNX Runtime": [same, np.full((2, 3), [0, 0, np.nan])]},
+                        1e-4, 2, note="n")

@@ -126,21 +126,21 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
     """Export ``model`` to ``path`` with a dynamic batch axis, then check ONNX Runtime against PyTorch.
 
     The check's result is written beside the ONNX file (``export-check.json``). A difference beyond
-    ``atol * max(1, max |torch output|)``, or NaN or infinity in either output, raises :class:`CheckError`.
+    ``atol * max(1, max |torch output|)`` in any output, or NaN or infinity in either side's outputs, raises
+    :class:`CheckError`. A model of several inputs gets one seeded sample per input name, each of the declared
+    shape; one of several outputs (a tuple) is checked output by output.
     """
     import torch
 
-    if len(model.input_names) != 1:
-        raise UsageError(f"model {model.name!r}: the generic exporter handles one input; its plugin must export it")
     module = build_module(model, weights)
-    example = torch.from_numpy(sample_input(model, 2, seed=1))
+    examples = tuple(torch.from_numpy(sample_input(model, 2, seed=1 + i)) for i in range(len(model.input_names)))
     dynamic = {name: {0: "batch"} for name in (*model.input_names, *model.output_names)}
     with warnings.catch_warnings(), writing(path), _no_graph_dump(torch):
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         try:
             torch.onnx.export(
                 module,
-                (example,),
+                examples,
                 str(path),
                 input_names=list(model.input_names),
                 output_names=list(model.output_names),
@@ -155,12 +155,12 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
                              note=f"choose a newer opset with --opset, or leave it out for the model's own "
                              f"({model.opset})") from None
     with torch.no_grad():
-        expected = module(example).numpy()
-    actual = run_onnx(path, {model.input_names[0]: example.numpy()})[0]
-    check_finite(f"exported ONNX of {model.name!r}", {"PyTorch": expected, "ONNX Runtime": actual},
-                 note="the weights hold NaN or infinity, or are so large that the outputs overflow float32; "
-                 "check the checkpoint passed with --weights")
-    check = compare(expected, actual, atol, batch_size=example.shape[0])
+        out = module(*examples)
+    expected = [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+    actual = run_onnx(path, {name: example.numpy() for name, example in zip(model.input_names, examples)})
+    check = compare_outputs(f"exported ONNX of {model.name!r}", {"PyTorch": expected, "ONNX Runtime": actual},
+                            atol, batch_size=2, note="the weights hold NaN or infinity, or are so large that the "
+                            "outputs overflow float32; check the checkpoint passed with --weights")
     path.with_name(CHECK_FILE).write_text(json.dumps(check.to_dict(), allow_nan=False))
     if check.max_abs_diff > check.tolerance:
         raise CheckError(
@@ -198,6 +198,21 @@ def check_finite(what: str, outputs: dict[str, np.ndarray], note: str) -> None:
         raise CheckError(f"{what}: NaN or infinity in the outputs, {sides}", note=note)
 
 
+def compare_outputs(what: str, outputs: dict[str, list[np.ndarray]], atol: float, batch_size: int,
+                    note: str) -> ExportCheck:
+    """The worst agreement of two producers' outputs (by who produced them; the first is the reference), output
+    by output, after :func:`check_finite` over all of them."""
+    import numpy as np
+
+    (ref_name, expected), (_, actual) = outputs.items()
+    check_finite(what, {who: np.concatenate([np.ravel(a) for a in arrays]) for who, arrays in outputs.items()},
+                 note=note)
+    if len(expected) != len(actual):
+        raise CheckError(f"{what}: {len(actual)} outputs, {ref_name} has {len(expected)}")
+    checks = [compare(e, a, atol, batch_size) for e, a in zip(expected, actual)]
+    return max(checks, key=lambda c: (c.max_abs_diff > c.tolerance, c.max_abs_diff))  # a failing one first
+
+
 def compare(expected: np.ndarray, actual: np.ndarray, atol: float, batch_size: int) -> ExportCheck:
     import numpy as np
 
@@ -228,13 +243,10 @@ def simplify_onnx(model: ModelSpec, src: Path, dst: Path, batch_size: int, atol:
     with writing(dst):
         onnx.save(simplified, str(dst))
     feed = {name: sample_input(model, batch_size, seed=2) for name in model.input_names}
-    expected = run_onnx(src, feed)[0]
-    actual = run_onnx(dst, feed)[0]
-    check_finite(f"simplified ONNX of {model.name!r} at batch {batch_size}",
-                 {"the exported ONNX": expected, "the simplified ONNX": actual},
-                 note="the ONNX file's weights hold NaN or infinity, or are so large that the outputs overflow "
-                 "float32; export it again from a sound checkpoint")
-    check = compare(expected, actual, atol, batch_size)
+    check = compare_outputs(f"simplified ONNX of {model.name!r} at batch {batch_size}",
+                            {"the exported ONNX": run_onnx(src, feed), "the simplified ONNX": run_onnx(dst, feed)},
+                            atol, batch_size, note="the ONNX file's weights hold NaN or infinity, or are so large "
+                            "that the outputs overflow float32; export it again from a sound checkpoint")
     if check.max_abs_diff > check.tolerance:
         raise CheckError(
             f"simplified ONNX of {model.name!r} at batch {batch_size} differs from the exported one by "
