@@ -48,10 +48,10 @@ def test_outputs_equal_onnxruntime_for_a_batch_that_needs_padding(ascend_env, tm
     samples = sample_input(zoo.registry.model(model), count, seed=4)  # the last batch of 4 is padded
     outputs = {}
     # Compiled in float32: this test is about the padded batch (test_trust_precision.py is about float16).
-    for backend, flags in (("ascend", {"precision_mode": "force_fp32"}), ("onnxruntime", {})):
+    for backend, flags in (("ascend", {"backend_options": {"precision_mode": "force_fp32"}}), ("onnxruntime", {})):
         options = options_for(zoo, model=model, backend=backend, batch_sizes=(4,), **flags)
         prepared = prepare(zoo, options)
-        with zoo.pm.hook.zoo_infer(compiled=prepared.compiled[4], model=prepared.model, options=options) as runner:
+        with zoo.open_runner(prepared.compiled[4], prepared.model, options) as runner:
             outputs[backend] = infer_batches(runner, {"actual_input_1": samples})[0]
     assert outputs["ascend"].shape == (count, classes)
     np.testing.assert_allclose(outputs["ascend"], outputs["onnxruntime"], atol=1e-5)
@@ -68,7 +68,7 @@ class Fp16Input:
 
 def test_model_config_and_command_line_atc_arguments_reach_atc(ascend_env, tmp_path) -> None:
     zoo = Zoo.create(autoload=False, plugins=[zoo_resnest, Fp16Input()], cache_dir=tmp_path / "cache")
-    options = options_for(zoo, model="tiny-fp16", batch_sizes=(1,), backend_args=("log=info",))
+    options = options_for(zoo, model="tiny-fp16", batch_sizes=(1,), backend_options={"atc_arg": ("log=info",)})
     prepared = prepare(zoo, options)
     command = (prepared.compiled[1].path.parent / "atc.log").read_text().splitlines()[0].split()
     assert "--input_fp16_nodes=actual_input_1" in command  # from the model's config
@@ -164,13 +164,13 @@ def _log_of(error: ZooError, out: Path) -> Path:
 
 
 def test_e10007_wrong_framework(ascend_env, tmp_path) -> None:
-    error = _compile_error(tmp_path, backend_args=("framework=3",))
+    error = _compile_error(tmp_path, backend_options={"atc_arg": ("framework=3",)})
     assert "E10007" in error.message and "--framework" in error.note
     assert "E10007" in _log_of(error, tmp_path / "out").read_text()
 
 
 def test_e10054_missing_required_parameter(ascend_env, tmp_path) -> None:
-    error = _compile_error(tmp_path, backend_args=("soc_version=",))
+    error = _compile_error(tmp_path, backend_options={"atc_arg": ("soc_version=",)})
     assert "E10054" in error.message and "required ATC parameter" in error.note
     _log_of(error, tmp_path / "out")
 
@@ -243,7 +243,7 @@ def _generation(env: dict[str, str]) -> str:
 
 
 def _runner_for(zoo: Zoo, compiled, options):  # noqa: ANN001, ANN202
-    return zoo.pm.hook.zoo_infer(compiled=compiled, model=zoo.registry.model(compiled.model), options=options)
+    return zoo.open_runner(compiled, zoo.registry.model(compiled.model), options)
 
 
 def test_a_timed_call_reads_the_device_time_of_either_generation(ascend_env, tmp_path) -> None:
@@ -329,16 +329,16 @@ def test_a_dynamic_batch_om_serves_each_listed_batch(ascend_env, tmp_path) -> No
     from zoo_core.runtime import compiled_inputs
 
     zoo = make_zoo(tmp_path)
-    options = options_for(zoo, batch_sizes=(2,), precision_mode="force_fp32",
-                          backend_args=("input_shape=actual_input_1:-1,3,64,64", "dynamic_batch_size=1,2,4"))
-    prepared = prepare(zoo, options.with_(backend="onnxruntime", backend_args=()))  # the dynamic export, no ATC
+    options = options_for(zoo, batch_sizes=(2,), backend_options={"precision_mode": "force_fp32", "atc_arg": (
+        "input_shape=actual_input_1:-1,3,64,64", "dynamic_batch_size=1,2,4")})
+    prepared = prepare(zoo, options.with_(backend="onnxruntime", backend_options={}))  # the dynamic export, no ATC
     exported = next(a for a in prepared.artifacts if a.stage == "export").file(EXPORT_FILE)
     (tmp_path / "work").mkdir()
     compiled = zoo.pm.hook.zoo_compile(backend=zoo.registry.backends["ascend"], model=prepared.model,
                                        weights=prepared.weights, onnx_path=exported, batch_size=2,
                                        workdir=tmp_path / "work", options=options)
     samples = sample_input(prepared.model, 4, seed=3)
-    with zoo.pm.hook.zoo_infer(compiled=prepared.compiled[2], model=prepared.model, options=options) as reference:
+    with zoo.open_runner(prepared.compiled[2], prepared.model, options) as reference:
         expected = infer_batches(reference, {"actual_input_1": samples})[0]
     for batch in (1, 2, 4):
         at_batch = replace(compiled, batch_size=batch, inputs=compiled_inputs(prepared.model, "ascend", batch))
@@ -396,7 +396,8 @@ def test_an_aipp_model_gives_atc_the_onnx_layout_not_the_image_layout() -> None:
 
     model = Registry(get_plugin_manager(autoload=False, plugins=[zoo_resnet])).models["resnet50"]
     assert model.input_for("ascend")[2] == "NHWC"
-    options = resolve_options(model, {"weights": "random", "backend": "ascend", "soc": "Ascend310P3"})
+    options = resolve_options(model, {"weights": "random", "backend": "ascend",
+                                      "backend_options": {"soc": "Ascend310P3"}})
     args = ascend.atc_arguments(model, Path("m.onnx"), Path("out"), 8, "Ascend310P3", options)
     assert "--input_format=NCHW" in args and "--input_shape=actual_input_1:8,3,224,224" in args
 

@@ -229,10 +229,10 @@ def test_zoo_on_the_fakes_shows_fp16_by_default_and_fp32_when_asked(ascend_env, 
     samples = sample_input(zoo.registry.model("resnest-tiny"), 4, seed=9)
     outputs = {}
     for label, backend, flags in (("ort", "onnxruntime", {}), ("default", "ascend", {}),
-                                  ("fp32", "ascend", {"precision_mode": "force_fp32"})):
+                                  ("fp32", "ascend", {"backend_options": {"precision_mode": "force_fp32"}})):
         options = options_for(zoo, backend=backend, batch_sizes=(4,), **flags)
         prepared = prepare(zoo, options)
-        with zoo.pm.hook.zoo_infer(compiled=prepared.compiled[4], model=prepared.model, options=options) as runner:
+        with zoo.open_runner(prepared.compiled[4], prepared.model, options) as runner:
             outputs[label] = infer_batches(runner, {"actual_input_1": samples})[0]
     scale = float(np.abs(outputs["ort"]).max())
     np.testing.assert_allclose(outputs["fp32"], outputs["ort"], rtol=0, atol=1e-6 * scale)

@@ -21,9 +21,14 @@ _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, err
 
 
 def _zoo():  # noqa: ANN202
+    """The application, made once per command (a command with plugin options made it to parse them)."""
     from .runner import Zoo
 
-    return Zoo.create()
+    ctx = click.get_current_context(silent=True)
+    meta: dict[str, Any] = ctx.meta if ctx is not None else {}
+    if "zoo.app" not in meta:
+        meta["zoo.app"] = Zoo.create()
+    return meta["zoo.app"]
 
 
 def _emit_json(data: Any) -> None:
@@ -87,7 +92,9 @@ def plugins_cmd(as_json: bool) -> None:
     """Plugins with their hooks, versions and load errors; backends and whether they can run here."""
     from .inventory import plugins_info
 
-    data = plugins_info(_zoo().registry)
+    zoo = _zoo()
+    _plugin_options(zoo)  # so that a plugin's broken option is listed with its problems
+    data = plugins_info(zoo.registry)
     if as_json:
         return _emit_json(data)
     from rich.table import Table
@@ -117,7 +124,91 @@ def _run_flags(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-@cli.command("run")
+# -------------------------------------------------------------------------
+# Options that plugins add for their backends and engines (zoo_add_options)
+# -------------------------------------------------------------------------
+
+_PLUGIN_PARAM = "plugin_option__"  # click's name of a plugin option: this prefix and its key
+
+
+class _WithPluginOptions(click.Command):
+    """A command that also takes the options plugins add for their backends and engines. They are loaded when
+    the command is parsed or shows its help, never when ``zoo`` starts (``zoo list`` and ``zoo --help`` load no
+    plugin for them); ``--help`` lists each under its backend's (or engine's) name."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return [*super().get_params(ctx), *_plugin_params(ctx)]
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            for owner in (getattr(param, "zoo_owners", None) or ["Options"]) if record else []:
+                sections.setdefault(owner if owner == "Options" else f"Options of {owner}", []).append(record)
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+def _plugin_options(zoo: Any) -> list[Any]:
+    """The plugins' options; one whose flag a core option of ``zoo run`` or ``zoo compare`` already takes is a
+    problem of its plugin (``zoo plugins``) and left out."""
+    from .plugin_options import declared
+    from .plugins import PluginProblem
+
+    meta = click.get_current_context().meta
+    if "zoo.options" not in meta:
+        taken = {o for command in (run_cmd, compare_cmd) for p in command.params for o in p.opts} | {"-h", "--help"}
+        meta["zoo.options"] = []
+        for spec in declared(zoo.registry):
+            if spec.command_line and spec.flag in taken:
+                zoo.pm.problems.append(PluginProblem(spec.plugin, f"option {spec.flag} of {spec.owner}: zoo's own "
+                                                     "option takes that flag; it is ignored"))
+            else:
+                meta["zoo.options"].append(spec)
+    return meta["zoo.options"]
+
+
+def _plugin_params(ctx: click.Context) -> list[click.Option]:
+    if "zoo.params" not in ctx.meta:
+        params: dict[str, click.Option] = {}
+        for spec in filter(lambda spec: spec.command_line, _plugin_options(_zoo())):
+            if spec.key not in params:  # options of the same name (several backends' --precision-mode) share a flag
+                params[spec.key] = click.Option(
+                    [spec.flag, _PLUGIN_PARAM + spec.key], is_flag=spec.type is bool, multiple=spec.multiple,
+                    default=None, help=spec.help,
+                    metavar=spec.metavar or {int: "INTEGER", float: "FLOAT"}.get(spec.type, "TEXT"))
+                params[spec.key].zoo_owners = []  # type: ignore[attr-defined]
+            params[spec.key].zoo_owners.append(spec.owner)  # type: ignore[attr-defined]
+        ctx.meta["zoo.params"] = list(params.values())
+    return ctx.meta["zoo.params"]
+
+
+def _pop_plugin_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """The plugin options given (key -> value), taken out of click's ``flags``."""
+    names = [name for name in flags if name.startswith(_PLUGIN_PARAM)]
+    given = {name.removeprefix(_PLUGIN_PARAM): flags.pop(name) for name in names}
+    return {key: value for key, value in given.items() if value not in (None, ())}
+
+
+def _with_plugin_options(zoo: Any, options: Any, backends: list[str], given: dict[str, Any],
+                         generic: tuple[str, ...]) -> Any:
+    """``options`` with the plugin options ``given`` and every ``--backend-opt``; a usage error for an option of a
+    backend or engine the run does not use, or a key its backend does not declare."""
+    if not given and not generic:
+        return options
+    from .plugin_options import resolve
+
+    specs = [zoo.registry.backend(name) if name == "auto" else zoo.registry.backend_of(name) for name in backends]
+    backend_options, engine_options = resolve(_plugin_options(zoo), specs, options.engine, given, generic)
+    return options.with_(backend_options=backend_options, engine_options=engine_options)
+
+
+_BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ for -); repeatable. The sections "
+                     "below list each backend's options.")
+
+
+@cli.command("run", cls=_WithPluginOptions)
 @click.argument("model")
 @click.option("--bs", "batch_sizes", default="8", show_default=True, help="Batch size, or a sweep: 1,4,8,16,32,64.")
 @click.option("--backend", default=None, help="Backend name (default: the best available; see `zoo plugins`).")
@@ -150,10 +241,7 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
 @click.option("--device", "devices", default=None, help="Accelerator ids, e.g. 0 or 0,1,2,3 (one process each; several only where the backend has separate "
               "devices, not on the CPU).")
-@click.option("--soc", default=None, help="Ascend: ATC --soc_version, e.g. Ascend310P3 (default: from npu-smi).")
-@click.option("--precision-mode", default=None, help="Ascend: ATC --precision_mode (default: ATC's).")
-@click.option("--atc-arg", "backend_args", multiple=True, metavar="KEY=VALUE",
-              help="Ascend: an extra ATC argument; repeatable.")
+@click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE", help=_BACKEND_OPT_HELP)
 @click.option("--engine", default=None, metavar="NAME",
               help="local: this process; ray: the devices of a Ray cluster (pip install 'zoo[ray]'); a plugin may "
               "add others (`zoo doctor` lists them).  [default: local]")
@@ -164,21 +252,22 @@ def _run_flags(**given: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print only the results object on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the commands that would do the same by hand; run nothing.")
 def run_cmd(
-    model: str, batch_sizes: str, devices: str | None, backend_args: tuple[str, ...], as_json: bool, dry_run: bool,
+    model: str, batch_sizes: str, devices: str | None, backend_opts: tuple[str, ...], as_json: bool, dry_run: bool,
     **flags: Any,
 ) -> None:
     """Export, compile and time MODEL on a backend: the recipe in one command."""
     from .progress import RichProgress
     from .runner import plan, run
-    from .specs import parse_backend_args, parse_batch_sizes, parse_devices, resolve_options
+    from .specs import parse_batch_sizes, parse_devices, resolve_options
 
     zoo = _zoo()
     spec = zoo.registry.model(model)
-    parse_backend_args(backend_args)  # a malformed pair is a usage error before anything runs
+    plugin_flags = _pop_plugin_flags(flags)
     options = resolve_options(spec, _run_flags(
-        batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None,
-        backend_args=backend_args or None, **flags,
+        batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None, **flags,
     ))
+    # before anything runs: an option of another backend, or a malformed one, is a usage error
+    options = _with_plugin_options(zoo, options, [options.backend], plugin_flags, backend_opts)
     from .engines import check_engine
 
     check_engine(zoo, options)  # an unknown engine, or an option of another one: a usage error before any work
@@ -279,7 +368,7 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
         console.print(_report_files_line(out), style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
-@cli.command("compare")
+@cli.command("compare", cls=_WithPluginOptions)
 @click.argument("model")
 @click.option("--backends", required=True,
               help="Backends to compare, e.g. onnxruntime,torch; the reference is torch when named, else the first.")
@@ -292,10 +381,13 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
 @click.option("--samples", type=int, default=None,
               help="Inputs to compare (default: 2 * bs + 1, so one batch is padded).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
+@click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE",
+              help="An option of one of the compared backends, by key; repeatable. The sections below list each "
+              "backend's.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compare_cmd(
     model: str, backends: str, batch_size: str, atol: float | None, rtol: float | None, samples: int | None,
-    as_json: bool, **flags: Any,
+    backend_opts: tuple[str, ...], as_json: bool, **flags: Any,
 ) -> None:
     """Run the same inputs through several backends and check every output against the reference's."""
     from .compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, default_samples, parse_backends, raise_if_failed
@@ -305,9 +397,12 @@ def compare_cmd(
     zoo = _zoo()
     spec = zoo.registry.model(model)
     sizes = parse_batch_sizes(batch_size)
+    plugin_flags = _pop_plugin_flags(flags)
     options = resolve_options(spec, _run_flags(batch_sizes=sizes, **flags))
+    names = parse_backends(backends)
+    options = _with_plugin_options(zoo, options, names, plugin_flags, backend_opts)
     result = compare(
-        zoo, options, parse_backends(backends), default_samples(sizes[0]) if samples is None else samples,
+        zoo, options, names, default_samples(sizes[0]) if samples is None else samples,
         DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol, RichProgress(),
     )
     if as_json:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from .datasets import Dataset
     from .engines import EngineSpec
+    from .options import OptionSpec
     from .preprocessing import Preprocessing
     from .runtime import CompiledModel, Runner
     from .specs import BackendSpec, DatasetSpec, ModelSpec, RunOptions
@@ -238,6 +239,46 @@ def zoo_environment() -> Mapping[str, Any] | None:
     a plugin returns ``None`` when it has nothing to say (e.g. its tools are not installed).
 
     :return: A mapping of JSON-ready facts, e.g. ``{"ascend": {"chip": "310P3", "cann": "7.0.RC1"}}``.
+    """
+
+
+@hookspec(firstresult=True)
+def zoo_device_name(backend: BackendSpec, env: Mapping[str, Any]) -> str | None:
+    """The name of the device a run on ``backend`` measured, as reports print it (the seed table's 芯片型号).
+
+    Called on the backend's plugin only: when a run's results are made (their ``device_name``), and when a report
+    reads an older results object that has none. Read it from ``env``, the facts recorded with the run, not from
+    this machine: an old results file may come from another one.
+
+    :param backend: One of this plugin's backends.
+    :param env: The run's environment facts (``results["env"]``: what every ``zoo_environment`` returned).
+    :return: e.g. ``"Ascend310P3"``, or ``None`` for the core's default, the CPU model.
+
+    Stops at first non-None result.
+    """
+
+
+# -------------------------------------------------------------------------
+# Command-line hooks: what a backend or an engine adds to `zoo run` and `zoo compare`
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def zoo_add_options(register: Callable[[OptionSpec], None]) -> None:
+    """Add command-line options for this plugin's backends (or engines), as tox's ``tox_add_option``.
+
+    Called once per plugin manager, when ``zoo run`` or ``zoo compare`` is parsed or shows its ``--help`` (never
+    for ``zoo list`` or ``zoo --help``). Each option belongs to one backend (or engine): ``zoo run --help`` lists it
+    under that name, a run on another backend refuses it (a usage error), and a run on it passes the value to the
+    backend's hooks as ``options.backend_options[spec.key]`` (an engine's as ``options.engine_options``). Options
+    not given are absent from that mapping. ``--backend-opt KEY=VALUE`` sets any option of the run's backend by key
+    (``command_line=False`` declares a key without a flag of its own); a key the backend does not declare is
+    refused. Every value enters the compile stage's cache key.
+
+    Options of the same name declared by several backends share one flag. An option for a backend this plugin does
+    not register, or that clashes with another, is reported by ``zoo plugins`` and ignored.
+
+    :param register: Call it with one :class:`~zoo_core.options.OptionSpec` per option.
     """
 
 

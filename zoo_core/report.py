@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import math
 from pathlib import Path
@@ -70,13 +71,34 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def chip(results: dict[str, Any]) -> str:
-    """The seed's 芯片型号: the Ascend chip where the run saw one (``Ascend310P3``), else the CPU model."""
+    """The seed's 芯片型号: the results' ``device_name``, which the backend's plugin named when the run was made
+    (e.g. ``Ascend310P3``; the CPU model by default). An older results object has none: the backend's plugin, if
+    installed here, names it from the object's ``env`` now."""
+    if results.get("device_name"):
+        return str(results["device_name"])
     env = results.get("env") or {}
-    name = (env.get("ascend") or {}).get("chip")
-    if name:
-        name = str(name)
-        return name if name.lower().startswith("ascend") else f"Ascend{name}"
-    return str(env.get("cpu") or results.get("device") or "-")
+    backend = _installed_backends().get(str(results.get("backend")))
+    return device_name(backend, env) if backend is not None else str(env.get("cpu") or results.get("device") or "-")
+
+
+def device_name(backend: Any, env: dict[str, Any], registry: Any = None) -> str:
+    """What a run on ``backend`` (a ``BackendSpec``) measured, in the backend's plugin's words
+    (``zoo_device_name``), else the CPU model of ``env``, else the backend's device kind."""
+    registry = registry or _installed_registry()
+    named = registry.call("zoo_device_name", backend, backend=backend, env=env)
+    return str(named or env.get("cpu") or backend.device or "-")
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_registry() -> Any:
+    """The plugins installed here, once per process: only a results object without ``device_name`` needs them."""
+    from .plugins import Registry, get_plugin_manager
+
+    return Registry(get_plugin_manager())
+
+
+def _installed_backends() -> dict[str, Any]:
+    return _installed_registry().backends
 
 
 def _device_count(row: dict[str, Any]) -> int:

@@ -20,6 +20,7 @@ from .export import CHECK_FILE, CHECKS, export_onnx, simplify_onnx
 from .limits import check_batch_memory, check_opset, check_opset_option
 from .measure import results_row
 from .plugins import plugin_source, plugin_version, source_hash
+from .plugin_options import cache_pairs
 from .progress import Progress
 from .runtime import CompiledModel, load_compiled, save_compiled
 from .specs import BackendSpec, ModelSpec, RunOptions
@@ -125,10 +126,8 @@ def compile_model(
         "plugin_source": plugin_source(zoo.pm, backend.plugin),  # an edit of the backend without a release
         "backend_version": package_version(backend.name),
         "threads": options.threads,
-        "soc": options.soc,
-        "precision_mode": options.precision_mode,
-        "backend_args": _with_file_hashes([*model.backend_args.get(backend.name, {}).items()],
-                                          [tuple(a.partition("=")[::2]) for a in options.backend_args]),
+        "backend_args": _with_file_hashes([*model.backend_args.get(backend.name, {}).items()]),
+        "backend_options": _with_file_hashes(cache_pairs(options.backend_options)),  # every option, files hashed
         "machine": sorted(json.dumps(f, sort_keys=True) for f in zoo.pm.hook.zoo_environment() if f),
     }
 
@@ -200,11 +199,13 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
     results = {
         "schema": SCHEMA,
         "model": model.name,
+    env = environment(zoo)
         "backend": prepared.backend.name,
         "device": prepared.backend.device,
         "weights": prepared.weights.label,
         "preset": options.preset,
-        "env": environment(zoo),
+        "env": env,
+        "device_name": _device_name(zoo, prepared.backend, env),  # the chip, as the backend's plugin names it
         "export": {"opset": options.opset, **_export_check(prepared.exported)},
         "measurement": {
             "warmup": options.warmup,
@@ -252,6 +253,12 @@ def environment(zoo: Zoo) -> dict[str, Any]:
 def write_results(results: dict[str, Any], out: Path) -> Path:
     """Write ``results.json``, ``results.csv``, ``report.md`` and ``throughput.png`` (when matplotlib is
     installed; else a stale chart is removed and report.md says so) into ``out`` (created if needed), each
+def _device_name(zoo: Zoo, backend: BackendSpec, env: dict[str, Any]) -> str:
+    from .report import device_name
+
+    return device_name(backend, env, zoo.registry)
+
+
     atomically, once ``results`` validates against the shipped schema."""
     from . import report
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import UsageError
+from .options import OptionValues
 from .preprocessing import PRESETS, DeclarationError, Preprocessing
 
 
@@ -313,13 +314,18 @@ class RunOptions:
     threads: int = 0  # 0: one per core
     export_atol: float = 1e-4  # max |onnxruntime - torch| allowed after export, scaled by max(1, max|torch|)
     devices: tuple[int, ...] = (0,)  # accelerator ids; several run one process each and add up throughput
-    soc: str | None = None  # Ascend: the --soc_version for ATC (default: from npu-smi)
-    precision_mode: str | None = None  # Ascend: ATC --precision_mode (default: ATC's own)
-    backend_args: tuple[str, ...] = ()  # extra KEY=VALUE arguments for the backend's compiler (--atc-arg)
+    # The values of the options the run's backend declares (zoo_add_options), by key, and of --backend-opt KEY=VALUE
+    backend_options: Mapping[str, Any] = OptionValues()
     engine: str = "local"  # "local": this process and its workers; "ray": the devices of a Ray cluster
     address: str | None = None  # a Ray cluster to join; None: start a local Ray instance
     actors: int | None = None  # Ray inference actors; None: one per NPU/GPU of the cluster, or 1 on CPUs
     actor_cpus: float | None = None  # CPUs each Ray inference actor reserves; None: 1 on CPUs, 0 beside a device
+    engine_options: Mapping[str, Any] = OptionValues()  # the values of the options the run's engine declares
+
+    def __post_init__(self) -> None:
+        for name in ("backend_options", "engine_options"):  # immutable, hashable, picklable, whatever was given
+            if not isinstance(getattr(self, name), OptionValues):
+                object.__setattr__(self, name, OptionValues(getattr(self, name) or {}))
 
     def with_(self, **changes: Any) -> "RunOptions":
         return replace(self, **changes)
@@ -394,18 +400,6 @@ def parse_devices(text: str) -> tuple[int, ...]:
             raise UsageError(f"--device: device {value} is named twice", note="name each device once, e.g. --device 0,1")
         devices.append(value)
     return tuple(devices)
-
-
-def parse_backend_args(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``("precision_mode=force_fp32", "log=info")`` -> a dict; names with ``-`` or ``_`` are the same."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().lstrip("-").replace("-", "_")
-        if not sep or not key:
-            raise UsageError(f"--atc-arg: {pair!r} is not KEY=VALUE", note="write e.g. --atc-arg op_select_implmode=high_precision")
-        out[key] = value
-    return out
 
 
 def parse_batch_sizes(text: str) -> tuple[int, ...]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .. import hookimpl
 from ..errors import UsageError, ZooError
+from ..options import OptionSpec, key_value
 from ..runtime import CompiledModel, Runner, compiled_inputs
 from .ascend_session import installed_generation
 
@@ -107,6 +108,30 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
 
 
 # -------------------------------------------------------------------------
+# Options: --soc, --precision-mode, --atc-arg (options.backend_options["soc" | "precision_mode" | "atc_arg"])
+# -------------------------------------------------------------------------
+
+
+def parse_atc_args(pairs: Sequence[str]) -> dict[str, str]:
+    """``("precision_mode=force_fp32", "log=info")`` -> a dict; names with ``-`` or ``_`` are the same."""
+    return dict(key_value(pair, "--atc-arg", "op_select_implmode=high_precision") for pair in pairs)
+
+
+def _atc_pair(text: str) -> str:
+    """One ``--atc-arg``, checked when given: a malformed pair is a usage error before anything runs."""
+    parse_atc_args([text])
+    return text
+
+
+@hookimpl
+def zoo_add_options(register: Callable[[OptionSpec], None]) -> None:
+    register(OptionSpec("soc", "ATC --soc_version, e.g. Ascend310P3 (default: the chip npu-smi shows).", backend=NAME))
+    register(OptionSpec("precision-mode", "ATC --precision_mode, e.g. force_fp32 (default: ATC's).", backend=NAME))
+    register(OptionSpec("atc-arg", "An extra ATC argument; repeatable.", backend=NAME, type=_atc_pair,
+                        multiple=True, metavar="KEY=VALUE"))
+
+
+# -------------------------------------------------------------------------
 # npu-smi and the toolkit: chip, driver, CANN version
 # -------------------------------------------------------------------------
 
@@ -187,6 +212,15 @@ def zoo_environment() -> Mapping[str, Any] | None:
     }
 
 
+@hookimpl
+def zoo_device_name(env: Mapping[str, Any]) -> str | None:
+    """The chip the run saw, as ATC's --soc_version spells it (``Ascend310P3``), from its env's ``ascend.chip``."""
+    chip = (env.get("ascend") or {}).get("chip")
+    if not chip:
+        return None
+    return str(chip) if str(chip).lower().startswith("ascend") else f"Ascend{chip}"
+
+
 # -------------------------------------------------------------------------
 # Compile: ATC
 # -------------------------------------------------------------------------
@@ -194,8 +228,9 @@ def zoo_environment() -> Mapping[str, Any] | None:
 
 def soc_version(options: RunOptions, *, placeholder: bool = False) -> str:
     """``--soc`` if given, else ``Ascend`` + the chip ``npu-smi info`` shows."""
-    if options.soc:
-        return options.soc if options.soc.startswith("Ascend") else f"Ascend{options.soc}"
+    soc = options.backend_options.get("soc")
+    if soc:
+        return soc if soc.startswith("Ascend") else f"Ascend{soc}"
     try:
         return "Ascend" + npu_info()["devices"][0]["chip"]
     except ZooError:
@@ -208,8 +243,6 @@ def atc_arguments(
     model: ModelSpec, onnx_path: Path, output: Path, batch_size: int, soc: str, options: RunOptions
 ) -> list[str]:
     """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's."""
-    from ..specs import parse_backend_args
-
     shape = ";".join(f"{name}:{','.join(map(str, (batch_size, *model.input_shape)))}" for name in model.input_names)
     flags: dict[str, str] = {
         "framework": "5",
@@ -220,10 +253,10 @@ def atc_arguments(
         "soc_version": soc,
         "log": "error",
     }
-    if options.precision_mode:
-        flags["precision_mode"] = options.precision_mode
+    if options.backend_options.get("precision_mode"):
+        flags["precision_mode"] = options.backend_options["precision_mode"]
     declared = {k.replace("-", "_"): v for k, v in model.backend_args.get(NAME, {}).items()}
-    given = parse_backend_args(options.backend_args)
+    given = parse_atc_args(options.backend_options.get("atc_arg", ()))
     flags.update(declared)
     flags.update(given)
     _check_input_format(model, flags["input_format"], "given" if "input_format" in given else
@@ -314,7 +347,8 @@ def zoo_compile(
         inputs=compiled_inputs(model, NAME, batch_size),
         output_names=model.output_names,
         device="npu",
-        extra={"soc_version": soc, "atc": args[1:], "precision_mode": options.precision_mode or "ATC default"},
+        extra={"soc_version": soc, "atc": args[1:],
+               "precision_mode": options.backend_options.get("precision_mode") or "ATC default"},
     )
 
 
