@@ -196,16 +196,16 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
             row = next(r for r in rows if r["batch_size"] == accuracy["batch_size"])
             row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"), images=accuracy["images"])
         engine_facts = engine.describe()
+    env = environment(zoo)
     results = {
         "schema": SCHEMA,
         "model": model.name,
-    env = environment(zoo)
         "backend": prepared.backend.name,
         "device": prepared.backend.device,
+        "device_name": _device_name(zoo, prepared.backend, env),  # the chip, as the backend's plugin names it
         "weights": prepared.weights.label,
         "preset": options.preset,
         "env": env,
-        "device_name": _device_name(zoo, prepared.backend, env),  # the chip, as the backend's plugin names it
         "export": {"opset": options.opset, **_export_check(prepared.exported)},
         "measurement": {
             "warmup": options.warmup,
@@ -250,15 +250,15 @@ def environment(zoo: Zoo) -> dict[str, Any]:
     return env
 
 
-def write_results(results: dict[str, Any], out: Path) -> Path:
-    """Write ``results.json``, ``results.csv``, ``report.md`` and ``throughput.png`` (when matplotlib is
-    installed; else a stale chart is removed and report.md says so) into ``out`` (created if needed), each
 def _device_name(zoo: Zoo, backend: BackendSpec, env: dict[str, Any]) -> str:
     from .report import device_name
 
     return device_name(backend, env, zoo.registry)
 
 
+def write_results(results: dict[str, Any], out: Path) -> Path:
+    """Write ``results.json``, ``results.csv``, ``report.md`` and ``throughput.png`` (when matplotlib is
+    installed; else a stale chart is removed and report.md says so) into ``out`` (created if needed), each
     atomically, once ``results`` validates against the shipped schema."""
     from . import report
 
