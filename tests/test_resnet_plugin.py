@@ -77,7 +77,7 @@ def test_resnet50_comes_through_the_entry_point(zoo_cli) -> None:
     rows = {r["name"]: r for r in result.json()}
     assert rows["resnet50"] == {
         "name": "resnet50", "family": "resnet", "input_shape": [3, 224, 224],
-        "weights_known": True, "weights_cached": False, "plugin": "resnet",
+        "weights_known": True, "weights_kind": "url", "weights_cached": False, "plugin": "resnet",
     }
     assert "resnest50" in rows  # the in-tree family is still there beside it
     pm = get_plugin_manager()

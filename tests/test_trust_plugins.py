@@ -146,11 +146,14 @@ def test_zoo_preprocess_writes_no_file_of_the_wrong_size(zoo_cli, data: Path, tm
     assert not list(bins.glob("*.bin"))
 
 
-def test_no_preprocessing_fails_before_export(zoo_cli, data: Path) -> None:
+def test_an_undeclared_preset_that_no_hook_prepares_fails_before_export(zoo_cli, data: Path) -> None:
+    """The model lists a preset that is no core preset and has no declaration, and its plugin's zoo_preprocess
+    answers None for it: the plugin's bug, one line, before anything is exported (and --skip-bad skips nothing)."""
     result = zoo_cli("run", "tiny-nopre", "--data", str(data), *FAST, "--skip-bad", env=TRUST)
-    error, note = one_error(result, EXIT_ENV)
-    assert error == "Error: no plugin preprocesses model 'tiny-nopre' (family 'trust-nopre') with preset 'modelzoo'"
-    assert note.startswith("Note: the plugin 'zoo_trust' registered it but no zoo_preprocess returns a sample")
+    error, note = one_error(result, EXIT_BUG)
+    assert error == ("Error: model 'tiny-nopre' lists preprocessing preset 'custom', which is no core preset and "
+                     "has no declaration")
+    assert note.startswith("Note: its plugin 'zoo_trust' must declare it")
     assert _no_stage_ran(result.stderr), result
 
 

@@ -29,14 +29,14 @@ class Zoo:
     def create(
         cls, *, autoload: bool | None = None, plugins: Iterable[Any] = (), cache_dir: Path | None = None
     ) -> "Zoo":
-        timer = StageTimer()
-        pm = get_plugin_manager(autoload=autoload, plugins=[*plugins, timer])
-        return cls(pm=pm, registry=Registry(pm), store=ArtifactStore(cache_dir), timer=timer)
+        pm = get_plugin_manager(autoload=autoload, plugins=plugins)
+        return cls(pm=pm, registry=Registry(pm), store=ArtifactStore(cache_dir), timer=StageTimer())
 
     def open_runner(self, compiled: CompiledModel, model: ModelSpec, options: RunOptions) -> Any:
         """A runner for ``compiled``, opened by the plugin that registered its backend."""
         backend = self.registry.backend_of(compiled.backend)
-        runner = self.registry.call("zoo_infer", backend, compiled=compiled, model=model, options=options)
+        with self.timer.stage("open_runner"):
+            runner = self.registry.call("zoo_infer", backend, compiled=compiled, model=model, options=options)
         if runner is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {compiled.backend!r} opened no runner",
                            note="its zoo_infer returned nothing: a bug in that plugin", exit_code=EXIT_BUG)

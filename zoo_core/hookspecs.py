@@ -126,7 +126,9 @@ def zoo_export(model: ModelSpec, weights: WeightsRef, path: Path, options: RunOp
 
 
 @hookspec(firstresult=True)
-def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path, declaration: Preprocessing) -> np.ndarray | None:
+def zoo_preprocess(
+    model: ModelSpec, preset: str, image_path: Path, declaration: Preprocessing | None
+) -> np.ndarray | None:
     """Turn one image file into the model's input sample (no batch axis), as the preset prescribes.
 
     Optional: without it (or when it returns ``None``) the core applies the preset's declaration
@@ -139,7 +141,8 @@ def zoo_preprocess(model: ModelSpec, preset: str, image_path: Path, declaration:
     :param model: The model the sample is for; its spec holds mean, std and input shape.
     :param preset: The preprocessing preset (e.g. ``"modelzoo"`` or ``"reference"``).
     :param image_path: The image file.
-    :param declaration: The preset's declaration, as the model declares it (sizes, mean, std, layout, ...).
+    :param declaration: The preset's declaration, as the model declares it (sizes, mean, std, layout, ...), or
+        ``None`` for a preset the model lists by a name that is no core preset: this hook prepares it.
     :return: The sample as an array of the model's input shape and dtype (or, for a preset that a backend's
         input override names, of that override's shape and dtype), or ``None`` for the core's declared preprocessing.
 

@@ -57,13 +57,15 @@ def owner_hook(pm: pluggy.PluginManager, hook_name: str, owner: str) -> Any:
     """Hook ``hook_name`` as plugin ``owner`` alone implements it: the core calls a stage on the plugin that
     registered the model, dataset or backend, never on the others (so no implementation filters by name).
 
-    Built on pluggy's ``subset_hook_caller``: hook-call monitoring (``ZOO_TRACE_PLUGINS``) still sees every call.
+    Built on pluggy's ``subset_hook_caller``: hook-call monitoring (``ZOO_TRACE_PLUGINS``) still sees every call,
+    and other plugins' wrappers (``@hookimpl(wrapper=True)``) still wrap it.
     """
     cache: dict[tuple[str, str, int], Any] = getattr(pm, "_owner_callers", {})
     key = (hook_name, owner, len(pm.get_plugins()))  # a plugin registered later makes a new caller
     caller = cache.get(key)
-    if caller is None:
-        others = [plugin for name, plugin in pm.list_name_plugin() if name != owner]
+    if caller is None:  # wrappers of other plugins still wrap the call (they answer nothing themselves)
+        others = [impl.plugin for impl in getattr(pm.hook, hook_name).get_hookimpls()
+                  if impl.plugin_name != owner and not (impl.wrapper or impl.hookwrapper)]
         caller = cache[key] = pm.subset_hook_caller(hook_name, remove_plugins=others)
     return caller
 

@@ -60,10 +60,11 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
 
     def build(folder: Path) -> None:
         check_opset(options.opset)  # torch is imported for the export anyway
-        path = zoo.registry.call("zoo_export", model, model=model, weights=weights, path=folder / EXPORT_FILE,
-                                 options=options)
-        if path is None:  # the model's plugin leaves it to the core: the generic export of its factory
-            export_onnx(model, weights, folder / EXPORT_FILE, opset=options.opset, atol=options.export_atol)
+        with zoo.timer.stage("export"):
+            path = zoo.registry.call("zoo_export", model, model=model, weights=weights, path=folder / EXPORT_FILE,
+                                     options=options)
+            if path is None:  # the model's plugin leaves it to the core: the generic export of its factory
+                export_onnx(model, weights, folder / EXPORT_FILE, opset=options.opset, atol=options.export_atol)
         _check_written(folder / EXPORT_FILE, f"zoo_export of model {model.name!r} (plugin {model.plugin!r})")
 
     if options.onnx is not None:
@@ -99,7 +100,8 @@ def simplify(zoo: Zoo, model: ModelSpec, exported: Artifact, batch_size: int, pr
     inputs = {"export": exported.key, "batch_size": batch_size, "onnxsim": package_version("onnxsim"), "checks": CHECKS}
 
     def build(folder: Path) -> None:
-        simplify_onnx(model, exported.file(EXPORT_FILE), folder / SIMPLIFIED_FILE, batch_size)
+        with zoo.timer.stage("simplify"):
+            simplify_onnx(model, exported.file(EXPORT_FILE), folder / SIMPLIFIED_FILE, batch_size)
 
     with progress.stage(f"simplify at batch {batch_size}") as done:
         artifact = zoo.store.get_or_build("simplify", inputs, build)
@@ -132,10 +134,11 @@ def compile_model(
     }
 
     def build(folder: Path) -> None:
-        compiled = zoo.registry.call(
-            "zoo_compile", backend, backend=backend, model=model, weights=weights, onnx_path=simplified.file(SIMPLIFIED_FILE),
-            batch_size=batch_size, workdir=folder, options=options,
-        )
+        with zoo.timer.stage("compile"):
+            compiled = zoo.registry.call(
+                "zoo_compile", backend, backend=backend, model=model, weights=weights,
+                onnx_path=simplified.file(SIMPLIFIED_FILE), batch_size=batch_size, workdir=folder, options=options,
+            )
         if compiled is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} compiled nothing",
                            note="its zoo_compile returned nothing: a bug in that plugin", exit_code=EXIT_BUG)

@@ -26,20 +26,20 @@ def preprocess_one(pm: Any, model: ModelSpec, preset: str, path: Path) -> tuple[
     """
     from .plugins import call_owner
 
-    try:
-        from .preprocessing import apply, declaration  # TODO(dispatch): lands with the declarative preprocessing
-    except ModuleNotFoundError:
-        apply, declaration = None, lambda model, preset: None
+    from .preprocessing import apply, declaration, execute
+
     declared = declaration(model, preset)
     try:
         array = call_owner(pm, HOOK, model.plugin, model=model, preset=preset, image_path=path, declaration=declared)
-        if array is None and apply is not None:
-            array = apply(model, preset, path)
+        if array is None and declared is not None:
+            array = execute(declared, model, path)
     except Exception as exc:
         if undecodable(path) is None:
             raise PluginError(f"plugin {model.plugin!r} failed in {HOOK} on image {path}, which "
                               f"decodes: {_one_line(exc)}") from exc
         return None, _one_line(exc)  # a corrupt or unreadable image
+    if array is None:  # neither the plugin nor a declaration prepares this preset: apply says so, in one line
+        array = apply(model, preset, path)
     return array, None
 
 

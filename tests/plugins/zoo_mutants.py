@@ -45,19 +45,7 @@ def zoo_register_models(register: Any) -> None:
 
 
 @hookimpl
-def zoo_export(model: Any, weights: Any, path: Path, options: Any) -> Path | None:
-    if model.family != FAMILY:
-        return None
-    from zoo_core.export import export_onnx
-
-    export_onnx(model, weights, path, opset=options.opset, atol=options.export_atol)
-    return path
-
-
-@hookimpl
 def zoo_preprocess(model: Any, preset: str, image_path: Path) -> Any:
-    if model.family != FAMILY:
-        return None
     import numpy as np
     from PIL import Image
 

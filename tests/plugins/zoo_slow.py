@@ -1,4 +1,5 @@
-"""A test plugin: the tiny ResNeSt with slow preprocessing, so that a test can interrupt an accuracy run."""
+"""A test plugin: the tiny ResNeSt with slow preprocessing (and export, on demand), so that a test can interrupt
+a run. Both hooks only wait, then answer None: the core's own export and declared preprocessing do the work."""
 
 from __future__ import annotations
 
@@ -20,20 +21,11 @@ def zoo_register_models(register):
 
 @hookimpl
 def zoo_export(model, weights, path, options):
-    if model.family != "slowtest":
-        return None
-    from zoo_core.export import export_onnx
-
     time.sleep(float(os.environ.get("ZOO_SLOW_EXPORT_SECONDS", "0")))  # room to interrupt a build
-    export_onnx(model, weights, path, opset=options.opset)
-    return path
+    return None  # then the core's generic export
 
 
 @hookimpl
 def zoo_preprocess(model, preset, image_path):
-    if model.family != "slowtest":
-        return None
-    from zoo_resnest.preprocess import PRESETS
-
     time.sleep(float(os.environ.get("ZOO_SLOW_SECONDS", "0.05")))
-    return PRESETS[preset](image_path, model)
+    return None  # then the model's declared preprocessing

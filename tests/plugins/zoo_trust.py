@@ -1,8 +1,8 @@
 """A test plugin: tiny ResNeSt variants whose preprocessing is wrong on purpose, one way per model name.
 
 ``tiny-raises`` raises on every image, ``tiny-raises-later`` from the third image on, ``tiny-shape`` returns a sample of the wrong shape, ``tiny-dtype`` one of
-the wrong dtype, ``tiny-shape-later`` a wrong shape from the third image on, and ``tiny-nopre`` (a family
-nobody preprocesses) gets no sample from any plugin.
+the wrong dtype, ``tiny-shape-later`` a wrong shape from the third image on, and ``tiny-nopre`` lists a preset
+``custom`` that it neither declares nor prepares.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ RAISES_LATER = replace(TINY, name="tiny-raises-later")
 SHAPE = replace(TINY, name="tiny-shape")
 DTYPE = replace(TINY, name="tiny-dtype")
 SHAPE_LATER = replace(TINY, name="tiny-shape-later")
-NO_PREPROCESSING = replace(TINY, name="tiny-nopre", family="trust-nopre")
+NO_PREPROCESSING = replace(TINY, name="tiny-nopre", preset="custom", presets=("custom",))
 
 
 @hookimpl
@@ -27,30 +27,20 @@ def zoo_register_models(register):
         register(spec)
 
 
-@hookimpl
-def zoo_export(model, weights, path, options):
-    if model.family != "trust-nopre":
-        return None
-    from zoo_core.export import export_onnx
-
-    export_onnx(model, weights, path, opset=options.opset)
-    return path
-
-
 def _broken_step(image_path):
     raise ValueError(f"plugin bug while preprocessing {image_path.name}")
 
 
 @hookimpl
 def zoo_preprocess(model, preset, image_path):
-    if model.name not in (RAISES.name, RAISES_LATER.name, SHAPE.name, DTYPE.name, SHAPE_LATER.name):
-        return None
-    from zoo_resnest.preprocess import PRESETS
+    from zoo_core.preprocessing import apply
 
+    if model.name == NO_PREPROCESSING.name:
+        return None  # and "custom" has no declaration
     first_two = image_path.stem.endswith(("01", "02"))
     if model.name == RAISES.name or (model.name == RAISES_LATER.name and not first_two):
         _broken_step(image_path)
-    array = PRESETS[preset](image_path, model)
+    array = apply(model, preset, image_path)
     if model.name == SHAPE.name or (model.name == SHAPE_LATER.name and not first_two):
         return array[:, :32, :32].copy()
     if model.name == DTYPE.name:
