@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo_core.preprocessing import CenterCrop, Preprocessing, Resize
-from zoo_core.specs import Accuracy, ModelSpec, WeightsSpec
+from zoo_core.api import Accuracy, CenterCrop, ModelSpec, Preprocessing, Resize, WeightsSpec
 
 _URL = "https://dl.fbaipublicfiles.com/deit/{file_name}"
 

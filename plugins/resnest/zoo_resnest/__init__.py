@@ -4,23 +4,10 @@ A declaration only (``config.py``): the core exports the models from their facto
 the core's ``modelzoo`` and ``reference`` presets.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from zoo_core import hookimpl
+from zoo_core.api import declare_models
 
 from .config import MODELS
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from zoo_core.specs import ModelSpec
-
 __version__ = "0.2.0"
 
-
-@hookimpl
-def zoo_register_models(register: Callable[[ModelSpec], None]) -> None:
-    for spec in MODELS:
-        register(spec)
+zoo_register_models = declare_models(*MODELS)

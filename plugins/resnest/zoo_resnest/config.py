@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zoo_core.specs import Accuracy, ModelSpec, WeightsSpec
+from zoo_core.api import Accuracy, ModelSpec, WeightsSpec
 
 _URL = "https://github.com/zhanghang1989/ResNeSt/releases/download/weights_step1/{name}-{hash8}.pth"
 

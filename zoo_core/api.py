@@ -1,0 +1,81 @@
+"""zoo's public API for plugins: everything a model, dataset, backend or engine plugin needs, in one module.
+
+A plugin imports from here only; the other ``zoo_core`` modules are the core's own and may change between
+releases. Names load on first use (PEP 562), so ``from zoo_core.api import ModelSpec`` in a plugin costs
+``zoo list`` nothing beyond the module that defines it, and never imports torch or numpy.
+
+A typical model plugin is a declaration::
+
+    from zoo_core.api import ModelSpec, WeightsSpec, declare_models
+
+    MODELS = (ModelSpec(name="mynet", family="mynet", factory="zoo_mynet.model:build", ...),)
+    zoo_register_models = declare_models(*MODELS)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import __version__, hookimpl
+
+if TYPE_CHECKING:
+    from .datasets import Classes, Dataset, Sample, list_images, scan, shown_name, text_of
+    from .engines import Engine, EngineSpec
+    from .errors import CheckError, PluginError, UsageError, ZooError
+    from .export import build_module, export_onnx, sample_batch
+    from .options import OptionSpec
+    from .preprocessing import PRESETS, CenterCrop, Preprocessing, Resize, execute
+    from .runtime import CompiledModel, InputInfo, Runner, compiled_inputs
+    from .specs import Accuracy, BackendSpec, DatasetSpec, ModelSpec, RunOptions, WeightsSpec
+    from .weights import WeightsRef, load_state_dict
+
+# name -> the module that defines it
+_EXPORTS = {
+    # what a plugin declares
+    "ModelSpec": "specs", "WeightsSpec": "specs", "Accuracy": "specs", "DatasetSpec": "specs",
+    "BackendSpec": "specs", "RunOptions": "specs", "OptionSpec": "options", "EngineSpec": "engines",
+    # declarative preprocessing
+    "Preprocessing": "preprocessing", "Resize": "preprocessing", "CenterCrop": "preprocessing",
+    "PRESETS": "preprocessing", "execute": "preprocessing",
+    # what a backend compiles and runs
+    "CompiledModel": "runtime", "InputInfo": "runtime", "Runner": "runtime", "compiled_inputs": "runtime",
+    "Engine": "engines",
+    # datasets
+    "Dataset": "datasets", "Sample": "datasets", "Classes": "datasets", "scan": "datasets", "list_images": "datasets",
+    "text_of": "datasets", "shown_name": "datasets",
+    # weights and export, for a plugin that does more than the core's default
+    "WeightsRef": "weights", "load_state_dict": "weights", "build_module": "export", "export_onnx": "export",
+    "sample_batch": "export",
+    # errors: ZooError prints one Error/Note pair; UsageError exits 2; CheckError 4; PluginError is a plugin's bug
+    "ZooError": "errors", "UsageError": "errors", "CheckError": "errors", "PluginError": "errors",
+}
+
+__all__ = ["__version__", "declare_models", "hookimpl", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo_core.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"zoo_core.{module}"), name)
+    globals()[name] = value  # the next lookup is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def declare_models(*specs: ModelSpec) -> Callable[..., None]:
+    """The ``zoo_register_models`` hook of a plugin that only declares models: assign it to that name.
+
+    ``zoo_register_models = declare_models(*MODELS)`` registers each spec, in order, as this plugin's.
+    """
+
+    @hookimpl
+    def zoo_register_models(register: Callable[[ModelSpec], None]) -> None:
+        for spec in specs:
+            register(spec)
+
+    return zoo_register_models
