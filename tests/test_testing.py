@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from zoo_core import hookimpl
+from zoo_core.preprocessing import PRESETS, execute
 from zoo_core.runtime import InputInfo
 from zoo_core.specs import BackendSpec, ModelSpec
-from zoo_core.testing import LABEL_FILE, FakeBackend, FakeRunner, make_zoo, run_cli, write_image_dataset
+from zoo_core.testing import (LABEL_FILE, TINY_RESNEST, FakeBackend, FakeRunner, TinyModel, installed_plugin,
+                              load_dataset, make_zoo, preprocess, run_cli, run_model, write_image_dataset)
 
 MODEL = ModelSpec(name="relu", family="relu", factory="x:y", input_names=("actual_input_1",), input_shape=(3,),
                   output_names=("output1",), num_classes=3)
@@ -76,13 +79,46 @@ def test_the_fake_runner_refuses_a_file_compiled_for_another_batch(tmp_path: Pat
         backend.zoo_infer(compiled=compiled)
 
 
-def test_the_fake_backend_answers_only_for_itself(tmp_path: Path) -> None:
-    backend = FakeBackend()
-    assert backend.zoo_compile(backend=BackendSpec("onnxruntime"), model=MODEL, onnx_path=tmp_path, batch_size=1,
-                               workdir=tmp_path) is None
-    zoo = make_zoo(backend, cache_dir=tmp_path / "cache")
+def test_the_fake_backend_is_its_plugins_and_never_the_automatic_choice(tmp_path: Path) -> None:
+    zoo = make_zoo(FakeBackend(), cache_dir=tmp_path / "cache")
     spec = zoo.registry.backend("fake")
     assert spec.plugin == FakeBackend.plugin_name and zoo.registry.backend("auto").name != "fake"
+
+
+def test_load_dataset_preprocess_and_run_model_do_what_a_run_does(tmp_path: Path) -> None:
+    """load_dataset asks the kind's plugin, preprocess prepares as a run does (the declaration), run_model runs."""
+    import zoo_datasets
+
+    zoo = make_zoo(zoo_datasets, TinyModel(), FakeBackend(), cache_dir=tmp_path / "cache")
+    labels = write_image_dataset(tmp_path / "data", count=3, num_classes=10, seed=2)
+    dataset = load_dataset(zoo, "imagenet-val", tmp_path / "data", TINY_RESNEST)
+    assert {s.path.name: s.label for s in dataset.samples} == labels
+    image = tmp_path / "data" / next(iter(labels))
+    sample = preprocess(zoo, TINY_RESNEST.name, image, preset="reference")
+    assert sample.shape == TINY_RESNEST.input_shape and sample.dtype == np.float32
+    assert np.array_equal(sample, execute(PRESETS["reference"], TINY_RESNEST, image))
+    (tmp_path / "bad.JPEG").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="does not decode"):
+        preprocess(zoo, TINY_RESNEST.name, tmp_path / "bad.JPEG")
+    results = run_model(zoo, TINY_RESNEST.name, backend="fake", weights="random", batch_sizes=(2,), iterations=1,
+                        warmup=0)
+    assert results["backend"] == "fake" and results["results"][0]["throughput"] > 0
+
+
+def test_installed_plugin_loads_it_as_zoo_does_or_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import zoo_datasets
+
+    assert installed_plugin("datasets") is zoo_datasets
+    with pytest.raises(AssertionError, match="no entry point 'not-installed'"):
+        installed_plugin("not-installed")
+    monkeypatch.setattr(zoo_datasets, "zoo_register_datasets", _raising_registration)
+    with pytest.raises(AssertionError, match="zoo reports plugin 'datasets': zoo_register_datasets: .*broken"):
+        installed_plugin("datasets")
+
+
+@hookimpl
+def _raising_registration(register) -> None:  # noqa: ANN001
+    raise RuntimeError("broken")
 
 
 def test_write_image_dataset(tmp_path: Path) -> None:

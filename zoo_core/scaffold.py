@@ -17,7 +17,7 @@ PACKAGE_DIR = "PACKAGE"  # the package folder's name in the templates
 SUFFIX = ".tmpl"
 
 DESCRIPTIONS = {
-    "model": "the {name} model, exported to ONNX, with its preprocessing",
+    "model": "the {name} model, declared as data: zoo exports it and prepares its input",
     "dataset": "the {name} dataset kind, a folder of images and a labels.csv",
     "backend": "the {name} backend, which compiles an ONNX file and runs batches on it",
 }

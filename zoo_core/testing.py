@@ -1,5 +1,6 @@
 """Test helpers for plugin authors, the ones zoo's own tests use: a zoo with autoload off, a fake backend, a tiny
-model, a generated image dataset and a ``zoo`` command runner; also a pytest plugin (``pytest_plugins =
+model, a generated image dataset, a ``zoo`` command runner and the stages a test calls in-process (the installed
+plugin as zoo loads it, a dataset read, an image prepared, a run); also a pytest plugin (``pytest_plugins =
 ["zoo_core.testing"]``) with the fixtures ``zoo_app``, ``zoo_cli``, ``tiny_dataset``, ``zoo_plugins`` and
 ``zoo_cache_dir``.
 
@@ -29,9 +30,8 @@ from .specs import BackendSpec, ModelSpec
 if TYPE_CHECKING:
     import numpy as np
 
-    from .runner import Zoo
-    from .specs import RunOptions
-    from .weights import WeightsRef
+    from .app import Zoo
+    from .datasets import Dataset
 
 __all__ = [
     "TINY_RESNEST",
@@ -39,16 +39,21 @@ __all__ = [
     "FakeBackend",
     "FakeRunner",
     "TinyModel",
+    "installed_plugin",
+    "load_dataset",
     "make_zoo",
+    "preprocess",
     "run_cli",
+    "run_model",
     "write_image_dataset",
 ]
 
 #: A ResNeSt with layers [1, 1, 1, 1] and small widths: the real ResNeSt code (``zoo_resnest``), exported in
-#: about a second, 10 classes, 64x64 input. The core's tests and the plugin skeletons' tests use it.
+#: about a second, 10 classes, 64x64 input, the core's presets. The core's tests and the plugin skeletons' tests
+#: use it. Like any declared model, the core exports it from its factory and prepares its images.
 TINY_RESNEST = ModelSpec(
     name="resnest-tiny",
-    family="resnest",  # exported by the ResNeSt plugin's zoo_export, like the real models
+    family="resnest",
     factory="zoo_resnest.model:build_resnest",
     factory_kwargs={"layers": (1, 1, 1, 1), "stem_width": 8, "planes": (8, 16, 32, 64), "num_classes": 10},
     input_names=("actual_input_1",),  # ResNeSt's names, as the seed exports them
@@ -71,29 +76,20 @@ def make_zoo(*plugins: Any, cache_dir: Path | str) -> Zoo:
     """The application with entry points off: the built-in plugins (backends, metrics), the modules in
     ``$ZOO_PLUGINS``, then ``plugins`` (modules or objects with hook implementations), caching under
     ``cache_dir``."""
-    from .runner import Zoo
+    from .app import Zoo
 
     return Zoo.create(autoload=False, plugins=plugins, cache_dir=Path(cache_dir))
 
 
 class TinyModel:
-    """A model plugin for tests: registers :data:`TINY_RESNEST`, exports it with the generic exporter; the core
-    prepares its images with its declared presets (so it needs no other plugin)."""
+    """A model plugin for tests: registers :data:`TINY_RESNEST`, a declaration (the core exports it and prepares
+    its images)."""
 
     plugin_name = "zoo_core.testing:tiny-model"
 
     @hookimpl
     def zoo_register_models(self, register: Callable[[ModelSpec], None]) -> None:
         register(TINY_RESNEST)
-
-    @hookimpl
-    def zoo_export(self, model: ModelSpec, weights: WeightsRef, path: Path, options: RunOptions) -> Path | None:
-        if model.name != TINY_RESNEST.name:
-            return None
-        from .export import export_onnx
-
-        export_onnx(model, weights, path, opset=options.opset, atol=options.export_atol)
-        return path
 
 
 # -------------------------------------------------------------------------
@@ -151,35 +147,82 @@ class FakeBackend:
     @hookimpl
     def zoo_compile(
         self, backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path
-    ) -> CompiledModel | None:
-        if backend.name != self.name:
-            return None
+    ) -> CompiledModel:
         target = workdir / self.compiled_file
         shutil.copyfile(onnx_path, target)
         return CompiledModel(
-            backend=self.name,
+            backend=backend.name,
             model=model.name,
             batch_size=batch_size,
             path=target,
-            inputs=compiled_inputs(model, self.name, batch_size),
+            inputs=compiled_inputs(model, backend.name, batch_size),
             output_names=tuple(model.output_names),
             device="cpu",
             extra={"fake": True},
         )
 
     @hookimpl
-    def zoo_infer(self, compiled: CompiledModel) -> Runner | None:
-        if compiled.backend != self.name:
-            return None
+    def zoo_infer(self, compiled: CompiledModel) -> Runner:
         return FakeRunner(compiled)
 
     @hookimpl
-    def zoo_commands(
-        self, backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int
-    ) -> list[list[str]] | None:
-        if backend.name != self.name:
-            return None
+    def zoo_commands(self, backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int) -> list[list[str]]:
         return [["cp", str(onnx_path), f"{model.name}_bs{batch_size}.fake.onnx"]]
+
+
+# -------------------------------------------------------------------------
+# The stages a test calls in-process, as the core calls them
+# -------------------------------------------------------------------------
+
+
+def installed_plugin(name: str) -> Any:
+    """The plugin that the ``zoo`` command loads from the entry point ``name`` (group ``zoo``), after it has
+    registered its models, datasets and backends. An AssertionError says why when it is not installed, fails to
+    import, or registers something zoo refuses (what ``zoo plugins`` would report)."""
+    from importlib.metadata import entry_points
+
+    from .plugins import Registry, get_plugin_manager
+
+    assert name in {ep.name for ep in entry_points(group="zoo")}, (
+        f"no entry point {name!r} in group 'zoo': install the package first (pip install -e .)")
+    pm = get_plugin_manager(autoload=True)
+    registry = Registry(pm)
+    _ = registry.models, registry.datasets, registry.backends  # registering records its problems
+    problems = [problem.error for problem in pm.problems if problem.plugin == name]
+    assert not problems, f"zoo reports plugin {name!r}: {'; '.join(problems)}"
+    return pm.get_plugin(name)
+
+
+def load_dataset(zoo: Zoo, kind: str, path: Path | str, model: ModelSpec, labels: Path | str | None = None,
+                 classes: Path | str | None = None) -> Dataset | None:
+    """The folder ``path`` read as dataset kind ``kind`` by the plugin that registered the kind, as an accuracy
+    run asks it (``zoo_load_dataset``)."""
+    spec = zoo.registry.dataset(kind)
+    return zoo.registry.call("zoo_load_dataset", spec, dataset=spec, path=Path(path), model=model,
+                             labels=None if labels is None else Path(labels),
+                             classes=None if classes is None else Path(classes))
+
+
+def preprocess(zoo: Zoo, model: ModelSpec | str, image_path: Path | str, preset: str | None = None) -> np.ndarray:
+    """One image prepared for ``model`` as a run prepares it: its plugin's ``zoo_preprocess`` when that answers,
+    else the preset's declaration; ``preset`` defaults to the model's. A ``ValueError`` when the image does not
+    decode (a run would stop on it, or skip it with ``--skip-bad``)."""
+    from .samples import preprocess_one
+
+    spec = zoo.registry.model(model) if isinstance(model, str) else model
+    array, reason = preprocess_one(zoo.pm, spec, preset or spec.preset, Path(image_path))
+    if array is None:
+        raise ValueError(f"{image_path} does not decode: {reason}")
+    return array
+
+
+def run_model(zoo: Zoo, model: str, **flags: Any) -> dict[str, Any]:
+    """``zoo run MODEL`` in this process, its results object (see the README); ``flags`` by ``RunOptions`` field,
+    e.g. ``run_model(zoo_app, "mynet", backend="fake", weights="random", batch_sizes=(2,), iterations=3)``."""
+    from .runner import run
+    from .specs import resolve_options
+
+    return run(zoo, resolve_options(zoo.registry.model(model), flags))
 
 
 # -------------------------------------------------------------------------
@@ -311,7 +354,6 @@ if pytest is not None:
 
 _tiny_model, _fake_backend = TinyModel(), FakeBackend()
 zoo_register_models = _tiny_model.zoo_register_models
-zoo_export = _tiny_model.zoo_export
 zoo_register_backends = _fake_backend.zoo_register_backends
 zoo_compile = _fake_backend.zoo_compile
 zoo_infer = _fake_backend.zoo_infer
