@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import __version__, hookimpl
 
 if TYPE_CHECKING:
-    from .datasets import Classes, Dataset, Sample, list_images, scan, shown_name, text_of
+    from .datasets import IMAGE_SUFFIXES, Classes, Dataset, Sample, list_images, scan, shown_name, text_of
     from .engines import Engine, EngineSpec
     from .errors import CheckError, PluginError, UsageError, ZooError
     from .export import build_module, export_onnx, sample_batch
@@ -43,7 +43,7 @@ _EXPORTS = {
     "Engine": "engines",
     # datasets
     "Dataset": "datasets", "Sample": "datasets", "Classes": "datasets", "scan": "datasets", "list_images": "datasets",
-    "text_of": "datasets", "shown_name": "datasets",
+    "text_of": "datasets", "shown_name": "datasets", "IMAGE_SUFFIXES": "datasets",
     # weights and export, for a plugin that does more than the core's default
     "WeightsRef": "weights", "load_state_dict": "weights", "build_module": "export", "export_onnx": "export",
     "sample_batch": "export",

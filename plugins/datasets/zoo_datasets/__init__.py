@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo_core import hookimpl
+from zoo_core.api import hookimpl
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from zoo_core.datasets import Dataset
-    from zoo_core.specs import DatasetSpec, ModelSpec
+    from zoo_core.api import Dataset, DatasetSpec, ModelSpec
 
 __version__ = "0.1.0"
 
@@ -20,7 +19,7 @@ LABEL_FILE = "val_label.txt"
 
 @hookimpl
 def zoo_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
-    from zoo_core.specs import DatasetSpec
+    from zoo_core.api import DatasetSpec
 
     register(DatasetSpec("imagenet-val", f"a folder of images plus {LABEL_FILE} ('<file name> <class>' per line)"))
     register(DatasetSpec("folder", "one subfolder of images per class, numbered by --classes FILE, the ImageNet-1k "
@@ -51,7 +50,7 @@ def zoo_load_dataset(
 
 
 def _imagenet_val(path: Path, label_file: Path, model: ModelSpec) -> Dataset:
-    from zoo_core.datasets import Dataset, Sample, scan, text_of
+    from zoo_core.api import Dataset, Sample, scan, text_of
 
     from .labels import read_labels
 
@@ -61,7 +60,7 @@ def _imagenet_val(path: Path, label_file: Path, model: ModelSpec) -> Dataset:
     for image in listing.images:
         stem = image.stem
         if stem in seen:  # a.JPEG and a.png: the label cannot tell them apart
-            from zoo_core.errors import ZooError
+            from zoo_core.api import ZooError
 
             raise ZooError(f"two images in {path} share the stem {stem!r}", note="rename one of them")
         seen.add(stem)
@@ -75,8 +74,7 @@ def _imagenet_val(path: Path, label_file: Path, model: ModelSpec) -> Dataset:
 
 def _class_folders(path: Path, model: ModelSpec, classes: Path | None) -> Dataset:
     """Each non-hidden subfolder is a class; images beside them belong to none and are reported unlabeled."""
-    from zoo_core.datasets import Dataset, Sample, scan, text_of
-    from zoo_core.errors import ZooError
+    from zoo_core.api import Dataset, Sample, ZooError, scan, text_of
 
     from .classes import number_folders
 

@@ -8,13 +8,12 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zoo_core.datasets import Classes, shown_name, text_of
-from zoo_core.errors import ZooError
+from zoo_core.api import Classes, ZooError, shown_name, text_of
 
 from .labels import read_lines
 
 if TYPE_CHECKING:
-    from zoo_core.specs import ModelSpec
+    from zoo_core.api import ModelSpec
 
 # The 1000 WordNet ids of ImageNet-1k, one a line, sorted, which is the standard class-index order (n01440764
 # "tench" is class 0, n15075141 "toilet tissue" class 999). Copied from timm (pytorch-image-models, Apache-2.0),

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePath
 
-from zoo_core.datasets import IMAGE_SUFFIXES, shown_name
-from zoo_core.errors import ZooError
+from zoo_core.api import IMAGE_SUFFIXES, ZooError, shown_name
 
 CLASS = re.compile(r"-?[0-9]+")  # ASCII digits only: int() would also take '٣', '１' or '1_0'
 
