@@ -1,27 +1,31 @@
-"""docs/writing-plugins.md: every hook of hookspecs.py with its exact signature and calling mode, and the example
-plugins exactly as ``zoo new-plugin`` writes them (their tests pass once installed: tests/test_scaffold.py)."""
+"""docs/writing-plugins.md: every hook of hookspecs.py with its exact signature and calling mode, the example
+plugins exactly as ``zoo new-plugin`` writes them (their tests pass once installed: tests/test_scaffold.py), and
+every other plugin on the page registered in a zoo, its models' declared presets executed on an image."""
 
 from __future__ import annotations
 
 import inspect
 import re
+import types
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from zoo_core import hookspecs
+from zoo_core.engines import registered
+from zoo_core.preprocessing import execute
 from zoo_core.scaffold import render
+from zoo_core.testing import make_zoo, preprocess, write_image_dataset
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"
 REFERENCE_HEADING = "## Hook reference"
 # The example plugins on the page: name -> kind, and the files each must show in full.
 EXAMPLES = {"mynet": "model", "csvlabels": "dataset", "mybackend": "backend"}
 SHOWN = {
-    "model": {"pyproject.toml", "tests/conftest.py", "zoo_mynet/__init__.py", "zoo_mynet/model.py",
-              "tests/test_zoo_mynet.py"},
-    "dataset": {"zoo_csvlabels/__init__.py", "tests/test_zoo_csvlabels.py"},
-    "backend": {"zoo_mybackend/__init__.py", "tests/test_zoo_mybackend.py"},
+    "model": {"zoo_mynet/__init__.py", "zoo_mynet/model.py", "tests/test_zoo_mynet.py"},
+    "dataset": {"zoo_csvlabels/__init__.py"},
+    "backend": {"zoo_mybackend/__init__.py"},
 }
 
 
@@ -104,3 +108,39 @@ def test_the_example_plugins_are_what_zoo_new_plugin_writes() -> None:
         assert code == files[path].rstrip("\n"), f"zoo-{name}/{path} on the page is not what zoo new-plugin writes"
         shown[EXAMPLES[name]].add(path)
     assert shown == SHOWN
+
+
+def plugin_blocks() -> list[tuple[int, str]]:
+    """(line, code) of each untitled ```python block on the page that defines a plugin: hook implementations or
+    ``declare_models``. Each is a complete module."""
+    text = DOC.read_text()
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1))
+            for m in re.finditer(r"```python\n(.*?)\n```", text, flags=re.S)
+            if "@hookimpl" in m.group(1) or "declare_models(" in m.group(1)]
+
+
+def test_the_page_has_its_example_plugins() -> None:
+    assert len(plugin_blocks()) >= 5
+
+
+@pytest.mark.parametrize("line", [line for line, _ in plugin_blocks()])
+def test_each_example_plugin_registers_and_its_declarations_run(line: int, tmp_path: Path) -> None:
+    code = dict(plugin_blocks())[line]
+    plugin = types.ModuleType(f"doc_example_line_{line}")
+    exec(compile(code, f"{DOC.name}:{line}", "exec"), plugin.__dict__)
+    zoo = make_zoo(plugin, cache_dir=tmp_path / "cache")
+    models = [m for m in zoo.registry.models.values() if m.plugin == plugin.__name__]
+    engines = [e for e in registered(zoo).values() if e.plugin == plugin.__name__]
+    assert [p.error for p in zoo.pm.problems] == []
+    assert zoo.pm.get_plugin(plugin.__name__) is plugin and zoo.pm.get_hookcallers(plugin)
+    assert models or engines or "declare_models(" not in code and "zoo_register_engines" not in code
+    image = tmp_path / next(iter(write_image_dataset(tmp_path, count=1)))
+    for model in models:  # every preset prepares an image of the input its backend takes
+        for preset in model.preset_names:
+            sample = preprocess(zoo, model, image, preset)
+            overrides = [b for b, given in model.backend_inputs.items() if given.get("preset") == preset]
+            shape, dtype, _ = model.input_for(overrides[0] if overrides else "")
+            assert (sample.shape, str(sample.dtype)) == (shape, dtype), (model.name, preset)
+            declared = model.preprocessing(preset)
+            if declared is not None and not zoo.registry.implements("zoo_preprocess", model):
+                assert (execute(declared, model, image) == sample).all()
