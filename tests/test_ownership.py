@@ -49,7 +49,9 @@ def test_the_reported_owner_of_a_backend_name_compiles_and_infers(zoo_cli, tmp_p
 
 
 def _stage_guards(path: Path, source: str) -> list[str]:
-    """``if <x>.name|family|backend|plugin ... : return None`` at the top of a stage implementation."""
+    """The v1 guard in a stage implementation: ``if <x>.name|family|backend|plugin != ... : return None`` (or
+    ``not in``), "not mine, let another plugin answer". (A plugin telling its own models apart with ``==`` is not
+    one: it is only ever asked about its own.)"""
     found = []
     for node in ast.walk(ast.parse(source, str(path))):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name not in STAGES:
@@ -58,9 +60,11 @@ def _stage_guards(path: Path, source: str) -> list[str]:
             if not isinstance(stmt, ast.If):
                 continue
             names = {n.attr for n in ast.walk(stmt.test) if isinstance(n, ast.Attribute)}
+            negative = any(isinstance(op, (ast.NotEq, ast.NotIn, ast.IsNot)) for n in ast.walk(stmt.test)
+                           if isinstance(n, ast.Compare) for op in n.ops)
             returns_none = any(isinstance(s, ast.Return) and (s.value is None or (
                 isinstance(s.value, ast.Constant) and s.value.value is None)) for s in stmt.body)
-            if returns_none and names & {"name", "family", "backend", "plugin"}:
+            if returns_none and negative and names & {"name", "family", "backend", "plugin"}:
                 found.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{stmt.lineno} "
                              f"in {node.name}")
     return found
@@ -81,5 +85,7 @@ def test_the_guard_finder_finds_a_guard() -> None:
     """The check above can fail: the old form of a stage implementation is caught."""
     old = "def zoo_compile(backend, model):\n    if backend.name != NAME:\n        return None\n    return 1\n"
     assert _stage_guards(ROOT / "x.py", old) == ["x.py:2 in zoo_compile"]
-    old_family = "def zoo_export(model):\n    if model.family != FAMILY:\n        return\n"
+    old_family = "def zoo_export(model):\n    if model.family not in FAMILIES:\n        return\n"
     assert _stage_guards(ROOT / "x.py", old_family) == ["x.py:2 in zoo_export"]
+    own = "def zoo_preprocess(model):\n    if model.name == SPECIAL:\n        return None\n"
+    assert _stage_guards(ROOT / "x.py", own) == []
