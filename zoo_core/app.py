@@ -37,7 +37,15 @@ class Zoo:
         backend = self.registry.backend_of(compiled.backend)
         with self.timer.stage("open_runner"):
             runner = self.registry.call("zoo_infer", backend, compiled=compiled, model=model, options=options)
+        if runner is None and not self.registry.implements("zoo_infer", backend):
+            raise self.registry.stage_missing("zoo_infer", backend)
         if runner is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {compiled.backend!r} opened no runner",
                            note="its zoo_infer returned nothing: a bug in that plugin", exit_code=EXIT_BUG)
+        from .runtime import Runner
+
+        if not isinstance(runner, Runner):  # the core times and checks each batch through Runner.infer
+            raise ZooError(f"the zoo_infer of plugin {backend.plugin!r} (backend {compiled.backend!r}) returned a "
+                           f"{type(runner).__name__}, not a zoo_core.runtime.Runner",
+                           note="a bug in that plugin: report it to its authors", exit_code=EXIT_BUG)
         return runner

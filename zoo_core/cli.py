@@ -92,8 +92,11 @@ def plugins_cmd(as_json: bool) -> None:
     """Plugins with their hooks, versions and load errors; backends and whether they can run here."""
     from .inventory import plugins_info
 
+    from .engines import registered
+
     zoo = _zoo()
     _plugin_options(zoo)  # so that a plugin's broken option is listed with its problems
+    registered(zoo)  # and a plugin's broken engine
     data = plugins_info(zoo.registry)
     if as_json:
         return _emit_json(data)

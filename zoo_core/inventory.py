@@ -74,14 +74,13 @@ def _natural(name: str) -> list[Any]:
 
 def doctor(zoo: Any) -> dict[str, Any]:
     """The environment fingerprint, what plugins know of the machine, and every backend's availability."""
+    from .engines import statuses
     from .runner import environment
 
+    engines = statuses(zoo)  # the plugins' engines too (their problems are listed below), as --engine's note says
     info = plugins_info(zoo.registry)
     ready = [b for b in info["backends"] if b["available"]]
     auto = max(ready, key=lambda b: b["priority"])["name"] if ready else None
     problems = [p for p in info["plugins"] if p["error"]]
-    from .ray_engine import status as ray_status
-
-    engines = [{"name": "local", "available": True, "version": "", "reason": ""}, ray_status()]
     return {"env": environment(zoo), "backends": info["backends"], "auto_backend": auto, "engines": engines,
             "plugin_errors": problems}

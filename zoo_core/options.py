@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from .errors import UsageError
+from .errors import PluginError, UsageError
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -73,6 +73,9 @@ class OptionSpec:
             raise UsageError(f"{given_as}: {text!r} is not {what}" if self.type in (int, float)
                              else f"{given_as}: {text!r}: {what}",
                              note=f"`zoo run --help` describes {self.flag} ({self.owner})") from None
+        except Exception as exc:  # the type function's own bug, not the user's text
+            raise PluginError(f"plugin {self.plugin!r}: the type of option {self.flag} ({self.owner}) failed on "
+                              f"{text!r}: {type(exc).__name__}: {exc}") from exc
 
 
 def key_value(pair: str, flag: str, example: str) -> tuple[str, str]:

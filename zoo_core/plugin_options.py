@@ -131,10 +131,10 @@ def _refuse_misplaced(owners: list[OptionSpec], backends: list[str], engine: str
 def _refuse_unknown_key(key: str, pair: str, known: list[OptionSpec], backends: list[str]) -> None:
     keys = sorted({s.key for s in known})
     if len(backends) == 1:
-        whose, have = f"backend {backends[0]} has", f"backend {backends[0]} takes"
+        whose, have = f"backend {backends[0]} has no", f"backend {backends[0]} takes"
     else:
-        whose, have = f"none of backends {', '.join(backends)} has", "they take"
-    raise UsageError(f"--backend-opt {pair}: {whose} no option {key!r}",
+        whose, have = f"none of backends {', '.join(backends)} has an", "they take"
+    raise UsageError(f"--backend-opt {pair}: {whose} option {key!r}",
                      note=f"{have} {', '.join(keys)} (`zoo run --help` describes them)" if keys
                      else f"{have} no options")
 

@@ -15,7 +15,7 @@ from typing import Any, Iterable, TypeVar
 import pluggy
 
 from . import hookspecs
-from .errors import UsageError, ZooError
+from .errors import EXIT_BUG, UsageError, ZooError
 from .specs import BackendSpec, DatasetSpec, ModelSpec
 
 ENTRY_POINT_GROUP = "zoo"
@@ -238,7 +238,14 @@ class Registry:
         if require_available and not spec.available:
             raise ZooError(f"backend {name!r} is not available here: {spec.unavailable_reason}",
                            note="run `zoo plugins` for every backend's state, or choose another with --backend")
+        if not self.implements("zoo_compile", spec):  # found now, before the export, not as "compiled nothing"
+            raise self.stage_missing("zoo_compile", spec)
         return spec
+
+    def stage_missing(self, hook_name: str, spec: BackendSpec) -> ZooError:
+        """The one-line error for a backend whose plugin does not implement stage ``hook_name`` (exit 1)."""
+        return ZooError(f"the plugin {spec.plugin!r} registers backend {spec.name!r} but implements no {hook_name}",
+                        note="a bug in that plugin: report it to its authors", exit_code=EXIT_BUG)
 
     def dataset(self, name: str) -> DatasetSpec:
         return self._lookup(self.datasets, name, "dataset", "zoo plugins")
@@ -255,13 +262,14 @@ class Registry:
         """The registered backend ``name`` (a compiled model's), available here or not."""
         return self.backend(name, require_available=False)
 
-    @staticmethod
-    def _lookup(table: dict[str, S], name: str, noun: str, listing: str) -> S:
+    def _lookup(self, table: dict[str, S], name: str, noun: str, listing: str) -> S:
         if name in table:
             return table[name]
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-        raise UsageError(f"unknown {noun} {name!r}", note=f"{hint}`{listing}` shows every registered {noun}")
+        failed = sorted({p.plugin for p in self.pm.problems})  # the name may be one a broken plugin did not register
+        broken = f"; plugin{'s' * (len(failed) > 1)} {', '.join(map(repr, failed))} failed (`zoo plugins` says why)" if failed else ""
+        raise UsageError(f"unknown {noun} {name!r}", note=f"{hint}`{listing}` shows every registered {noun}{broken}")
 
 
 def hook_owners(pm: ZooPluginManager) -> dict[str, list[str]]:

@@ -78,6 +78,23 @@ def _at_most_one(owner: str, **given: Any) -> None:
         raise DeclarationError(f"{owner}: give at most one of {', '.join(given)} (got {', '.join(named)})")
 
 
+def check_mean_std(declared: Any, owner: str) -> None:
+    """``declared.mean`` and ``declared.std`` (a Preprocessing's or a ModelSpec's, frozen; lists become tuples):
+    ``None`` or 3 finite numbers, one a channel, no std of zero."""
+    for field_name in ("mean", "std"):
+        value = getattr(declared, field_name)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+            object.__setattr__(declared, field_name, value)
+        if not isinstance(value, tuple) or len(value) != 3 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+            raise DeclarationError(f"{owner}: {field_name}={value!r} must be 3 finite numbers, one a channel")
+    if declared.std is not None and 0 in declared.std:
+        raise DeclarationError(f"{owner}: std={declared.std!r} has a zero (values are divided by it)")
+
+
 def _round(value: float, rounding: str) -> int:
     return math.floor(value) if rounding == "floor" else int(round(value))
 
@@ -208,18 +225,7 @@ class Preprocessing:
             object.__setattr__(self, "steps", tuple(self.steps))
         if not isinstance(self.steps, tuple) or not all(isinstance(s, (Resize, CenterCrop)) for s in self.steps):
             raise DeclarationError(f"{owner}: steps must be a tuple of Resize and CenterCrop, got {self.steps!r}")
-        for field_name in ("mean", "std"):
-            value = getattr(self, field_name)
-            if value is None:
-                continue
-            if isinstance(value, list):
-                value = tuple(value)
-                object.__setattr__(self, field_name, value)
-            if not isinstance(value, tuple) or len(value) != 3 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
-                raise DeclarationError(f"{owner}: {field_name}={value!r} must be 3 finite numbers, one a channel")
-        if self.std is not None and 0 in self.std:
-            raise DeclarationError(f"{owner}: std={self.std!r} has a zero (values are divided by it)")
+        check_mean_std(self, owner)
         if self.scale is not None and (isinstance(self.scale, bool) or not isinstance(self.scale, (int, float))
                                        or not 0 < self.scale < math.inf):
             raise DeclarationError(f"{owner}: scale={self.scale!r} must be a positive number (or None)")
@@ -308,8 +314,22 @@ def _resample(name: str) -> int:
     return getattr(getattr(Image, "Resampling", Image), name.upper())
 
 
+def beyond_8_bits(img) -> str:  # noqa: ANN001
+    """Why ``img``'s pixels do not fit 8 bits (a 16-bit or float image with values outside 0..255, which
+    ``convert('RGB')`` would clip), or ``""``."""
+    if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
+        return ""
+    low, high = img.getextrema()
+    if 0 <= low and high <= 255:
+        return ""
+    return f"its pixels (mode {img.mode}) range {low:g}..{high:g}: zoo reads images of 8 bits a channel"
+
+
 def _rgb(img):  # noqa: ANN001, ANN202
     """``img.convert('RGB')``, without the copy that convert makes of an image already RGB."""
+    deep = beyond_8_bits(img)
+    if deep:  # clipped to 255, the image would become another one, silently
+        raise ValueError(deep)
     if img.mode == "RGB":
         img.load()
         return img

@@ -142,6 +142,7 @@ def compile_model(
         if compiled is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} compiled nothing",
                            note="its zoo_compile returned nothing: a bug in that plugin", exit_code=EXIT_BUG)
+        _check_compiled(compiled, backend, model, batch_size)
         _check_written(Path(compiled.path), f"zoo_compile of backend {backend.name!r} (plugin {backend.plugin!r})",
                        inside=folder)
         save_compiled(compiled, folder)
@@ -370,6 +371,24 @@ def _export_sources(zoo: Zoo, model: ModelSpec) -> dict[str, Any]:
     the core's generic export."""
     return {"model_plugin": plugin_source(zoo.pm, model.plugin), "factory": source_hash(model.factory.partition(":")[0]),
             "exporter": source_hash("zoo_core.export")}
+
+
+def _check_compiled(compiled: Any, backend: BackendSpec, model: ModelSpec, batch_size: int) -> None:
+    """A plugin bug, in one line: zoo_compile answering something other than a CompiledModel of this backend,
+    model and batch size (another backend's would be opened and timed by that backend's plugin, a batch size the
+    inputs do not have would scale the throughput)."""
+    if not isinstance(compiled, CompiledModel):
+        wrong = f"a {type(compiled).__name__}, not a CompiledModel"
+    else:
+        shapes = [i.shape for i in compiled.inputs]
+        wrong = next((f"a CompiledModel of {what} {got!r} for {what} {want!r}" for what, got, want in (
+            ("backend", compiled.backend, backend.name), ("model", compiled.model, model.name),
+            ("batch size", compiled.batch_size, batch_size)) if got != want), "")
+        if not wrong and (not shapes or any(not shape or shape[0] != batch_size for shape in shapes)):
+            wrong = f"inputs of shapes {shapes} for batch size {batch_size}"
+    if wrong:
+        raise ZooError(f"the zoo_compile of plugin {backend.plugin!r} (backend {backend.name!r}) returned {wrong}",
+                       note="a bug in that plugin: report it to its authors", exit_code=EXIT_BUG)
 
 
 def _check_written(path: Path, what: str, inside: Path | None = None) -> None:

@@ -35,8 +35,11 @@ def preprocess_one(pm: Any, model: ModelSpec, preset: str, path: Path) -> tuple[
             array = execute(declared, model, path)
     except Exception as exc:
         if undecodable(path) is None:
-            raise PluginError(f"plugin {model.plugin!r} failed in {HOOK} on image {path}, which "
-                              f"decodes: {_one_line(exc)}") from exc
+            from .plugins import implements
+
+            what = (f"plugin {model.plugin!r} failed in {HOOK}" if implements(pm, HOOK, model.plugin) else
+                    f"the declared preprocessing {preset!r} of model {model.name!r} (plugin {model.plugin!r}) failed")
+            raise PluginError(f"{what} on image {path}, which decodes: {_one_line(exc)}") from exc
         return None, _one_line(exc)  # a corrupt or unreadable image
     if array is None:  # neither the plugin nor a declaration prepares this preset: apply says so, in one line
         array = apply(model, preset, path)
@@ -47,12 +50,15 @@ def undecodable(path: Path) -> str | None:
     """Why Pillow cannot decode the file at ``path`` fully, or ``None`` when it can."""
     from PIL import Image
 
+    from .preprocessing import beyond_8_bits
+
     try:
         with Image.open(path) as image:
             image.load()
+            deep = beyond_8_bits(image)
     except Exception as exc:  # noqa: BLE001  # any failure to decode makes it a bad image
         return _one_line(exc)
-    return None
+    return deep or None
 
 
 def expected_sample(model: ModelSpec, preset: str) -> tuple[tuple[int, ...], str]:

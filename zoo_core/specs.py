@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from .errors import UsageError
 from .options import OptionValues
-from .preprocessing import PRESETS, DeclarationError, Preprocessing
+from .preprocessing import PRESETS, DeclarationError, Preprocessing, check_mean_std
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,7 @@ class ModelSpec:
             raise DeclarationError(f"model {self.name!r}: presets={self.presets!r} must be a non-empty tuple of "
                                    "preset names and Preprocessing declarations")
         object.__setattr__(self, "presets", presets)
+        check_mean_std(self, f"model {self.name!r}")  # what a declaration without its own mean/std divides by
         names = self.preset_names
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
