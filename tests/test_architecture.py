@@ -12,7 +12,7 @@ scaffold's files for new plugins) holds no string literal that *is* (whole strin
 
 - the built-in backends' names (``onnxruntime``, ``torch``, ``ascend``, read from their ``NAME``),
 - the device names of the backends' chips (``npu``),
-- the in-tree dataset kinds ``imagenet-val`` and ``synthetic`` (not ``folder``: the word is also the key of
+- the in-tree dataset kind ``imagenet-val`` (not ``folder``: the word is also the key of
   every path-valued result field, ``{"folder": str(target)}``, and no rule on literals tells the two apart), and
 - the in-tree models and their family (a whole literal ``resnest``, ``resnest50``, ``resnest-tiny``, ...).
 
@@ -187,7 +187,7 @@ def _owned_names() -> dict[str, str]:
         if module_path.startswith("zoo_core.backends."):
             names[importlib.import_module(module_path).NAME.lower()] = "a built-in backend"
     names["npu"] = "a backend's device"
-    for kind in ("imagenet-val", "synthetic"):
+    for kind in ("imagenet-val",):
         names[kind] = "a dataset kind of plugins/datasets"
     return names
 

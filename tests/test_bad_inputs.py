@@ -202,8 +202,8 @@ def _corrupt_image(folder: Path) -> tuple[str, ...]:
     [
         pytest.param(lambda d: (), "Error: data folder not found: {data}", "Note: pass the folder of images with --data",
                      id="missing-folder"),
-        pytest.param(_empty, "Error: cannot tell what kind of dataset {data} is: no val_label.txt and no class "
-                     "subfolders", "Note: pass --labels FILE, or --dataset imagenet-val|folder", id="empty-folder"),
+        pytest.param(_empty, "Error: cannot tell what kind of dataset {data} is: no dataset plugin recognises it",
+                     "Note: pass --dataset imagenet-val|folder (`zoo plugins` describes each kind)", id="empty-folder"),
         pytest.param(_labels_only, "Error: no labelled image in {data}",
                      "Note: the folder needs images whose file stems appear in the label file", id="no-images"),
         pytest.param(_no_label_file, "Error: label file not found: {data}/val_label.txt",

@@ -24,7 +24,6 @@ def zoo_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     register(DatasetSpec("imagenet-val", f"a folder of images plus {LABEL_FILE} ('<file name> <class>' per line)"))
     register(DatasetSpec("folder", "one subfolder of images per class, numbered by --classes FILE, the ImageNet-1k "
                                    "synsets, or sorted name"))
-    register(DatasetSpec("synthetic", "seeded random input of the model's shape, for performance runs"))
 
 
 @hookimpl
