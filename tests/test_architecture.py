@@ -30,9 +30,7 @@ a backend:
 - ``weights.py``: torch hub's checkpoints folder (``$TORCH_HOME``, default ``~/.cache/torch``), where
   downloaded weights live.
 
-The exceptions are listed as (file, literal) pairs below, so a new use elsewhere fails. ``PENDING`` lists the
-violations left in files this change does not own, each with who is to remove it; a test fails once one is gone,
-so the list only shrinks.
+The exceptions are listed as (file, literal) pairs below, so a new use elsewhere fails.
 """
 
 from __future__ import annotations
@@ -57,10 +55,6 @@ TOOLCHAIN_PACKAGES = {
     ("weights.py", "torch"),
 }
 # (file, literal) -> why it is still there: to remove, never to grow.
-PENDING = {
-    ("testing.py", "resnest-tiny"): "zoo_core.testing's TINY_RESNEST is a model of the ResNeSt plugin (public API)",
-    ("testing.py", "resnest"): "its family, the same spec",
-}
 
 
 def module_name(path: Path) -> str:
@@ -204,7 +198,7 @@ def name_violations() -> list[str]:
                 continue
             text = node.value.lower()
             owner = owned.get(text) or ("a model of plugins/resnest" if re.fullmatch(r"resnest[\w.-]*", text) else None)
-            if owner and (relative.as_posix(), node.value) not in TOOLCHAIN_PACKAGES | set(PENDING):
+            if owner and (relative.as_posix(), node.value) not in TOOLCHAIN_PACKAGES:
                 found.append(f"{relative}:{node.lineno}: {node.value!r} ({owner})")
     return found
 
@@ -216,14 +210,6 @@ def test_the_owned_names_are_read_from_the_backends() -> None:
 def test_the_core_names_no_backend_dataset_kind_device_or_model() -> None:
     found = name_violations()
     assert not found, "the core names what a plugin owns:\n" + "\n".join(found)
-
-
-def test_every_pending_violation_is_still_there() -> None:
-    """Once a pending name is gone from its file, its entry goes too (the list only shrinks)."""
-    for file, literal in PENDING:
-        tree = ast.parse((CORE / file).read_text())
-        assert any(isinstance(n, ast.Constant) and n.value == literal for n in ast.walk(tree)), (
-            f"{file} no longer holds {literal!r}: remove it from PENDING")
 
 
 @pytest.mark.parametrize("literal", ["ascend", "NPU", "imagenet-val", "resnest50", "torch"])

@@ -466,7 +466,7 @@ def test_a_broken_atc_environment_is_one_line_with_its_fix(zoo_cli, ascend_env, 
 
 def test_a_model_declaring_nhwc_is_one_line_from_the_command(zoo_cli, ascend_env, tmp_path) -> None:
     (tmp_path / "tiny_nhwc.py").write_text(
-        "from dataclasses import replace\nfrom zoo_core import hookimpl\nfrom zoo_core.testing import TINY_RESNEST\n"
+        "from dataclasses import replace\nfrom zoo_core import hookimpl\nfrom zoo_tiny import TINY_RESNEST\n"
         "@hookimpl\ndef zoo_register_models(register):\n"
         "    register(replace(TINY_RESNEST, name='tiny-nhwc', input_format='NHWC'))\n")
     env = {**ascend_env, "ZOO_PLUGINS": "zoo_tiny,tiny_nhwc",

@@ -21,7 +21,7 @@ from zoo_core.plugins import Registry, get_plugin_manager
 from zoo_core.preprocessing import PRESETS, CenterCrop, DeclarationError, Preprocessing, Resize, apply, execute
 from zoo_core.samples import preprocess_one
 from zoo_core.specs import ModelSpec
-from zoo_core.testing import TINY_RESNEST
+from zoo_tiny import TINY_RESNEST
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # timm's IMAGENET_DEFAULT_MEAN / _STD
 DEIT = Preprocessing(
@@ -214,7 +214,7 @@ from dataclasses import replace
 
 from zoo_core import hookimpl
 from zoo_core.preprocessing import Preprocessing, Resize
-from zoo_core.testing import TINY_RESNEST
+from zoo_tiny import TINY_RESNEST
 
 SQUISH = Preprocessing("squish", steps=(Resize("squish"),))
 
@@ -236,7 +236,7 @@ def test_a_plugins_bad_declaration_is_its_problem_not_a_traceback(zoo_cli, tmp_p
     assert row["error"] == "DeclarationError: Resize: mode='squish' is not one of squash, short_side"
     models = zoo_cli("list", "--json", env=env)
     assert models.code == 0 and "Traceback" not in models.stderr, models
-    assert "resnest-tiny" in {m["name"] for m in models.json()}
+    assert "tiny-cnn" in {m["name"] for m in models.json()}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from zoo_core import hookimpl
 from zoo_core.preprocessing import PRESETS, execute
 from zoo_core.runtime import InputInfo
 from zoo_core.specs import BackendSpec, ModelSpec
-from zoo_core.testing import (LABEL_FILE, TINY_RESNEST, FakeBackend, FakeRunner, TinyModel, installed_plugin,
+from zoo_core.testing import (LABEL_FILE, TINY, FakeBackend, FakeRunner, TinyModel, installed_plugin,
                               load_dataset, make_zoo, preprocess, run_cli, run_model, write_image_dataset)
 
 MODEL = ModelSpec(name="relu", family="relu", factory="x:y", input_names=("actual_input_1",), input_shape=(3,),
@@ -91,16 +91,16 @@ def test_load_dataset_preprocess_and_run_model_do_what_a_run_does(tmp_path: Path
 
     zoo = make_zoo(zoo_datasets, TinyModel(), FakeBackend(), cache_dir=tmp_path / "cache")
     labels = write_image_dataset(tmp_path / "data", count=3, num_classes=10, seed=2)
-    dataset = load_dataset(zoo, "imagenet-val", tmp_path / "data", TINY_RESNEST)
+    dataset = load_dataset(zoo, "imagenet-val", tmp_path / "data", TINY)
     assert {s.path.name: s.label for s in dataset.samples} == labels
     image = tmp_path / "data" / next(iter(labels))
-    sample = preprocess(zoo, TINY_RESNEST.name, image, preset="reference")
-    assert sample.shape == TINY_RESNEST.input_shape and sample.dtype == np.float32
-    assert np.array_equal(sample, execute(PRESETS["reference"], TINY_RESNEST, image))
+    sample = preprocess(zoo, TINY.name, image, preset="reference")
+    assert sample.shape == TINY.input_shape and sample.dtype == np.float32
+    assert np.array_equal(sample, execute(PRESETS["reference"], TINY, image))
     (tmp_path / "bad.JPEG").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="does not decode"):
-        preprocess(zoo, TINY_RESNEST.name, tmp_path / "bad.JPEG")
-    results = run_model(zoo, TINY_RESNEST.name, backend="fake", weights="random", batch_sizes=(2,), iterations=1,
+        preprocess(zoo, TINY.name, tmp_path / "bad.JPEG")
+    results = run_model(zoo, TINY.name, backend="fake", weights="random", batch_sizes=(2,), iterations=1,
                         warmup=0)
     assert results["backend"] == "fake" and results["results"][0]["throughput"] > 0
 

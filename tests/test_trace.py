@@ -11,7 +11,7 @@ import pytest
 
 from zoo_core import hookimpl
 from zoo_core.plugins import Registry, get_plugin_manager
-from zoo_core.testing import TINY_RESNEST
+from zoo_tiny import TINY_RESNEST
 from zoo_core.trace import HookTracer
 
 LINE = re.compile(

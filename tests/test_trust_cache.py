@@ -146,7 +146,7 @@ from dataclasses import replace
 from zoo_core import hookimpl
 from zoo_core.runtime import CompiledModel, compiled_inputs
 from zoo_core.specs import BackendSpec
-from zoo_core.testing import TINY_RESNEST
+from zoo_tiny import TINY_RESNEST
 
 @hookimpl
 def zoo_register_models(register):

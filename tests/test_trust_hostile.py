@@ -143,12 +143,12 @@ from pathlib import Path
 import zoo_core.evaluate as ev
 from zoo_core.datasets import Sample
 from zoo_core.plugins import get_plugin_manager
-from zoo_core.testing import TINY_RESNEST, write_image_dataset
+from zoo_core.testing import TINY, write_image_dataset
 ev.TERMINATE_GRACE_SECONDS = 1.0
 folder = Path(sys.argv[1])
 write_image_dataset(folder, 1)
 image = next(folder.glob("*.JPEG"))
-with ev.Preprocessor(TINY_RESNEST, "modelzoo", 1, get_plugin_manager()) as pre:
+with ev.Preprocessor(TINY, "modelzoo", 1, get_plugin_manager()) as pre:
     list(pre.map([Sample("a", image, 0)]))
     pre.pool.apply(signal.signal, (signal.SIGTERM, signal.SIG_IGN))  # the worker now outlives its SIGTERM
     pre.pool.apply_async(time.sleep, (20,))  # and is busy when the pool is terminated

@@ -21,7 +21,7 @@ from zoo_core import weights as W
 from zoo_core.errors import EXIT_CHECK, EXIT_ENV, CheckError, ZooError
 from zoo_core.export import build_module
 from zoo_core.specs import ModelSpec, WeightsSpec
-from zoo_core.testing import TINY_RESNEST
+from zoo_tiny import TINY_RESNEST
 
 SHA = "ab" * 32
 
@@ -312,7 +312,7 @@ PLUGIN = '''
 
     from zoo_core import hookimpl
     from zoo_core.specs import WeightsSpec
-    from zoo_core.testing import TINY_RESNEST
+    from zoo_tiny import TINY_RESNEST
 
     SHA256 = "{digest}"
 

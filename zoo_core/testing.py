@@ -6,7 +6,7 @@ plugin as zoo loads it, a dataset read, an image prepared, a run); also a pytest
 
 Plain functions work without pytest. The fixtures are defined only when pytest is already imported (it always
 is when pytest loads this module as a plugin or a test imports it), so that a ``zoo`` command whose plugin
-imports :data:`TINY_RESNEST` from here does not pay for importing pytest.
+imports :data:`TINY` from here does not pay for importing pytest.
 
 ``ZOO_PLUGINS=zoo_core.testing`` registers the tiny model and the fake backend in a ``zoo`` command as well:
 the module is a zoo plugin (see the end of the file).
@@ -34,11 +34,12 @@ if TYPE_CHECKING:
     from .datasets import Dataset
 
 __all__ = [
-    "TINY_RESNEST",
+    "TINY",
     "CliResult",
     "FakeBackend",
     "FakeRunner",
     "TinyModel",
+    "build_tiny_cnn",
     "installed_plugin",
     "load_dataset",
     "make_zoo",
@@ -48,20 +49,30 @@ __all__ = [
     "write_image_dataset",
 ]
 
-#: A ResNeSt with layers [1, 1, 1, 1] and small widths: the real ResNeSt code (``zoo_resnest``), exported in
-#: about a second, 10 classes, 64x64 input, the core's presets. The core's tests and the plugin skeletons' tests
-#: use it. Like any declared model, the core exports it from its factory and prepares its images.
-TINY_RESNEST = ModelSpec(
-    name="resnest-tiny",
-    family="resnest",
-    factory="zoo_resnest.model:build_resnest",
-    factory_kwargs={"layers": (1, 1, 1, 1), "stem_width": 8, "planes": (8, 16, 32, 64), "num_classes": 10},
-    input_names=("actual_input_1",),  # ResNeSt's names, as the seed exports them
+#: A tiny convolutional classifier of the kit's own (:func:`build_tiny_cnn`): no model plugin needed, exported in
+#: well under a second, 10 classes, 64x64 input, the core's presets. The plugin skeletons' tests use it. Like any
+#: declared model, the core exports it from its factory and prepares its images.
+TINY = ModelSpec(
+    name="tiny-cnn",
+    family="tiny",
+    factory="zoo_core.testing:build_tiny_cnn",
+    factory_kwargs={"num_classes": 10},
     input_shape=(3, 64, 64),
-    output_names=("output1",),
     num_classes=10,
-    description="ResNeSt with layers [1,1,1,1] and small widths, for tests",
+    description="two strided conv-BN-ReLU blocks, global average pool, linear: for tests",
 )
+
+
+def build_tiny_cnn(num_classes: int = 10, width: int = 8) -> Any:
+    """The module of :data:`TINY` (torch is imported here, when a test exports or runs it)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes),
+    )
+
 
 LABEL_FILE = "val_label.txt"
 IMAGE_NAME = "ILSVRC2012_val_{:08d}.JPEG"
@@ -82,14 +93,14 @@ def make_zoo(*plugins: Any, cache_dir: Path | str) -> Zoo:
 
 
 class TinyModel:
-    """A model plugin for tests: registers :data:`TINY_RESNEST`, a declaration (the core exports it and prepares
+    """A model plugin for tests: registers :data:`TINY`, a declaration (the core exports it and prepares
     its images)."""
 
     plugin_name = "zoo_core.testing:tiny-model"
 
     @hookimpl
     def zoo_register_models(self, register: Callable[[ModelSpec], None]) -> None:
-        register(TINY_RESNEST)
+        register(TINY)
 
 
 # -------------------------------------------------------------------------

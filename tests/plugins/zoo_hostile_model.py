@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from zoo_core import hookimpl
 from zoo_core.preprocessing import CenterCrop, Preprocessing, Resize
-from zoo_core.testing import TINY_RESNEST as TINY
+from zoo_tiny import TINY_RESNEST as TINY
 
 
 def _preset(*steps, **values) -> tuple[Preprocessing]:  # noqa: ANN002, ANN003
