@@ -302,6 +302,9 @@ def test_a_plugin_engine_is_chosen_by_name_and_runs_the_measurement(tmp_path: Pa
     assert results["engine"] == {"name": "inline", "asked": ["enter", "measure 1", "measure 2"]}
     assert plugin.opened[0].asked[-1] == "exit"
     assert [r["batch_size"] for r in results["results"]] == [1, 2] and results["results"][0]["throughput"] > 0
+    from zoo_core.report import validate
+
+    validate(results)  # the shipped schema takes an engine a plugin registered (results.json is written after it)
 
 
 def test_a_plugin_cannot_take_the_name_of_a_core_engine(tmp_path: Path) -> None:

@@ -45,7 +45,10 @@ def test_the_reported_owner_of_a_backend_name_compiles_and_infers(zoo_cli, tmp_p
     assert not [line for line in stages if line.startswith("zoo_dup_second")], stages
     if owner:
         assert stages == [f"{owner} compile {backend}", f"{owner} infer {backend}"]
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["backend"] == backend
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["backend"] == backend
+    assert results["plugins"]["backend"]["name"] == expected_owner  # the results name who measured
+    assert results["plugins"]["model"] == {"name": "zoo_tiny", "version": ""}
 
 
 def _stage_guards(path: Path, source: str) -> list[str]:

@@ -207,6 +207,8 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         "backend": prepared.backend.name,
         "device": prepared.backend.device,
         "device_name": _device_name(zoo, prepared.backend, env),  # the chip, as the backend's plugin names it
+        "plugins": {role: {"name": spec.plugin, "version": plugin_version(zoo.pm, spec.plugin)}
+                    for role, spec in (("model", model), ("backend", prepared.backend))},
         "weights": prepared.weights.label,
         "preset": options.preset,
         "env": env,
@@ -226,7 +228,7 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
             "throughput_e2e the wall time of each call",
         },
         "engine": engine_facts,
-        "stage_seconds": zoo.timer.snapshot(),  # hooks that ran (a cached stage runs none)
+        "stage_seconds": zoo.timer.snapshot(),  # the stages built in this process (a cached stage is not built)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "accuracy": accuracy,
         "results": rows,
