@@ -12,8 +12,12 @@ with the names it registered.
 
 Lines look like (the arguments cut short here)::
 
-    zoo-trace: zoo_export(model=ModelSpec(name='resnest-tiny', …), …) answered by resnest -> PosixPath(…) in 812.40 ms
-    zoo-trace: zoo_register_models(register=<function register>) answered by zoo_tiny -> registered […] in 0.02 ms
+    zoo-trace: zoo_register_models(register=<function register>) answered by zoo_core.testing -> registered […] in 0.02 ms
+    zoo-trace: zoo_compile(backend=BackendSpec(name='onnxruntime', …), …) answered by builtin:onnxruntime -> CompiledModel(…) in 31.33 ms
+    zoo-trace: zoo_export(model=ModelSpec(name='tiny-cnn', …), …) answered by nobody -> None in 0.02 ms
+
+A stage hook reaches the plugin that owns the model, dataset or backend alone; ``nobody`` there means that plugin
+left the stage to the core (its generic export, the model's declared preprocessing).
 """
 
 from __future__ import annotations
