@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -21,9 +22,28 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("zoo-cache")
 
 
+def _runs_in_checkout() -> set[str]:
+    return {p.name for p in (ROOT / "zoo-runs").iterdir()} if (ROOT / "zoo-runs").is_dir() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_left_clean() -> Iterator[None]:
+    """No test writes zoo's output into the checkout: every test runs in its own folder (``isolated``), and a
+    test that wrote ``zoo-runs/`` here anyway fails the session, named at its teardown."""
+    before = _runs_in_checkout()
+    yield
+    new = sorted(_runs_in_checkout() - before)
+    assert not new, f"tests wrote {len(new)} run folder(s) into {ROOT / 'zoo-runs'}, e.g. {new[:3]}: pass --out " \
+        "under tmp_path, or run zoo in the test's own folder"
+
+
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, session_cache: Path) -> None:
-    """No test reads or writes the user's caches, and every test sees the tiny model plugin."""
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+             session_cache: Path) -> None:
+    """No test reads or writes the user's caches or the checkout, and every test sees the tiny model plugin: each
+    runs in an empty folder of its own beside ``tmp_path`` (which it leaves empty), so a ``zoo run`` without
+    ``--out`` writes its zoo-runs/ there."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.setenv("ZOO_CACHE_DIR", str(session_cache))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     monkeypatch.setenv("ZOO_PLUGINS", "zoo_tiny,zoo_slow")

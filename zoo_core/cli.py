@@ -213,7 +213,8 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
 
 @cli.command("run", cls=_WithPluginOptions)
 @click.argument("model")
-@click.option("--bs", "batch_sizes", default="8", show_default=True, help="Batch size, or a sweep: 1,4,8,16,32,64.")
+@click.option("--bs", "batch_sizes", default="8", show_default=True,
+              help="Batch size, or a sweep: 1,4,8,16,32,64 (zoo export and zoo compare take one).")
 @click.option("--backend", default=None, help="Backend name (default: the best available; see `zoo plugins`).")
 @click.option("--weights", default=None, help="A checkpoint file, or `random` for seeded random weights.")
 @click.option("--onnx", type=click.Path(path_type=Path), default=None,
@@ -224,7 +225,7 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
               help="Class folder names, one a line in class-index order (default: ImageNet-1k synsets, else sorted).")
 @click.option("--dataset", default=None, help="Dataset kind: imagenet-val or folder (default: guessed).")
 @click.option("--limit", type=int, default=None, help="Evaluate the first N images only (natural order).")
-@click.option("--workers", type=int, default=None, help="Preprocessing processes (default: one per core).")
+@click.option("--workers", type=int, default=None, help="Preprocessing processes, at least 1 (default: one per core).")
 @click.option("--skip-bad", is_flag=True, default=None, help="Count and skip unreadable images instead of stopping.")
 @click.option("--shard-images", type=int, default=None,
               help="Save accuracy outputs every N images, to resume from.  [default: 256]")
@@ -239,7 +240,7 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
               help="Stable when 3 consecutive windows agree within this share.  [default: 0.10]")
 @click.option("--max-seconds", type=float, default=None,
               help="Per batch size, stop timing after this and mark the row unstable.  [default: 60]")
-@click.option("--threads", type=int, default=None, help="Inference threads (default: one per core).")
+@click.option("--threads", type=int, default=None, help="Inference threads, at least 1 (default: one per core).")
 @click.option("--opset", type=int, default=None, help="ONNX opset for export (default: the model's).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
 @click.option("--device", "devices", default=None, help="Accelerator ids, e.g. 0 or 0,1,2,3 (one process each; several only where the backend has separate "
@@ -286,12 +287,17 @@ def run_cmd(
     if options.out is None:
         backend = zoo.registry.backend(options.backend).name
         options = options.with_(out=Path("zoo-runs") / f"{spec.name}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}")
+    from .files import make_folder, remove_if_empty
+
     try:  # an unwritable output folder fails now, not after the whole run
-        options.out.mkdir(parents=True, exist_ok=True)
+        created = make_folder(options.out)
     except OSError as exc:
         raise ZooError(f"cannot write results to {options.out}: {exc.strerror or exc}",
                        note="choose a writable folder with --out") from None
-    results = run(zoo, options, RichProgress())
+    try:
+        results = run(zoo, options, RichProgress())
+    finally:  # stopped (an error, Ctrl-C, SIGTERM) before writing anything: no empty folder left behind
+        remove_if_empty(created)
     if as_json:
         return _emit_json(results)
     _print_results(results, options.out)
@@ -375,7 +381,8 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
 @click.argument("model")
 @click.option("--backends", required=True,
               help="Backends to compare, e.g. onnxruntime,torch; the reference is torch when named, else the first.")
-@click.option("--bs", "batch_size", default="8", show_default=True, help="Batch size of every backend.")
+@click.option("--bs", "batch_size", default="8", show_default=True,
+              help="Batch size of every backend: one, not a sweep (that is zoo run's).")
 @click.option("--weights", default=None, help="A checkpoint file, or `random` for seeded random weights.")
 @click.option("--onnx", type=click.Path(path_type=Path), default=None,
               help="Use this ONNX file instead of exporting (the torch backend still runs the weights).")
@@ -399,7 +406,7 @@ def compare_cmd(
 
     zoo = _zoo()
     spec = zoo.registry.model(model)
-    sizes = parse_batch_sizes(batch_size)
+    sizes = parse_batch_sizes(batch_size, single="compare")
     plugin_flags = _pop_plugin_flags(flags)
     options = resolve_options(spec, _run_flags(batch_sizes=sizes, **flags))
     names = parse_backends(backends)
@@ -672,24 +679,23 @@ def doctor_cmd(as_json: bool) -> None:
 
 @cli.command("export")
 @click.argument("model")
-@click.option("--bs", "batch_size", type=int, default=None, help="Fix the batch and simplify (default: dynamic batch).")
+@click.option("--bs", "batch_size", default=None,
+              help="Fix the batch at one size and simplify, not a sweep (default: dynamic batch).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the .onnx file.")
 @click.option("--weights", default=None, help="A checkpoint file, or `random`.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the model's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def export_cmd(model: str, batch_size: int | None, output: Path, as_json: bool, **flags: Any) -> None:
+def export_cmd(model: str, batch_size: str | None, output: Path, as_json: bool, **flags: Any) -> None:
     """Export MODEL to ONNX (checked against PyTorch), simplified at --bs if given."""
     from .progress import RichProgress
     from .runner import export_to_file
-    from .specs import resolve_options
+    from .specs import parse_batch_sizes, resolve_options
 
-    if batch_size is not None and batch_size < 1:
-        raise ZooError(f"--bs: batch size {batch_size} must be at least 1", note="write e.g. --bs 8",
-                       exit_code=EXIT_USAGE)
+    size = parse_batch_sizes(batch_size, single="export")[0] if batch_size is not None else None
     check_path("-o", output)
     zoo = _zoo()
     options = resolve_options(zoo.registry.model(model), _run_flags(**flags))
-    data = export_to_file(zoo, options, output, batch_size, RichProgress())
+    data = export_to_file(zoo, options, output, size, RichProgress())
     if as_json:
         return _emit_json(data)
     check = (f" (max |onnxruntime - torch| = {data['max_abs_diff']:.2g})" if "max_abs_diff" in data

@@ -12,7 +12,7 @@ from .progress import Progress
 from .app import Zoo
 from .runner import Prepared, prepare
 from .runtime import infer_batches
-from .specs import BackendSpec, RunOptions
+from .specs import BackendSpec, RunOptions, one_batch_size
 
 if TYPE_CHECKING:
     import numpy as np
@@ -122,8 +122,7 @@ def _check_request(zoo: Zoo, options: RunOptions, backends: list[str], samples: 
     _check_backend_names(backends)
     for name in backends:
         zoo.registry.backend(name)  # unknown: a usage error; unavailable here: an environment error
-    if len(options.batch_sizes) != 1:
-        raise UsageError("--bs: compare takes one batch size", note="write e.g. --bs 8")
+    one_batch_size(options.batch_sizes, "compare")
     if samples < 1:
         raise UsageError(f"--samples: {samples} must be at least 1", note="leave it out for 2 * bs + 1")
     if not (0 <= atol < math.inf and 0 <= rtol < math.inf):  # NaN or infinity would pass or fail everything

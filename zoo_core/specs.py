@@ -362,6 +362,9 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
 
     for name in ("data", "labels", "weights", "onnx", "out"):  # a name too long for any file system: ENAMETOOLONG
         check_path(f"--{name}", getattr(options, name))
+    for name in ("threads", "workers"):  # 0 is the default's "one per core", never a value to give
+        if flags.get(name) is not None and flags[name] < 1:
+            raise UsageError(f"--{name}: {flags[name]} must be at least 1", note=f"leave --{name} out for one per core")
     if options.threads == 0:  # a Ray actor's share of the CPUs, else every core of this host
         share = options.actor_cpus if options.actor_cpus is not None and math.isfinite(options.actor_cpus) else 1
         threads = max(1, int(share)) if options.engine == "ray" else cpu_count()  # a bad share: the engine's error
@@ -403,20 +406,33 @@ def parse_devices(text: str) -> tuple[int, ...]:
     return tuple(devices)
 
 
-def parse_batch_sizes(text: str) -> tuple[int, ...]:
-    """Parse ``"8"`` or ``"1,4,8"`` into a tuple of positive batch sizes, keeping the order given."""
+def parse_batch_sizes(text: str, single: str | None = None) -> tuple[int, ...]:
+    """Parse ``"8"`` or ``"1,4,8"`` into a tuple of positive batch sizes, keeping the order given: ``--bs`` of
+    every command. ``single`` names a command that takes one batch size (``export``, ``compare``): a sweep is a
+    usage error there (:func:`one_batch_size`)."""
+    note = "write e.g. --bs 8" if single else "write e.g. --bs 8 or --bs 1,4,8"
     sizes: list[int] = []
     for part in text.split(","):
         part = part.strip()
         try:
             value = int(part)
         except ValueError:
-            raise UsageError(f"--bs: {part!r} is not a whole number", note="write e.g. --bs 8 or --bs 1,4,8") from None
+            raise UsageError(f"--bs: {part!r} is not a whole number", note=note) from None
         if value < 1:
-            raise UsageError(f"--bs: batch size {value} must be at least 1", note="write e.g. --bs 8 or --bs 1,4,8")
+            raise UsageError(f"--bs: batch size {value} must be at least 1", note=note)
         if value not in sizes:
             sizes.append(value)
+    if single:
+        one_batch_size(tuple(sizes), single)
     return tuple(sizes)
+
+
+def one_batch_size(sizes: tuple[int, ...], command: str) -> int:
+    """The one batch size of ``zoo COMMAND`` (export, compare); a sweep is a usage error, worded alike for each."""
+    if len(sizes) != 1:
+        raise UsageError(f"--bs: zoo {command} takes one batch size, not a sweep ({','.join(map(str, sizes))})",
+                         note="write e.g. --bs 8; a sweep such as --bs 1,4,8 is for zoo run")
+    return sizes[0]
 
 
 def cpu_count() -> int:
