@@ -1,5 +1,5 @@
 """Bad inputs, through the real CLI: each case is one ``Error:`` line and one ``Note:`` line with the exit code
-documented in the README's "Bad inputs" table, and never a traceback. Two plugin cases are not errors at all:
+documented in the "Bad inputs" table of docs/errors.md, and never a traceback. Two plugin cases are not errors at all:
 zoo records them and goes on, and those tests check exactly that."""
 
 from __future__ import annotations
