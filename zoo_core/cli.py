@@ -37,9 +37,9 @@ def _emit_json(data: Any) -> None:
 
 
 def _console():  # noqa: ANN202
-    from rich.console import Console
+    from .console import make_console
 
-    return Console()
+    return make_console()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,14 +57,15 @@ def list_cmd(as_json: bool) -> None:
     rows = list_models(_zoo().registry)
     if as_json:
         return _emit_json(rows)
-    from rich.table import Table
+    from .console import make_table, plain
 
-    table = Table("model", "family", "input", "weights", "plugin", box=None, header_style="bold")
+    table = make_table("model", "family", "input", "weights", "plugin", box=None, header_style="bold")
     for r in rows:
         kind, present = r["weights_kind"], r["weights_cached"]  # present: None for a loader, known once it runs
         weights = (kind or "-") + (" (cached)" if kind == "url" and present else " (missing)" if kind == "package"
                                    and not present else "")
-        table.add_row(r["name"], r["family"], "x".join(map(str, r["input_shape"])), weights, r["plugin"])
+        table.add_row(*map(plain, (r["name"], r["family"], "x".join(map(str, r["input_shape"])), weights,
+                                   r["plugin"])))
     _console().print(table)
 
 
@@ -78,12 +79,32 @@ def info_cmd(model: str, as_json: bool) -> None:
     data = model_info(_zoo().registry, model)
     if as_json:
         return _emit_json(data)
-    from rich.table import Table
+    from .console import make_table, plain
 
-    table = Table(show_header=False, box=None)
+    table = make_table("key", "value", show_header=False, box=None)
     for key, value in data.items():
-        table.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        table.add_row(plain(key, "bold"), plain(_info_value(key, value)))
     _console().print(table)
+
+
+def _info_value(key: str, value: Any) -> str:
+    """A value of ``zoo info`` as readable lines: a preset as its name and what it does, a mapping as one
+    ``field: value`` line per field that is set, a list of plain values as JSON on one line."""
+    if key == "presets" and isinstance(value, list):
+        return "\n".join(_preset_line(preset) for preset in value) or "-"
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {v if isinstance(v, str) else json.dumps(v)}"
+                         for k, v in value.items() if v is not None) or "-"
+    return json.dumps(value) if isinstance(value, list) else "-" if value in (None, "") else str(value)
+
+
+def _preset_line(preset: Any) -> str:
+    """A preset named by the model (a core preset) as its name; one it declares as its name and description
+    (else its steps)."""
+    if not isinstance(preset, dict):
+        return str(preset)
+    what = preset.get("description") or ", ".join(str(s.get("step")) for s in preset.get("steps") or [])
+    return f"{preset.get('name')}: {what}" if what else str(preset.get("name"))
 
 
 @cli.command("plugins")
@@ -100,13 +121,14 @@ def plugins_cmd(as_json: bool) -> None:
     data = plugins_info(zoo.registry)
     if as_json:
         return _emit_json(data)
-    from rich.table import Table
+    from .console import make_table, plain
 
     console = _console()
-    table = Table("plugin", "version", "source", "hooks / error", box=None, header_style="bold")
+    table = make_table("plugin", "version", "source", "hooks / error", box=None, header_style="bold")
     for p in data["plugins"]:
-        detail = f"[red]failed: {p['error']}[/]" if p["error"] else ", ".join(h.removeprefix("zoo_") for h in p["hooks"])
-        table.add_row(p["name"], p["version"], p["source"], detail)
+        detail = plain(f"failed: {p['error']}", "red") if p["error"] else \
+            plain(", ".join(h.removeprefix("zoo_") for h in p["hooks"]))
+        table.add_row(plain(p["name"]), plain(p["version"]), plain(p["source"]), detail)
     console.print(table)
     console.print()
     console.print(_backends_table(data["backends"]))
@@ -114,12 +136,14 @@ def plugins_cmd(as_json: bool) -> None:
 
 def _backends_table(backends: list[dict[str, Any]]) -> Any:
     """Each backend with its device and whether it can run here (and why not)."""
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table("backend", "device", "state", box=None, header_style="bold")
+    from .console import make_table, plain
+
+    table = make_table("backend", "device", "state", box=None, header_style="bold")
     for b in backends:
-        state = "[green]available[/]" if b["available"] else f"[yellow]unavailable[/]: {b['reason']}"
-        table.add_row(b["name"], b["device"], state)
+        state = "[green]available[/]" if b["available"] else f"[yellow]unavailable[/]: {escape(b['reason'])}"
+        table.add_row(plain(b["name"]), plain(b["device"]), state)
     return table
 
 
@@ -329,17 +353,15 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
 
 def _print_results(results: dict[str, Any], out: Path | None) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
+    from .console import make_table
     from .datasets import classes_line, shown_name
 
     title = f"{results['model']} on {results['backend']} ({results['device']}), weights {results['weights']}"
-    table = Table(title=title, header_style="bold")
     has_device = any(row.get("throughput_device") is not None for row in results["results"])
     columns = ["batch", "throughput (img/s)", *(["end-to-end (img/s)"] if has_device else []),
                "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1", "top-5"]
-    for col in columns:
-        table.add_column(col, justify="right")
+    table = make_table(*columns, right=tuple(columns), title=escape(title), header_style="bold")
     for row in results["results"]:
         lat = row["latency_ms"]
         acc = [f"{row[k] * 100:.2f} %" if row[k] is not None else "-" for k in ("top1", "top5")]
@@ -360,7 +382,7 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
         skipped = accuracy["skipped"]["count"]
         console.print(f"accuracy on {accuracy['images']} images at batch {accuracy['batch_size']} "
                       f"({accuracy['dataset']['kind']}, preset {accuracy['preset']})"
-                      + (f", {skipped} unreadable skipped" if skipped else ""))
+                      + (f", {skipped} unreadable skipped" if skipped else ""), markup=False, highlight=False)
         for key, label in (("unlabeled", "images without a label"), ("labels_without_image", "labels without an image")):
             if accuracy["dataset"][key]["count"]:
                 console.print(f"[yellow]{accuracy['dataset'][key]['count']} {label}[/], "
@@ -373,7 +395,7 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
     if results["weights"] == "random":
         console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
     if out is not None:
-        console.print(f"[dim]results: {out / 'results.json'}[/]")
+        console.print(f"results: {out / 'results.json'}", style="dim", markup=False, highlight=False)
         console.print(_report_files_line(out), style="dim", markup=False, highlight=False, soft_wrap=True)
 
 
@@ -424,30 +446,31 @@ def compare_cmd(
 
 def _print_comparison(result: dict[str, Any]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     from .compare import ceil_sig
+    from .console import make_table, plain
 
     def number(value: float | None, round_up: bool = False) -> str:
         return "-" if value is None else f"{ceil_sig(value) if round_up else value:.3g}"
 
     title = (f"{result['model']} at batch {result['batch_size']}, {result['samples']} samples (seed {result['seed']}), "
              f"weights {result['weights']}" + (f", ONNX {result['onnx']}" if result["onnx"] else ""))
-    table = Table(title=escape(title), header_style="bold",
-                  caption=f"needed atol: at --rtol {result['rtol']:g}; needed rtol: at --atol {result['atol']:g} "
-                  "(rounded up)")
-    for column in ("backend", "reference", "output", "max abs", "max rel", "needed atol", "needed rtol", "result"):
-        table.add_column(column, justify="right" if column.startswith(("max", "needed")) else "left")
+    columns = ("backend", "reference", "output", "max abs", "max rel", "needed atol", "needed rtol", "result")
+    table = make_table(*columns, right=tuple(c for c in columns if c.startswith(("max", "needed"))),
+                       title=escape(title), header_style="bold",
+                       caption=f"needed atol: at --rtol {result['rtol']:g}; needed rtol: at --atol {result['atol']:g} "
+                       "(rounded up)")
     for c in result["comparisons"]:
-        table.add_row(c["backend"], c["reference"], escape(c["output"]), number(c["max_abs"]), number(c["max_rel"]),
+        table.add_row(plain(c["backend"]), plain(c["reference"]), plain(c["output"]), number(c["max_abs"]),
+                      number(c["max_rel"]),
                       number(c["needed_atol"], True), number(c["needed_rtol"], True),
                       "[green]PASS[/]" if c["passed"] else "[red]FAIL[/]")
     console = _console()
     console.print(table)
     failed = sum(not c["passed"] for c in result["comparisons"])
-    verdict = (f"[green]PASS[/]: every output agrees with {result['reference']} within" if not failed
+    verdict = (f"[green]PASS[/]: every output agrees with {escape(result['reference'])} within" if not failed
                else f"[red]FAIL[/]: {failed} of {len(result['comparisons'])} output(s) differ from "
-               f"{result['reference']} beyond")
+               f"{escape(result['reference'])} beyond")
     console.print(f"{verdict} --atol {result['atol']:g} --rtol {result['rtol']:g}", highlight=False)
 
 
@@ -464,8 +487,8 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
     """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
     ratio, accuracy delta, and what differs between the runs, for regression checks."""
     from rich.markup import escape
-    from rich.table import Table
 
+    from .console import make_table, plain
     from .errors import CheckError
     from .report import compare_runs, judge, load_results
 
@@ -490,12 +513,11 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
         def points(value: float | None) -> str:
             return "-" if value is None else f"{value * 100:+.2f} pp"
 
-        table = Table(title=escape(f"B = {run_b} vs A = {run_a}"), header_style="bold",
-                      caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
-                      "top-1/top-5 delta = B - A in percentage points")
-        for column in ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
-                       "top-1 delta", "top-5 delta"):
-            table.add_column(column, justify="right")
+        columns = ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
+                   "top-1 delta", "top-5 delta")
+        table = make_table(*columns, right=columns, title=escape(f"B = {run_b} vs A = {run_a}"), header_style="bold",
+                           caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
+                           "top-1/top-5 delta = B - A in percentage points")
         def img_s(value: float | None, stable: bool | None) -> str:
             return num(value, ".2f") + (" [yellow]unstable[/]" if stable is False else "")
 
@@ -514,10 +536,10 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
                 console.print(f"[yellow]batch sizes {label}[/]: {', '.join(map(str, data[key]))}")
         differences = {**data["differences"], **{f"env.{k}": v for k, v in data["env"].items()}}
         if differences:
-            diff = Table("differs", "A", "B", title="run and environment differences", header_style="bold")
+            diff = make_table("differs", "A", "B", title="run and environment differences", header_style="bold")
             for key, pair in differences.items():
-                diff.add_row(escape(key), *(escape(json.dumps(pair[s]) if not isinstance(pair[s], str) else pair[s])
-                                            for s in ("a", "b")))
+                diff.add_row(plain(key), *(plain(json.dumps(pair[s]) if not isinstance(pair[s], str) else pair[s])
+                                           for s in ("a", "b")))
             console.print(diff)
         else:
             console.print("same model, backend, weights, measurement settings and environment")
@@ -659,21 +681,24 @@ def doctor_cmd(as_json: bool) -> None:
     data = doctor(_zoo())
     if as_json:
         return _emit_json(data)
-    from rich.table import Table
+    from rich.markup import escape
+
+    from .console import make_table, plain
 
     console = _console()
-    env = Table(show_header=False, box=None)
+    env = make_table("fact", "value", show_header=False, box=None)
     for key, value in data["env"].items():
-        env.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, dict) else str(value))
+        env.add_row(plain(key, "bold"), plain(json.dumps(value) if isinstance(value, dict) else value))
     console.print(env)
     console.print()
     console.print(_backends_table(data["backends"]))
-    console.print(f"automatic choice: [bold]{data['auto_backend'] or 'none'}[/]")
+    console.print(f"automatic choice: [bold]{escape(data['auto_backend'] or 'none')}[/]")
     console.print()
-    engines = Table("engine", "state", box=None, header_style="bold")
+    engines = make_table("engine", "state", box=None, header_style="bold")
     for e in data["engines"]:
-        state = f"[green]available[/] {e['version']}".rstrip() if e["available"] else f"[yellow]unavailable[/]: {e['reason']}"
-        engines.add_row(e["name"], state)
+        state = (f"[green]available[/] {escape(str(e['version'] or ''))}".rstrip() if e["available"]
+                 else f"[yellow]unavailable[/]: {escape(str(e['reason']))}")
+        engines.add_row(plain(e["name"]), state)
     console.print(engines)
 
 

@@ -60,6 +60,7 @@ class Timing:
     device: list[float]  # empty when the backend does not measure its own compute time
     windows: list[float] = field(default_factory=list)  # mean ms of each timing window
     stable: bool | None = None  # None: a fixed --iterations count, nothing to judge
+    seconds: float | None = None  # how long the timing windows ran (what --max-seconds caps); None: --iterations
 
 
 def loop_label(compiled: CompiledModel, options: RunOptions) -> tuple[str, int | None]:
@@ -85,8 +86,10 @@ def measure_devices(
     ais_bench does (their throughputs add up in :func:`results_row`)."""
     label, total = loop_label(compiled, options)
     if len(options.devices) == 1:
-        with progress.loop(label, total) as advance:
+        with progress.loop(label, total, options.max_seconds if total is None else None) as advance:
             timing = timed_loop(zoo, model, compiled, options, advance)
+            if timing.seconds is not None:
+                progress.note(timing_note(timing, options))
             warn_unsettled(progress, [(options.devices[0], timing)], options)
         return [(options.devices[0], timing)]
     from concurrent.futures import ProcessPoolExecutor
@@ -108,6 +111,14 @@ def measure_devices(
         done(f"{len(per_device)} processes")
         warn_unsettled(progress, per_device, options)
     return per_device
+
+
+def timing_note(timing: Timing, options: RunOptions) -> str:
+    """How a timing by windows went, against its cap: ``12 windows, 41 s of --max-seconds 60``."""
+    from .progress import duration
+
+    return (f"{len(timing.windows)} window{'s' if len(timing.windows) != 1 else ''}, "
+            f"{duration(timing.seconds or 0.0)} of --max-seconds {options.max_seconds:g}")
 
 
 def warn_unsettled(progress: Progress, per_device: list[tuple[Any, Timing]], options: RunOptions) -> None:
@@ -151,15 +162,16 @@ def timed_loop(
             wall, device = batches(options.window)
             windows.append((wall, device))
             means.append(sum(device or wall) / len(device or wall))
+            seconds = time.perf_counter() - start
             if windows_agree(means, options.agree):
                 kept, stable = windows[-3:], True  # the statistics of the settled windows
                 break
-            if time.perf_counter() - start > options.max_seconds:
+            if seconds > options.max_seconds:
                 kept, stable = windows, False
                 break
     wall = [ms for w, _ in kept for ms in w]
     device = [ms for _, d in kept for ms in d]
-    return Timing(wall, device if len(device) == len(wall) else [], means, stable)
+    return Timing(wall, device if len(device) == len(wall) else [], means, stable, seconds)
 
 
 def _device_worker(model: ModelSpec, compiled: CompiledModel, options: RunOptions) -> Timing:

@@ -202,8 +202,10 @@ def markdown(results: dict[str, Any], chart: bool | None = None) -> str:
     lines.append("")
     notes = ["性能 is `throughput` in images/s = 1000 * batch_size / mean batch latency in ms (formulas below)."]
     if accuracy:
+        others = [row["batch_size"] for row in table if row["batch_size"] != accuracy.get("batch_size")]
         notes.append(f"精度(top1) was measured once, at batch {accuracy.get('batch_size')} on {accuracy.get('images')} "
-                     f"images; the other batch sizes were timed only.")
+                     + (f"images; batch size{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} "
+                        f"{'were' if len(others) > 1 else 'was'} timed only." if others else "images."))
     else:
         notes.append("No dataset was given (`--data`): accuracy was not measured; throughput is timed on generated input.")
     if random_weights:
