@@ -85,6 +85,12 @@ def test_brackets_in_user_text_are_shown_as_written(zoo_cli, command: tuple[str,
         assert text in stdout, stdout
 
 
+def test_doctor_lists_a_plugin_that_failed_to_load(zoo_cli) -> None:
+    stdout = whole(zoo_cli("doctor", env={"ZOO_PLUGINS": "zoo_tiny,zoo_missing[x]"}))
+    assert ["zoo_missing[x]", "ModuleNotFoundError:", "No", "module", "named", "'zoo_missing[x]'"] in [
+        line.split() for line in stdout.splitlines()], stdout
+
+
 def test_list_and_plugins_fit_their_content(zoo_cli) -> None:
     listed = whole(zoo_cli("list", env=BRACKETS))
     assert ["brackets-tiny", "resnest", "3x64x64", "url", "zoo_brackets"] in [line.split() for line in

@@ -700,6 +700,12 @@ def doctor_cmd(as_json: bool) -> None:
                  else f"[yellow]unavailable[/]: {escape(str(e['reason']))}")
         engines.add_row(plain(e["name"]), state)
     console.print(engines)
+    if data["plugin_errors"]:  # a plugin that failed to load, or whose hook failed: what it does not provide here
+        console.print()
+        problems = make_table("plugin", "problem", box=None, header_style="bold")
+        for p in data["plugin_errors"]:
+            problems.add_row(plain(p["name"]), plain(p["error"], "red"))
+        console.print(problems)
 
 
 @cli.command("export")
