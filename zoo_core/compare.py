@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import CheckError, UsageError, ZooError
+from .errors import CheckError, UsageError
 from .export import sample_input
 from .progress import Progress
 from .app import Zoo

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ZooError
+from .files import natural_key
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".gif"})
 
@@ -107,14 +107,6 @@ def text_of(name: str) -> str:
 def shown_name(name: str) -> str:
     """A name for a one-line message: as it is when printable, else as ``repr`` shows it (escapes, no quotes)."""
     return name if name.isprintable() else repr(name)[1:-1]
-
-
-def natural_key(text: str) -> tuple[list[Any], str]:
-    """Sort key that puts ``img2`` before ``img10``, as ais_bench sorts its inputs. Only ASCII digit runs count
-    as numbers (``int('\u00b2')`` fails); names that compare equal as numbers (``img01``, ``img1``) fall back
-    to their text, so the order never depends on how the folder was listed."""
-    parts = re.split(r"([0-9]+)", text)
-    return [int(part) if i % 2 else part for i, part in enumerate(parts)], text
 
 
 @dataclass

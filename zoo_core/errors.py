@@ -45,3 +45,12 @@ class CheckError(ZooError):
 class PluginError(Exception):
     """A plugin's own code failed (not the user's input): a bug, reported with the plugin, the hook and the original
     traceback, and exit code 1. Deliberately not a ZooError."""
+
+
+def first_line(exc: BaseException, *, with_type: bool = True) -> str:
+    """An exception as one line for a one-line message: ``Type: first line of its text`` (``Type`` alone when it
+    has none); ``with_type=False``: the first line alone (the type's name when there is no text)."""
+    lines = str(exc).strip().splitlines()
+    if not with_type:
+        return lines[0] if lines else type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")

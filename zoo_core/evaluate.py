@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import threading
 import time
@@ -15,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 from .artifacts import fingerprint
 from .datasets import Dataset, Sample, check_folder
 from .errors import EXIT_BUG, CheckError, ZooError
+from .files import atomic_write
 from .samples import expected_sample, fits, preprocess_one, wrong_sample
-from .limits import writing
 from .signals import as_worker, blocked, deliver, describe, held_back
 
 if TYPE_CHECKING:
@@ -122,9 +121,8 @@ def _preprocess(task: tuple[int, str, str | None, int]) -> tuple[int, Any, str |
     if not fits(array, _worker["sample"]):
         return index, array, None  # not what the model takes: sent whole (never written), and the parent stops
     if target is not None:
-        tmp = f"{target}.{os.getpid()}.tmp"
-        array.tofile(tmp)
-        os.replace(tmp, target)
+        with atomic_write(target, "wb") as fh:
+            array.tofile(fh)
         return index, None, None
     _slot(_worker["slots"], _worker["sample"], slot)[...] = array
     return index, slot, None
@@ -386,12 +384,8 @@ def _open_runner(zoo: Zoo, compiled: Any, model: ModelSpec, options: RunOptions)
 def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[dict[str, str]]) -> None:
     import numpy as np
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with writing(path, tmp), open(tmp, "wb") as fh:
+    with atomic_write(path, "wb", fsync=True) as fh:
         np.savez(fh, outputs=outputs, kept=np.asarray(kept, dtype=np.int64), skipped=json.dumps(skipped))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _score(
@@ -476,13 +470,11 @@ def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, la
     path.parent.mkdir(parents=True, exist_ok=True)
     k = min(5, scores.shape[1]) if scores.ndim == 2 else 0
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k] if len(scores) else np.zeros((0, k), np.int64)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with writing(path, tmp), open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_write(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", *(f"top{j + 1}" for j in range(k)), "label"])
         for sample, row, label in zip(samples, top, labels):
             writer.writerow([sample.id, *map(int, row), int(label)])
-    os.replace(tmp, path)
 
 
 # -------------------------------------------------------------------------

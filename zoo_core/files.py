@@ -15,19 +15,20 @@ _CHUNK = 1 << 20
 @contextlib.contextmanager
 def atomic_write(path: Path | str, mode: str = "w", *, fsync: bool = False) -> Iterator[Any]:
     """A file object on a hidden temporary sibling of ``path`` (``.NAME.PID.tmp``), moved over ``path`` only when
-    the block succeeds; on any failure the temporary file is removed and ``path`` is left as it was. Text is
-    written as UTF-8 with newlines untranslated; ``fsync`` flushes the data to the disk before the move."""
+    the block succeeds; on any failure the temporary file is removed, ``path`` is left as it was, and an OSError
+    without a file name (a full disk inside a library's write) is given ``path``'s (:func:`limits.writing`). Text
+    is written as UTF-8 with newlines untranslated; ``fsync`` flushes the data to the disk before the move."""
+    from .limits import writing
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with writing(path, tmp):
         with open(tmp, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {})) as fh:
             yield fh
             if fsync:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def sha256_file(path: Path | str) -> str:

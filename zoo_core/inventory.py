@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from .files import natural_key
 from .plugins import Registry, hook_owners, plugin_version
 
 
@@ -15,7 +15,7 @@ def list_models(registry: Registry) -> list[dict[str, Any]]:
     from .weights import weights_present
 
     rows = []
-    for spec in sorted(registry.models.values(), key=lambda s: (s.family, _natural(s.name))):
+    for spec in sorted(registry.models.values(), key=lambda s: (s.family, natural_key(s.name))):
         rows.append(
             {
                 "name": spec.name,
@@ -65,11 +65,6 @@ def plugins_info(registry: Registry) -> dict[str, Any]:
         "datasets": [{"name": d.name, "description": d.description, "plugin": d.plugin} for d in datasets.values()],
         "models": sorted(models),
     }
-
-
-def _natural(name: str) -> list[Any]:
-    """Sort key that puts resnest50 before resnest101."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def doctor(zoo: Any) -> dict[str, Any]:

@@ -9,8 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .environment import package_version
-from .errors import ZooError
-from .plugins import _one_line
+from .errors import ZooError, first_line
 
 if TYPE_CHECKING:
     from .specs import ModelSpec
@@ -28,9 +27,9 @@ class GivenOnnx:
 
     def external_hashes(self) -> dict[str, str]:
         """Each external data file's sha256, for the cache key: changed weights are another export."""
-        from .artifacts import file_sha256
+        from .files import sha256_file
 
-        return {name: file_sha256(self.path.parent / name) for name in self.external}
+        return {name: sha256_file(self.path.parent / name) for name in self.external}
 
     def check_loadable(self) -> None:
         """What a parse does not show: the onnx checker, then an onnxruntime session (once, before the copy)."""
@@ -41,7 +40,7 @@ class GivenOnnx:
             onnx.checker.check_model(str(self.path))
         except Exception as exc:  # noqa: BLE001  # the checker raises several kinds
             raise ZooError(f"{self.path} is not a valid ONNX model for onnx {package_version('onnx')}: "
-                           f"{_one_line(exc)}", note=REEXPORT) from None
+                           f"{first_line(exc)}", note=REEXPORT) from None
         try:
             import onnxruntime as ort
         except ImportError:
@@ -52,7 +51,7 @@ class GivenOnnx:
             ort.InferenceSession(str(self.path), settings, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001  # onnxruntime raises its own Fail, InvalidGraph, ...
             raise ZooError(f"onnxruntime {package_version('onnxruntime')} cannot load {self.path}: "
-                           f"{_one_line(exc)}",
+                           f"{first_line(exc)}",
                            note="export it with an opset this onnxruntime runs, or upgrade onnxruntime") from None
 
     def copy_into(self, folder: Path, name: str) -> None:
@@ -75,7 +74,7 @@ def read_given_onnx(model: ModelSpec, path: Path) -> GivenOnnx:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001  # protobuf's DecodeError, or an OSError
-        raise ZooError(f"cannot read {path} as ONNX (truncated, or not an ONNX file): {_one_line(exc)}",
+        raise ZooError(f"cannot read {path} as ONNX (truncated, or not an ONNX file): {first_line(exc)}",
                        note=REEXPORT) from None
     if proto.ir_version < 1 or not proto.graph.node:  # protobuf reads many a text file as an empty message
         raise ZooError(f"{path} is not an ONNX model: it holds no graph", note=REEXPORT)

@@ -15,7 +15,7 @@ from typing import Any, Iterable, TypeVar
 import pluggy
 
 from . import hookspecs
-from .errors import EXIT_BUG, UsageError, ZooError
+from .errors import EXIT_BUG, UsageError, ZooError, first_line
 from .specs import BackendSpec, DatasetSpec, ModelSpec
 
 ENTRY_POINT_GROUP = "zoo"
@@ -99,7 +99,7 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] =
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin never breaks the CLI
-                pm.problems.append(PluginProblem(ep.name, _one_line(exc), source))
+                pm.problems.append(PluginProblem(ep.name, first_line(exc), source))
                 continue
             _register_checked(pm, plugin, ep.name, source)
     for name, module_name in DEFAULT_PLUGINS.items():
@@ -108,7 +108,7 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] =
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            pm.problems.append(PluginProblem(module_name, _one_line(exc), f"${EXTRA_PLUGINS_ENV}"))
+            pm.problems.append(PluginProblem(module_name, first_line(exc), f"${EXTRA_PLUGINS_ENV}"))
             continue
         _register_checked(pm, module, module_name, f"${EXTRA_PLUGINS_ENV}")
     for plugin in plugins:
@@ -132,14 +132,9 @@ def _register_checked(pm: ZooPluginManager, plugin: Any, name: str, source: str)
     except pluggy.PluginValidationError as exc:
         if pm.is_registered(plugin):
             pm.unregister(plugin)
-        pm.problems.append(PluginProblem(name, _one_line(exc), source))
+        pm.problems.append(PluginProblem(name, first_line(exc), source))
         return
     pm.sources[name] = source
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def name_problem(name: Any) -> str:
@@ -220,7 +215,7 @@ class Registry:
             try:
                 impl.function(register=register)
             except Exception as exc:
-                self.pm.problems.append(PluginProblem(owner, f"{hook_name}: {_one_line(exc)}"))
+                self.pm.problems.append(PluginProblem(owner, f"{hook_name}: {first_line(exc)}"))
         return found
 
     def model(self, name: str) -> ModelSpec:

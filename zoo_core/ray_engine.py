@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .errors import UsageError, ZooError
+from .errors import UsageError, ZooError, first_line
 from .runtime import COMPILED_FILE, CompiledModel, infer_batches, load_compiled
 
 if TYPE_CHECKING:
@@ -360,7 +360,7 @@ class RayEngine:
                 if "Authentication" in type(root).__name__:
                     note = ("the cluster uses Ray's token authentication: set RAY_AUTH_MODE=token, with the cluster's "
                             "token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
-                raise ZooError(f"cannot join the Ray cluster at {options.address}: {_first_line(root)}",
+                raise ZooError(f"cannot join the Ray cluster at {options.address}: {first_line(root, with_type=False)}",
                                note=note) from None
         else:
             # The local instance holds what the run reserves: the decoding workers and the CPU actors.
@@ -504,11 +504,6 @@ class RayEngine:
         }
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _as_zoo_error(exc: BaseException) -> ZooError:
     """A failure on the cluster as one line: a ZooError raised by an actor keeps its message and note."""
     cause: BaseException = exc
@@ -522,7 +517,7 @@ def _as_zoo_error(exc: BaseException) -> ZooError:
             cause = cause.__cause__
         else:
             break
-    return ZooError(f"the Ray job failed: {_first_line(exc)}",
+    return ZooError(f"the Ray job failed: {first_line(exc, with_type=False)}",
                     note=f"a worker fails past {MAX_RESTARTS} restarts; the Ray logs (/tmp/ray/session_latest/logs) "
                          "tell why")
 

@@ -8,15 +8,15 @@ matplotlib (the ``plot`` extra) and jsonschema are imported lazily.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import CheckError, ZooError
+from .files import atomic_write as _atomic
 
 CSV_FILE = "results.csv"
 MARKDOWN_FILE = "report.md"
@@ -50,19 +50,6 @@ FORMULAS = (
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-@contextlib.contextmanager
-def _atomic(path: Path, mode: str = "w") -> Iterator[Any]:
-    """A file object on a temporary sibling of ``path``, moved over ``path`` only if the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {})) as fh:
-            yield fh
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def rows(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,6 @@ timing and the evaluation on the run's engine, into one results object."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
@@ -78,7 +77,7 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
 def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Artifact:
     """``--onnx FILE`` in place of the export: the user's file (and the external data files it references),
     checked once and keyed by its content."""
-    from .artifacts import file_sha256
+    from .files import sha256_file
     from .onnx_input import read_given_onnx
 
     given = read_given_onnx(model, path)  # a file zoo cannot use is one line here, not a traceback later
@@ -88,7 +87,7 @@ def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Ar
         given.check_loadable()
         given.copy_into(folder, EXPORT_FILE)
 
-    inputs = {"given": file_sha256(path), "model": model.to_dict(), **({"external_data": external} if external else {})}
+    inputs = {"given": sha256_file(path), "model": model.to_dict(), **({"external_data": external} if external else {})}
     with progress.stage(f"use {path.name} as the export of {model.name}") as done:
         artifact = zoo.store.get_or_build("export", inputs, build)
         done(_stage_note(artifact))
@@ -269,14 +268,15 @@ def write_results(results: dict[str, Any], out: Path) -> Path:
     from . import report
 
     report.validate(results)  # the shipped schema; and strict JSON below: a NaN that got this far raises
+    from .files import atomic_write
+
     target = out / "results.json"
-    tmp = out / ".results.json.tmp"
     writing = out  # what a full disk or a forbidden folder stopped: named in the message
     try:
         out.mkdir(parents=True, exist_ok=True)
         writing = target
-        tmp.write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
-        tmp.replace(target)
+        with atomic_write(target) as fh:  # a half-written results.json never stays behind
+            fh.write(json.dumps(results, indent=2, allow_nan=False) + "\n")
         writing = out / report.CSV_FILE
         report.write_csv(results, writing)
         writing = out / report.CHART_FILE
@@ -288,9 +288,6 @@ def write_results(results: dict[str, Any], out: Path) -> Path:
     except OSError as exc:
         raise ZooError(f"cannot write results to {writing}: {exc.strerror or exc}",
                        note="choose a writable folder with --out") from None
-    finally:
-        with contextlib.suppress(OSError):  # a half-written results.json never stays behind
-            tmp.unlink(missing_ok=True)
     return target
 
 
@@ -317,12 +314,12 @@ def export_to_file(zoo: Zoo, options: RunOptions, target: Path, batch_size: int 
 
 def _with_file_hashes(*pairs: list[tuple[str, str]]) -> list[list[str]]:
     """Backend arguments for a cache key; one naming a file (an AIPP config, say) adds the file's hash."""
-    from .artifacts import file_sha256
+    from .files import sha256_file
 
     out = []
     for key, value in (pair for group in pairs for pair in group):
         path = Path(value)
-        out.append([key, value, file_sha256(path) if value and path.is_file() else ""])
+        out.append([key, value, sha256_file(path) if value and path.is_file() else ""])
     return out
 
 

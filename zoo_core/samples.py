@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import EXIT_BUG, PluginError, ZooError
-from .plugins import _one_line
+from .errors import EXIT_BUG, PluginError, ZooError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,8 +38,8 @@ def preprocess_one(pm: Any, model: ModelSpec, preset: str, path: Path) -> tuple[
 
             what = (f"plugin {model.plugin!r} failed in {HOOK}" if implements(pm, HOOK, model.plugin) else
                     f"the declared preprocessing {preset!r} of model {model.name!r} (plugin {model.plugin!r}) failed")
-            raise PluginError(f"{what} on image {path}, which decodes: {_one_line(exc)}") from exc
-        return None, _one_line(exc)  # a corrupt or unreadable image
+            raise PluginError(f"{what} on image {path}, which decodes: {first_line(exc)}") from exc
+        return None, first_line(exc)  # a corrupt or unreadable image
     if array is None:  # neither the plugin nor a declaration prepares this preset: apply says so, in one line
         array = apply(model, preset, path)
     return array, None
@@ -57,7 +56,7 @@ def undecodable(path: Path) -> str | None:
             image.load()
             deep = beyond_8_bits(image)
     except Exception as exc:  # noqa: BLE001  # any failure to decode makes it a bad image
-        return _one_line(exc)
+        return first_line(exc)
     return deep or None
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Mapping
 
 from .errors import CheckError, ZooError
+from .files import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -58,15 +59,6 @@ def hub_checkpoints_dir() -> Path:
     xdg = os.getenv("XDG_CACHE_HOME", "~/.cache")
     torch_home = os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(xdg, "torch")))
     return Path(torch_home) / "hub" / "checkpoints"
-
-
-def sha256_file(path: Path | str) -> str:
-    """The full hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_weights(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .. import hookimpl
-from ..errors import UsageError, ZooError
+from ..errors import UsageError, ZooError, first_line
 from ..options import OptionSpec, key_value
 from ..runtime import CompiledModel, Runner, compiled_inputs
 from .ascend_session import installed_generation
@@ -84,7 +84,7 @@ def probe() -> Availability:
 
         error = None
     except Exception as exc:  # ImportError, or a broken aclruntime underneath
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        error = first_line(exc)
     return Availability(shutil.which("atc"), shutil.which("npu-smi"), error)
 
 

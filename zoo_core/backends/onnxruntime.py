@@ -102,8 +102,3 @@ class OnnxRuntimeRunner(Runner):
 def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner:
     return OnnxRuntimeRunner(compiled, options.threads)
 
-
-def version() -> str:
-    import onnxruntime as ort
-
-    return ort.__version__
