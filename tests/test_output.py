@@ -119,6 +119,19 @@ def test_a_timing_row_shows_its_windows_and_seconds_of_the_cap(zoo_cli, tmp_path
     assert 0 <= float(line[2]) <= 30 + 5
 
 
+@pytest.mark.parametrize("ascend_env", ["newer"], indirect=True)  # the output is the core's: one generation is enough
+def test_a_timing_on_several_devices_shows_the_longest_against_the_cap(zoo_cli, ascend_env, tmp_path: Path) -> None:
+    result = zoo_cli("run", "resnest-tiny", "--bs", "2", "--weights", "random", "--warmup", "0", "--window", "2",
+                     "--max-seconds", "3", "--device", "0,1", "--out", str(tmp_path / "o"),
+                     env={**ascend_env, "FAKE_NPU_COUNT": "2"})
+    whole(result)
+    line = re.search(r"^[✓⚠] time batch 2: windows of 2 until 3 agree within 10%, on devices 0,1 \(2 processes; "
+                     r"the longest: (\d+) windows?, (\d+\.\d) s of --max-seconds 3\b", result.stderr, re.M)
+    assert line, result.stderr
+    devices = json.loads((tmp_path / "o" / "results.json").read_text())["results"][0]["devices"]
+    assert int(line[1]) in [len(d["windows_ms"]) for d in devices]
+
+
 def test_a_fixed_count_loop_shows_its_elapsed_time(zoo_cli, tmp_path: Path) -> None:
     result = zoo_cli("run", "resnest-tiny", "--weights", "random", "--bs", "1", *FAST, "--out", str(tmp_path / "o"))
     whole(result)

@@ -108,7 +108,9 @@ def measure_devices(
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        done(f"{len(per_device)} processes")
+        timed = [t for _, t in per_device if t.seconds is not None]  # by windows: the longest against the cap
+        longest = max(timed, key=lambda t: t.seconds or 0.0) if timed else None
+        done(f"{len(per_device)} processes" + (f"; the longest: {timing_note(longest, options)}" if longest else ""))
         warn_unsettled(progress, per_device, options)
     return per_device
 
