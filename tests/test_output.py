@@ -170,3 +170,18 @@ def test_report_md_names_the_batch_sizes_timed_only(zoo_cli, tmp_path: Path) -> 
         report = (out / "report.md").read_text()
         assert "measured once, at batch 2 on 2 " + note in report, report
         assert "other batch sizes" not in report
+
+
+def test_the_download_bar_shows_a_file_name_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the weights' download bar names the file; a bracket in the name is not markup."""
+    from rich.console import Console
+
+    from zoo_core import console, weights
+
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "make_console", lambda stderr=False: Console(file=screen, force_terminal=True,
+                                                                              width=200))
+    bar = weights._ProgressBar("model[v2].pth", 10)
+    bar.advance(5)
+    bar.close()
+    assert "downloading model[v2].pth" in screen.getvalue()

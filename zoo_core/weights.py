@@ -400,7 +400,6 @@ class _ProgressBar:
     """A rich download bar on stderr; rich is imported only when one is shown."""
 
     def __init__(self, name: str, total: int | None) -> None:
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -410,13 +409,15 @@ class _ProgressBar:
             TransferSpeedColumn,
         )
 
+        from .console import make_console
+
         self._progress = Progress(
-            TextColumn("downloading {task.description}"),
+            TextColumn("downloading {task.description}", markup=False),  # a file name, shown as written
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=make_console(stderr=True),
             transient=True,
         )
         self._progress.start()
