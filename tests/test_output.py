@@ -63,6 +63,9 @@ def test_run_shows_its_table_and_paths_whole(zoo_cli, tmp_path: Path) -> None:
         assert shown[1:6] == [f"{row['throughput']:.2f}", *(f"{lat[k]:.2f}" for k in ("mean", "p50", "p90", "p99"))]
     # each stage zoo built is timed, simplify included (once per batch size)
     assert len(results["stage_seconds"]["simplify"]) == 2, results["stage_seconds"]
+    # zoo report's title names both runs whole, on one line
+    report = whole(zoo_cli("report", str(out), str(out)))
+    assert f"B = {out} vs A = {out}" in [line.strip() for line in report.splitlines()], report
 
 
 def test_info_shows_urls_whole_and_each_preset_as_one_line(zoo_cli) -> None:

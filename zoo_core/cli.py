@@ -361,7 +361,7 @@ def _print_results(results: dict[str, Any], out: Path | None) -> None:
     has_device = any(row.get("throughput_device") is not None for row in results["results"])
     columns = ["batch", "throughput (img/s)", *(["end-to-end (img/s)"] if has_device else []),
                "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1", "top-5"]
-    table = make_table(*columns, right=tuple(columns), title=escape(title), header_style="bold")
+    table = make_table(*columns, right=tuple(columns), title=title, header_style="bold")
     for row in results["results"]:
         lat = row["latency_ms"]
         acc = [f"{row[k] * 100:.2f} %" if row[k] is not None else "-" for k in ("top1", "top5")]
@@ -457,7 +457,7 @@ def _print_comparison(result: dict[str, Any]) -> None:
              f"weights {result['weights']}" + (f", ONNX {result['onnx']}" if result["onnx"] else ""))
     columns = ("backend", "reference", "output", "max abs", "max rel", "needed atol", "needed rtol", "result")
     table = make_table(*columns, right=tuple(c for c in columns if c.startswith(("max", "needed"))),
-                       title=escape(title), header_style="bold",
+                       title=title, header_style="bold",
                        caption=f"needed atol: at --rtol {result['rtol']:g}; needed rtol: at --atol {result['atol']:g} "
                        "(rounded up)")
     for c in result["comparisons"]:
@@ -486,8 +486,6 @@ def _print_comparison(result: dict[str, Any]) -> None:
 def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None, unstable: str | None) -> None:
     """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
     ratio, accuracy delta, and what differs between the runs, for regression checks."""
-    from rich.markup import escape
-
     from .console import make_table, plain
     from .errors import CheckError
     from .report import compare_runs, judge, load_results
@@ -515,7 +513,7 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
 
         columns = ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
                    "top-1 delta", "top-5 delta")
-        table = make_table(*columns, right=columns, title=escape(f"B = {run_b} vs A = {run_a}"), header_style="bold",
+        table = make_table(*columns, right=columns, title=f"B = {run_b} vs A = {run_a}", header_style="bold",
                            caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
                            "top-1/top-5 delta = B - A in percentage points")
         def img_s(value: float | None, stable: bool | None) -> str:

@@ -19,11 +19,15 @@ def make_console(stderr: bool = False) -> Any:
     return console
 
 
-def make_table(*columns: str, right: tuple[str, ...] = (), **options: Any) -> Any:
+def make_table(*columns: str, right: tuple[str, ...] = (), title: str | None = None, **options: Any) -> Any:
     """A rich Table whose columns fold a value that does not fit a terminal onto the next line (never ``…``);
-    ``right``: the columns aligned right (numbers). Titles and captions given in ``options`` are markup."""
+    ``right``: the columns aligned right (numbers). ``title``: one line above, as written and never wrapped to
+    the table's width (it names paths); a caption in ``options`` is markup."""
     from rich.table import Table
+    from rich.text import Text
 
+    if title is not None:
+        options.update(title=Text(title, no_wrap=True, overflow="ignore"), title_justify="left")
     table = Table(**options)
     for column in columns:
         table.add_column(column, justify="right" if column in right else "left", overflow="fold")
