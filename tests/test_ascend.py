@@ -325,6 +325,7 @@ def test_runners_open_side_by_side_keep_their_sessions(ascend_env, tmp_path) -> 
 def test_a_dynamic_batch_om_serves_each_listed_batch(ascend_env, tmp_path) -> None:
     # ATC with -1 in the batch axis and --dynamic_batch_size: the descriptor keeps -1; the runner sets the batch
     # (set_dynamic_batchsize, which the older generation needs) and infers with mode="dymbatch".
+    from zoo_core.onnx_shared import save_whole
     from zoo_core.runner import EXPORT_FILE
     from zoo_core.runtime import compiled_inputs
 
@@ -332,7 +333,9 @@ def test_a_dynamic_batch_om_serves_each_listed_batch(ascend_env, tmp_path) -> No
     options = options_for(zoo, batch_sizes=(2,), backend_options={"precision_mode": "force_fp32", "atc_arg": (
         "input_shape=actual_input_1:-1,3,64,64", "dynamic_batch_size=1,2,4")})
     prepared = prepare(zoo, options.with_(backend="onnxruntime", backend_options={}))  # the dynamic export, no ATC
-    exported = next(a for a in prepared.artifacts if a.stage == "export").file(EXPORT_FILE)
+    cached = next(a for a in prepared.artifacts if a.stage == "export").file(EXPORT_FILE)
+    exported = tmp_path / "exported.onnx"
+    save_whole(cached, exported)  # one file, as the runner gives zoo_compile (the cache keeps tensors beside it)
     (tmp_path / "work").mkdir()
     compiled = zoo.pm.hook.zoo_compile(backend=zoo.registry.backends["ascend"], model=prepared.model,
                                        weights=prepared.weights, onnx_path=exported, batch_size=2,

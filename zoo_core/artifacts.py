@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -16,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from .cache_layout import EVALUATIONS, MANIFEST, STAGES, clean, entries
+from .cache_layout import (BLOBS, EVALUATIONS, MANIFEST, SHARE_MIN_BYTES, STAGES, clean, entries, file_sha256,
+                           open_folder)
 from .errors import ZooError
 
 CACHE_ENV = "ZOO_CACHE_DIR"
@@ -27,11 +27,13 @@ _RACY_NS = 2_000_000_000
 
 
 def cache_root() -> Path:
-    """``$ZOO_CACHE_DIR``, else the platform's user cache folder (``$XDG_CACHE_HOME/zoo``, ``~/.cache/zoo``)."""
+    """``$ZOO_CACHE_DIR``, else the platform's user cache folder (platformdirs: ``$XDG_CACHE_HOME/zoo`` or
+    ``~/.cache/zoo`` on Linux, ``~/Library/Caches/zoo`` on macOS, ``%LOCALAPPDATA%\\zoo\\Cache`` on Windows)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "zoo"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("zoo", appauthor=False))
 
 
 def fingerprint(inputs: Mapping[str, Any]) -> str:
@@ -44,14 +46,6 @@ def warn(message: str) -> None:
     """One warning line on stderr: something was wrong and zoo repaired it; the run goes on."""
     sys.stderr.write(f"Warning: {message}\n")
     sys.stderr.flush()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,6 +109,7 @@ class ArtifactStore:
                 files = _file_table(tmp)
                 if not files:
                     raise RuntimeError(f"the {stage} stage wrote no file: there is nothing to cache")
+                _share(tmp, files, self.root / BLOBS)
                 manifest = {
                     "stage": stage,
                     "key": key,
@@ -168,12 +163,14 @@ class ArtifactStore:
             if create:
                 folder.mkdir(parents=True, exist_ok=True)
             try:
-                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                fd = open_folder(folder)
             except (FileNotFoundError, NotADirectoryError):
                 if create:
                     continue
                 return False
-            fcntl.flock(fd, fcntl.LOCK_SH)
+            if fd is None:  # Windows: no folder lock (see open_folder)
+                return folder.is_dir()
+            _lock_shared(fd)
             if _same_file(fd, folder):
                 self._held[folder] = fd
                 return True
@@ -242,6 +239,39 @@ def _file_table(folder: Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def _share(folder: Path, files: Mapping[str, Mapping[str, Any]], blobs: Path) -> None:
+    """Store identical content once: each file of at least ``SHARE_MIN_BYTES`` in the finished build ``folder``
+    becomes a hard link of ``blobs/SHA256`` (made from it when missing), so that every artifact still holds
+    whole files. A blob that no longer matches its name (edited in place through another artifact) is replaced,
+    never linked; where links cannot be made (another disk, a file system without them) the copy stays."""
+    for name, meta in files.items():
+        if meta["size"] < SHARE_MIN_BYTES:
+            continue
+        path, blob = folder / name, blobs / meta["sha256"]
+        with contextlib.suppress(OSError):
+            blobs.mkdir(exist_ok=True)
+            for _ in range(3):  # a clean may remove the blob between two steps: try again
+                try:
+                    os.link(path, blob)  # the first copy of this content: it is the blob
+                    break
+                except FileExistsError:
+                    pass
+                link = path.with_name(f".{path.name}.link-{uuid.uuid4().hex[:8]}")
+                try:
+                    if os.path.samefile(blob, path):
+                        break
+                    if file_sha256(blob) != meta["sha256"]:  # damaged: this build's file takes its name
+                        os.link(path, link)
+                        os.replace(link, blob)
+                        break
+                    os.link(blob, link)
+                    os.replace(link, path)
+                    break
+                except FileNotFoundError:
+                    with contextlib.suppress(OSError):
+                        link.unlink()
+
+
 def _read_verified(folder: Path) -> dict[str, Any]:
     try:
         data = json.loads((folder / VERIFIED).read_text())
@@ -264,17 +294,40 @@ def _same_file(fd: int, path: Path) -> bool:
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive lock on the lock file ``path``; a lock file a clean removed while this process waited for
     it is made again (two builders never hold two different files)."""
+    from filelock import lock_descriptor, unlock_descriptor
+
     while True:
         fh = open(path, "a+")
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        lock_descriptor(fh.fileno())
         if _same_file(fh.fileno(), path):
             break
         fh.close()
     try:
         yield
     finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
+        unlock_descriptor(fh.fileno())
         fh.close()
+
+
+def _lock_shared(fd: int) -> None:
+    """A shared lock on the folder open as ``fd`` (POSIX ``flock``, the primitive filelock uses there): many runs
+    hold it, and a clean's exclusive try fails while any does. filelock has no shared lock."""
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_SH)
+
+
+@contextlib.contextmanager
+def scratch_beside(build_folder: Path) -> Iterator[Path]:
+    """A temporary folder beside a build's folder, named as one of its key's builds (so that a crash's leftover
+    is cleaned like one), removed afterwards: for files a build needs but does not keep."""
+    key = build_folder.name.split(".tmp-")[0]
+    scratch = build_folder.with_name(f"{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    scratch.mkdir()
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:

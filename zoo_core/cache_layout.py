@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import hashlib
 import json
 import os
 import re
@@ -16,10 +16,13 @@ from typing import Any, Callable, Iterator
 MANIFEST = "manifest.json"  # in every artifact's folder: its key, and each file's size and sha256
 STAGES = ("export", "simplify", "compile")  # the stage folders; `zoo cache clean` touches no other
 EVALUATIONS = "evaluations"  # saved accuracy shards, one folder per evaluation key
+BLOBS = "blobs"  # identical files stored once: each named by its sha256, hard-linked from the artifacts holding it
+SHARE_MIN_BYTES = 4096  # smaller files are not worth a link
 LOGS = "logs"  # ATC's logs of failed compiles (the Ascend backend): zoo's, but neither listed nor cleaned
 _KEY = re.compile(r"[0-9a-f]{24}")
 _TMP = re.compile(r"\.([0-9a-f]{24})\.tmp-\d+-[0-9a-f]+")  # a build in progress, or one a crash left
 _LOCK = re.compile(r"\.([0-9a-f]{24})\.lock")
+_BLOB = re.compile(r"[0-9a-f]{64}")
 _SHARD = re.compile(r"shard-\d{6}\.npz|\.shard-\d{6}\.npz\.\d+\.tmp")
 
 
@@ -27,10 +30,34 @@ _SHARD = re.compile(r"shard-\d{6}\.npz|\.shard-\d{6}\.npz\.\d+\.tmp")
 class Entry:
     """One thing in the cache folder, and what it is."""
 
-    kind: str  # "artifact", "partial" (a build's temporary folder), "lock", "evaluation", or "foreign"
+    kind: str  # "artifact", "partial" (a build's temporary folder), "lock", "evaluation", "blob", or "foreign"
     stage: str
     key: str
     path: Path
+
+
+def try_lock(fd: int) -> bool:
+    """An exclusive lock on the open file (or, where the system allows, folder) ``fd`` if no one holds any
+    lock on it; False otherwise. filelock's primitive: ``flock`` on POSIX, ``LockFileEx`` on Windows."""
+    from filelock import lock_descriptor
+
+    return lock_descriptor(fd, blocking=False)
+
+
+def open_folder(folder: Path) -> int | None:
+    """A descriptor of ``folder`` to lock, or None where folders cannot be opened (Windows): there a folder in
+    use is not locked, and only the build lock of its key keeps a clean away."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return None
+    return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def scan(root: Path) -> list[Entry]:
@@ -44,6 +71,8 @@ def scan(root: Path) -> list[Entry]:
             found += [_stage_entry(top.name, e) for e in _listing(Path(top.path))]
         elif top.name == EVALUATIONS and top.is_dir(follow_symlinks=False):
             found += [_evaluation_entry(e) for e in _listing(Path(top.path))]
+        elif top.name == BLOBS and top.is_dir(follow_symlinks=False):
+            found += [_blob_entry(e) for e in _listing(Path(top.path))]
         elif not (top.name == LOGS and top.is_dir(follow_symlinks=False)):
             found.append(Entry("foreign", "", "", Path(top.path)))
     return found
@@ -53,18 +82,55 @@ def entries(root: Path, problem_of: Callable[[str, str, Path], str | None]) -> l
     """Rows for ``zoo cache ls``: zoo's artifacts, evaluations and crash leftovers (nothing foreign); an
     artifact's ``problem`` is what ``problem_of(stage, key, folder)`` finds wrong with it (``None``: whole)."""
     rows = []
-    for entry in scan(root):
+    found = scan(root)
+    about = _about([e for e in found if e.kind == "artifact"])
+    for entry in found:
         if entry.kind not in ("artifact", "partial", "evaluation"):
             continue
         problem = None
         if entry.kind == "artifact":
             problem = problem_of(entry.stage, entry.key, entry.path)
         rows.append({
+            **about.get((entry.stage, entry.key), {"model": None, "backend": None, "batch_size": None}),
             "stage": entry.stage, "key": entry.key, "path": str(entry.path),
             "bytes": _bytes(entry.path), "modified": _mtime(entry.path),
             "complete": entry.kind != "partial" and problem is None, "problem": problem,
         })
     return rows
+
+
+def disk_bytes(root: Path) -> int:
+    """What the cache's files take on disk: a file linked from several artifacts (and its blob) counted once."""
+    files: dict[tuple[int, int], int] = {}
+    for entry in scan(root):
+        if entry.kind == "foreign":
+            continue
+        walk = os.walk(entry.path) if entry.path.is_dir() else [(str(entry.path.parent), [], [entry.path.name])]
+        for base, _, names in walk:
+            for name in names:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(base, name))
+                    files[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(files.values())
+
+
+def _about(artifacts: list[Entry]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Model, backend and batch size of each artifact, from the inputs in the manifests: an export names its
+    model, a simplified model its batch size and export, a compiled model its backend and simplified model."""
+    inputs = {}
+    for entry in artifacts:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            inputs[(entry.stage, entry.key)] = dict(json.loads((entry.path / MANIFEST).read_text())["inputs"])
+    about: dict[tuple[str, str], dict[str, Any]] = {}
+    for (stage, key), given in sorted(inputs.items(), key=lambda item: STAGES.index(item[0][0])):
+        model = given.get("model")
+        row = {"model": model.get("name") if isinstance(model, dict) else None, "backend": None, "batch_size": None}
+        if stage == "simplify":
+            row = {**about.get(("export", given.get("export")), row), "batch_size": given.get("batch_size")}
+        elif stage == "compile":
+            row = {**about.get(("simplify", given.get("simplified")), row), "backend": given.get("backend")}
+        about[(stage, key)] = row
+    return about
 
 
 def foreign(root: Path) -> list[str]:
@@ -79,15 +145,20 @@ def clean(root: Path, older_than_s: float | None = None) -> dict[str, Any]:
     removed = freed = in_use = 0
     now = time.time()
     found = scan(root)
-    for entry in sorted(found, key=lambda e: e.kind == "lock"):  # lock files last: they guard the others
+    order = {"blob": 1, "lock": 2}  # blobs once the artifacts linking them went; lock files last: they guard
+    for entry in sorted(found, key=lambda e: order.get(e.kind, 0)):
         if entry.kind == "foreign":
+            continue
+        if entry.kind == "blob":
+            gone = _remove_unlinked_blob(entry.path)
+            freed += gone
             continue
         if entry.kind == "lock":
             _remove_free_lock(entry.path)
             continue
         if entry.kind != "partial" and older_than_s is not None and now - _mtime(entry.path) <= older_than_s:
             continue
-        size = _bytes(entry.path)
+        size = _bytes(entry.path, own_only=True)
         with _unused(entry) as free:
             if free:
                 shutil.rmtree(entry.path, ignore_errors=True)
@@ -117,6 +188,25 @@ def _stage_entry(stage: str, e: os.DirEntry[str]) -> Entry:
     return Entry("foreign", stage, "", path)
 
 
+def _blob_entry(e: os.DirEntry[str]) -> Entry:
+    if e.is_file(follow_symlinks=False) and _BLOB.fullmatch(e.name):
+        return Entry("blob", BLOBS, e.name, Path(e.path))
+    return Entry("foreign", BLOBS, "", Path(e.path))
+
+
+def _remove_unlinked_blob(path: Path) -> int:
+    """Remove a blob no artifact links any more (and whose content still is what its name says: zoo's); the
+    bytes freed. A builder that links it meanwhile keeps its own link: its artifact stays whole."""
+    try:
+        st = path.stat()
+        if st.st_nlink != 1 or file_sha256(path) != path.name:
+            return 0
+        path.unlink()
+    except OSError:
+        return 0
+    return st.st_size
+
+
 def _evaluation_entry(e: os.DirEntry[str]) -> Entry:
     path = Path(e.path)
     if e.is_dir(follow_symlinks=False) and _KEY.fullmatch(e.name):
@@ -143,13 +233,13 @@ def _unused(entry: Entry) -> Iterator[bool]:
         locks = [build_lock] if entry.kind == "partial" else [entry.path, build_lock]
         for path in locks:
             try:
-                fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path == entry.path else 0))
+                fd = open_folder(path) if path == entry.path else os.open(path, os.O_RDONLY)
             except FileNotFoundError:
                 continue  # no lock file: no build of this key is running
+            if fd is None:
+                continue
             held.callback(os.close, fd)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not try_lock(fd):
                 yield False
                 return
         yield True
@@ -161,20 +251,27 @@ def _remove_free_lock(path: Path) -> None:
     except OSError:
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink()  # a builder that opened it before is told by its inode check to make a new one
+        if try_lock(fd):
+            os.close(fd)  # Windows removes no open file
+            fd = -1
+            path.unlink()  # a builder that opened it before is told by its inode check to make a new one
     except OSError:
         pass  # held: a build is running
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
-def _bytes(folder: Path) -> int:
+def _bytes(folder: Path, own_only: bool = False) -> int:
+    """The size of the files under ``folder``; ``own_only``: only those linked nowhere else (what removing it
+    frees)."""
     total = 0
     for base, _, names in os.walk(folder):
         for name in names:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(base, name)).st_size
+                st = os.lstat(os.path.join(base, name))
+                if not own_only or st.st_nlink == 1:
+                    total += st.st_size
     return total
 
 

@@ -586,15 +586,20 @@ def cache_ls_cmd(as_json: bool) -> None:
         return _emit_json(rows)
     from rich.table import Table
 
-    table = Table("stage", "key", "size", "modified", "state", box=None, header_style="bold")
+    table = Table("model", "backend", "batch", "stage", "size", "modified", "state", "key", box=None,
+                  header_style="bold")
     for r in rows:
         state = "ok" if r["complete"] else f"[yellow]damaged: it {r['problem']}[/]" if r.get("problem") \
             else "[yellow]incomplete (left by a crash)[/]"
-        table.add_row(r["stage"], r["key"], _size(r["bytes"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["modified"])), state)
+        table.add_row(r["model"] or "-", r["backend"] or "-", str(r["batch_size"] or "-"), r["stage"],
+                      _size(r["bytes"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["modified"])), state,
+                      r["key"])
     console = _console()
     console.print(table)
-    console.print(f"{len(rows)} artifacts, {_size(sum(r['bytes'] for r in rows))} in {ArtifactStore().root}")
-    from .cache_layout import foreign
+    from .cache_layout import disk_bytes, foreign
+
+    console.print(f"{len(rows)} artifacts, {_size(sum(r['bytes'] for r in rows))} in {ArtifactStore().root}; "
+                  f"{_size(disk_bytes(ArtifactStore().root))} on disk (identical files are stored once)")
 
     others = foreign(ArtifactStore().root)
     if others:

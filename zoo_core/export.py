@@ -233,15 +233,16 @@ def run_onnx(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 def simplify_onnx(model: ModelSpec, src: Path, dst: Path, batch_size: int, atol: float = 1e-4) -> ExportCheck:
     """onnxsim ``src`` with the batch fixed at ``batch_size`` into ``dst``, and check it still agrees with ``src``."""
-    import onnx
     import onnxsim
 
+    from .onnx_shared import load_shared, save_shared
+
     shapes = {name: [batch_size, *model.input_shape] for name in model.input_names}
-    simplified, ok = onnxsim.simplify(onnx.load(str(src)), overwrite_input_shapes=shapes)
+    simplified, ok = onnxsim.simplify(load_shared(src), overwrite_input_shapes=shapes)
     if not ok:
         raise CheckError(f"onnxsim could not validate the simplified model of {model.name!r} at batch {batch_size}")
     with writing(dst):
-        onnx.save(simplified, str(dst))
+        save_shared(simplified, dst)  # tensors beside it, one file each, named by content: stored once
     feed = {name: sample_input(model, batch_size, seed=2) for name in model.input_names}
     check = compare_outputs(f"simplified ONNX of {model.name!r} at batch {batch_size}",
                             {"the exported ONNX": run_onnx(src, feed), "the simplified ONNX": run_onnx(dst, feed)},

@@ -4,19 +4,19 @@ timing and the evaluation on the run's engine, into one results object."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .app import Zoo
-from .artifacts import Artifact
+from .artifacts import Artifact, scratch_beside
 from .engines import check_engine, open_engine
 from .environment import fingerprint, package_version
 from .errors import EXIT_BUG, UsageError, ZooError
 from .export import CHECK_FILE, CHECKS, export_onnx, simplify_onnx
 from .limits import check_batch_memory, check_opset, check_opset_option
+from .onnx_shared import reshare, save_whole
 from .measure import results_row
 from .plugins import plugin_source, plugin_version, source_hash
 from .plugin_options import cache_pairs
@@ -65,6 +65,7 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
             if path is None:  # the model's plugin leaves it to the core: the generic export of its factory
                 export_onnx(model, weights, folder / EXPORT_FILE, opset=options.opset, atol=options.export_atol)
         _check_written(folder / EXPORT_FILE, f"zoo_export of model {model.name!r} (plugin {model.plugin!r})")
+        reshare(folder / EXPORT_FILE)  # its weights as files by content: stored once with the simplified ones
 
     if options.onnx is not None:
         return given_onnx(zoo, model, Path(options.onnx), progress)
@@ -133,10 +134,12 @@ def compile_model(
     }
 
     def build(folder: Path) -> None:
-        with zoo.timer.stage("compile"):
+        # The backend gets one self-contained ONNX file, as always: the cached one keeps its tensors beside it.
+        with zoo.timer.stage("compile"), scratch_beside(folder) as scratch:
+            save_whole(simplified.file(SIMPLIFIED_FILE), scratch / SIMPLIFIED_FILE)
             compiled = zoo.registry.call(
                 "zoo_compile", backend, backend=backend, model=model, weights=weights,
-                onnx_path=simplified.file(SIMPLIFIED_FILE), batch_size=batch_size, workdir=folder, options=options,
+                onnx_path=scratch / SIMPLIFIED_FILE, batch_size=batch_size, workdir=folder, options=options,
             )
         if compiled is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} compiled nothing",
@@ -305,7 +308,7 @@ def export_to_file(zoo: Zoo, options: RunOptions, target: Path, batch_size: int 
         source = simplify(zoo, model, exported, batch_size, progress).file(SIMPLIFIED_FILE)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        save_whole(source, target)  # one self-contained file: the cached one keeps its tensors beside it
     except OSError as exc:
         raise ZooError(f"cannot write {target}: {exc.strerror or exc}", note="choose a writable path with -o") from None
     return {"model": model.name, "path": str(target), "batch_size": batch_size, "weights": weights.label,

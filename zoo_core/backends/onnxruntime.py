@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
 from .. import hookimpl
+from ..onnx_shared import reshare
 from ..runtime import CompiledModel, Runner, compiled_inputs
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def zoo_compile(
         session_options(options.threads, "extended", optimized_path=target),
         providers=["CPUExecutionProvider"],
     )
+    reshare(target)  # its weights as files by content, as the simplified model's: the cache stores them once
     return CompiledModel(
         backend=NAME,
         model=model.name,
