@@ -96,7 +96,8 @@ def entries(root: Path, problem_of: Callable[[str, str, Path], str | None]) -> l
             "bytes": _bytes(entry.path), "modified": _mtime(entry.path),
             "complete": entry.kind != "partial" and problem is None, "problem": problem,
         })
-    return rows
+    order = {stage: i for i, stage in enumerate((*STAGES, EVALUATIONS))}
+    return sorted(rows, key=lambda r: (r["model"] or "~", order[r["stage"]], r["batch_size"] or 0, r["key"]))
 
 
 def disk_bytes(root: Path) -> int:
