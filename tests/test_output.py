@@ -188,3 +188,17 @@ def test_the_download_bar_shows_a_file_name_as_written(monkeypatch: pytest.Monke
     bar.advance(5)
     bar.close()
     assert "downloading model[v2].pth" in screen.getvalue()
+
+
+def test_cache_ls_shows_paths_and_names_as_written(zoo_cli, tmp_path: Path) -> None:
+    cache = tmp_path / "cache-[bold]x[/bold]-with-a-long-name-for-a-folder-that-holds-the-artifact-cache-of-zoo"
+    env = {"ZOO_CACHE_DIR": str(cache)}
+    assert zoo_cli("export", "resnest-tiny", "--weights", "random", "-o", str(tmp_path / "m.onnx"), env=env).code == 0
+    (cache / "notes[1].txt").write_text("mine")
+    listed = zoo_cli("cache", "ls", "--json", env=env).json()
+    lines = [line.split() for line in whole(zoo_cli("cache", "ls", env=env)).splitlines()]
+    export = next(r for r in listed if r["stage"] == "export")
+    assert any(line[0] == "resnest-tiny" and line[-1] == export["key"] for line in lines), lines
+    text = [" ".join(line) for line in lines]
+    assert any(line.startswith("1 artifacts, ") and f" in {cache}; " in line for line in text), text
+    assert f"1 not zoo's, left alone: {cache / 'notes[1].txt'}" in text

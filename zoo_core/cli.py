@@ -584,27 +584,31 @@ def cache_ls_cmd(as_json: bool) -> None:
     rows = ArtifactStore().entries()
     if as_json:
         return _emit_json(rows)
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table("model", "backend", "batch", "stage", "size", "modified", "state", "key", box=None,
-                  header_style="bold")
+    from .console import make_table, plain
+
+    table = make_table("model", "backend", "batch", "stage", "size", "modified", "state", "key", box=None,
+                       header_style="bold")
     for r in rows:
-        state = "ok" if r["complete"] else f"[yellow]damaged: it {r['problem']}[/]" if r.get("problem") \
+        state = "ok" if r["complete"] else f"[yellow]damaged: it {escape(str(r['problem']))}[/]" if r.get("problem") \
             else "[yellow]incomplete (left by a crash)[/]"
-        table.add_row(r["model"] or "-", r["backend"] or "-", str(r["batch_size"] or "-"), r["stage"],
-                      _size(r["bytes"]), time.strftime("%Y-%m-%d %H:%M", time.localtime(r["modified"])), state,
-                      r["key"])
+        table.add_row(plain(r["model"] or "-"), plain(r["backend"] or "-"), str(r["batch_size"] or "-"),
+                      plain(r["stage"]), _size(r["bytes"]),
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(r["modified"])), state, plain(r["key"]))
     console = _console()
     console.print(table)
     from .cache_layout import disk_bytes, foreign
 
     console.print(f"{len(rows)} artifacts, {_size(sum(r['bytes'] for r in rows))} in {ArtifactStore().root}; "
-                  f"{_size(disk_bytes(ArtifactStore().root))} on disk (identical files are stored once)")
+                  f"{_size(disk_bytes(ArtifactStore().root))} on disk (identical files are stored once)",
+                  markup=False, highlight=False)
 
     others = foreign(ArtifactStore().root)
     if others:
         more = ", ..." if len(others) > 3 else ""
-        console.print(f"{len(others)} not zoo's, left alone: {', '.join(others[:3])}{more}", highlight=False)
+        console.print(f"{len(others)} not zoo's, left alone: {', '.join(others[:3])}{more}", markup=False,
+                      highlight=False)
 
 
 @cache_group.command("clean")
