@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from zoo_core.errors import EXIT_ENV, EXIT_USAGE
 
 HEAVY = ("torch", "onnx", "onnxruntime", "onnxsim", "numpy")
@@ -24,11 +26,15 @@ def test_list_json_has_the_four_resnest_models(zoo_cli) -> None:
     }
 
 
-def test_list_imports_no_framework() -> None:
+@pytest.mark.parametrize("args", [["list"], ["--help"], ["run", "--help"], ["info", "resnest50"], ["plugins"]],
+                         ids=" ".join)
+def test_listing_and_help_import_no_framework(args: list[str]) -> None:
+    """Neither torch nor numpy (nor onnx) for what a user types first: zoo list, zoo --help, zoo run --help (which
+    loads the plugins for their options), zoo info, zoo plugins."""
     code = (
         "import sys\n"
         "from zoo_core.cli import main\n"
-        "try:\n    main(['list'])\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
         f"print('LOADED', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
