@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 import zoo_resnet
+from onnx_agreement import assert_onnx_matches_module
 from zoo_core.plugins import Registry, get_plugin_manager
 from zoo_core.preprocessing import apply
 from zoo_core.specs import ModelSpec, RunOptions
@@ -162,9 +163,8 @@ def test_initialisation_is_torchvisions() -> None:
 def test_tiny_variant_exports_and_matches_onnxruntime(tmp_path) -> None:
     """The plugin has no stage hook: the core's generic export of the declared factory does the work."""
     import onnx
-    import torch
 
-    from zoo_core.export import build_module, export_onnx, run_onnx
+    from zoo_core.export import build_module, export_onnx
 
     pm = get_plugin_manager(autoload=False, plugins=[zoo_resnet])
     assert not [impl for impl in pm.hook.zoo_export.get_hookimpls() if impl.plugin is zoo_resnet]
@@ -173,14 +173,7 @@ def test_tiny_variant_exports_and_matches_onnxruntime(tmp_path) -> None:
     graph = onnx.load(str(path)).graph
     assert [i.name for i in graph.input] == ["actual_input_1"] and [o.name for o in graph.output] == ["output1"]
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # the batch axis stays dynamic
-    module = build_module(TINY, RANDOM)
-    for batch in (1, 3):
-        x = np.random.default_rng(batch).standard_normal((batch, 3, 64, 64)).astype(np.float32)
-        with torch.no_grad():
-            expected = module(torch.from_numpy(x)).numpy()
-        actual = run_onnx(path, {"actual_input_1": x})[0]
-        assert actual.shape == (batch, 10)
-        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5)
+    assert_onnx_matches_module(path, build_module(TINY, RANDOM), "actual_input_1", (3, 64, 64), classes=10)
 
 
 @pytest.mark.slow
