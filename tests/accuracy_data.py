@@ -138,7 +138,7 @@ def modelzoo_input(path: Path, size: int, mean: tuple[float, ...], std: tuple[fl
 # --------------------------------------------------------------------------------------------- model
 
 
-def _prepared_model(spec, seed: int, inputs: np.ndarray):  # noqa: ANN001, ANN202
+def _prepared_model(spec, seed: int, inputs: np.ndarray):
     """The seeded random model, damped, BatchNorm-calibrated on ``inputs``, in eval mode; and the pooled
     features of every input (the classifier's input), computed in eval mode."""
     import torch
@@ -170,7 +170,7 @@ def _prepared_model(spec, seed: int, inputs: np.ndarray):  # noqa: ANN001, ANN20
     return module, torch.cat(features)
 
 
-def _standardise_classifier(fc, features) -> None:  # noqa: ANN001
+def _standardise_classifier(fc, features) -> None:
     """Rescale and shift ``fc`` so each class's logit has mean 0 and std 1 over ``features``."""
     import torch
 
@@ -242,14 +242,14 @@ def _attempt_dataset(root: Path, data: Path, model: str, count: int, seed: int, 
 
     labels: dict[str, int] = {}
     kept_margins: dict[str, float] = {}
-    for path, label, margin in zip(paths, predictions, margins):
+    for path, label, margin in zip(paths, predictions, margins, strict=True):
         if margin >= min_margin:
             labels[path.stem] = int(label)
             kept_margins[path.stem] = float(margin)
         else:
             path.unlink()
     write_labels(data / LABEL_FILE, labels, seed=seed)
-    return SelfConsistent(model=model, 
+    return SelfConsistent(model=model,
         data=data, weights=weights, labels=labels, classes=frozenset(labels.values()), margins=kept_margins,
         generated=count, min_margin=min_margin,
     )

@@ -58,7 +58,7 @@ class Result:
         self.stdout = proc.stdout
         self.stderr = proc.stderr
 
-    def json(self):  # noqa: ANN201
+    def json(self):
         return json.loads(self.stdout)
 
     def __repr__(self) -> str:
@@ -66,7 +66,7 @@ class Result:
 
 
 @pytest.fixture
-def zoo_cli():  # noqa: ANN201
+def zoo_cli():
     """Run the real ``zoo`` command in a subprocess, as a user would; returns code, stdout, stderr."""
 
     def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:

@@ -9,7 +9,7 @@ import numpy as np
 from zoo_core.export import run_onnx
 
 
-def assert_onnx_matches_module(path: Path, module, input_name: str, sample_shape: tuple[int, ...],  # noqa: ANN001
+def assert_onnx_matches_module(path: Path, module, input_name: str, sample_shape: tuple[int, ...],
                                classes: int, batches: tuple[int, ...] = (1, 3)) -> None:
     """Seeded inputs at each batch size (the batch axis is dynamic): same output shape, values within 1e-4."""
     import torch

@@ -33,7 +33,7 @@ def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return make_selfconsistent_dataset(tmp_path_factory.mktemp("selfconsistent"), model=request.param)
 
 
-def run_accuracy(zoo_cli, dataset: SelfConsistent, data: Path, out: Path, *extra: str, env=None):  # noqa: ANN001, ANN201
+def run_accuracy(zoo_cli, dataset: SelfConsistent, data: Path, out: Path, *extra: str, env=None):
     result = zoo_cli("run", dataset.model, "--bs", str(BATCH), "--data", str(data), "--weights", str(dataset.weights),
                      "--warmup", "0", "--iterations", "1", "--json", "--out", str(out), *extra, env=env)
     assert result.code == 0, result

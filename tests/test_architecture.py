@@ -234,7 +234,7 @@ class InlineEngine:
 
     name = "inline"
 
-    def __init__(self, zoo, options) -> None:  # noqa: ANN001
+    def __init__(self, zoo, options) -> None:
         from zoo_core.engines import LocalEngine
 
         self.local = LocalEngine(zoo, options)
@@ -247,11 +247,11 @@ class InlineEngine:
     def __exit__(self, *exc: object) -> None:
         self.asked.append("exit")
 
-    def measure(self, model, compiled, options, progress):  # noqa: ANN001, ANN201
+    def measure(self, model, compiled, options, progress):
         self.asked.append(f"measure {compiled.batch_size}")
         return self.local.measure(model, compiled, options, progress)
 
-    def evaluate(self, job):  # noqa: ANN001, ANN201
+    def evaluate(self, job):
         self.asked.append("evaluate")
         return self.local.evaluate(job)
 
@@ -268,19 +268,19 @@ class InlineEnginePlugin:
     def __init__(self) -> None:
         self.opened: list[InlineEngine] = []
 
-    def _open(self, zoo, options, backend) -> InlineEngine:  # noqa: ANN001
+    def _open(self, zoo, options, backend) -> InlineEngine:
         self.opened.append(InlineEngine(zoo, options))
         return self.opened[-1]
 
     @hookimpl
-    def zoo_register_engines(self, register) -> None:  # noqa: ANN001
+    def zoo_register_engines(self, register) -> None:
         from zoo_core.engines import EngineSpec
 
         register(EngineSpec("inline", self._open, "the local engine, under another name"))
         register(EngineSpec("local", self._open, "a second 'local': refused"))
 
 
-def _zoo(tmp_path: Path, *plugins: object):  # noqa: ANN202
+def _zoo(tmp_path: Path, *plugins: object):
     import zoo_datasets
     import zoo_resnest
 
@@ -327,7 +327,7 @@ def test_the_local_engine_describes_its_workers_and_devices(tmp_path: Path) -> N
     assert engine.describe() == {"name": "local", "workers": 3, "devices": [0]}
 
 
-def test_an_unknown_engine_is_a_usage_error_listing_the_registered_ones(zoo_cli) -> None:  # noqa: ANN001
+def test_an_unknown_engine_is_a_usage_error_listing_the_registered_ones(zoo_cli) -> None:
     from test_bad_inputs import one_error
 
     error, note = one_error(zoo_cli("run", "resnest-tiny", "--weights", "random", "--engine", "spark"), 2)
@@ -335,7 +335,7 @@ def test_an_unknown_engine_is_a_usage_error_listing_the_registered_ones(zoo_cli)
     assert "choose local or ray" in note
 
 
-def test_an_option_of_another_engine_is_a_usage_error_before_any_output_folder(zoo_cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_an_option_of_another_engine_is_a_usage_error_before_any_output_folder(zoo_cli, tmp_path: Path) -> None:
     from test_bad_inputs import one_error
 
     out = tmp_path / "out"

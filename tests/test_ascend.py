@@ -27,7 +27,7 @@ def make_zoo(tmp_path: Path) -> Zoo:
     return Zoo.create(autoload=False, plugins=[zoo_resnest, zoo_datasets], cache_dir=tmp_path / "cache")
 
 
-def options_for(zoo: Zoo, **flags: object):  # noqa: ANN201
+def options_for(zoo: Zoo, **flags: object):
     flags = {"weights": "random", "warmup": 0, "iterations": 2, "backend": "ascend", **flags}
     return resolve_options(zoo.registry.model(flags.pop("model", "resnest-tiny")), flags)
 
@@ -242,7 +242,7 @@ def _generation(env: dict[str, str]) -> str:
     return env["FAKE_AIS_BENCH_GENERATION"]
 
 
-def _runner_for(zoo: Zoo, compiled, options):  # noqa: ANN001, ANN202
+def _runner_for(zoo: Zoo, compiled, options):
     return zoo.open_runner(compiled, zoo.registry.model(compiled.model), options)
 
 

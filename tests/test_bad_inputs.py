@@ -20,7 +20,7 @@ from zoo_core.errors import EXIT_ENV, EXIT_USAGE
 FAST = ("--warmup", "0", "--iterations", "1")  # the timing is not what these tests are about
 
 
-def one_error(result, code: int) -> tuple[str, str]:  # noqa: ANN001
+def one_error(result, code: int) -> tuple[str, str]:
     """The exit code, no traceback, nothing on stdout, and stderr ending in exactly one Error and one Note line
     (progress lines of the stages that did run may come before them)."""
     assert result.code == code, result
@@ -117,13 +117,14 @@ def _tiny_state_dict(num_classes: int = 10) -> dict:
     ("weights", "detail"),
     [
         pytest.param(lambda: {"fc.weight": __import__("torch").zeros(3, 3)},
-                     "keys 151 missing (e.g. conv1.0.weight, conv1.1.weight, conv1.1.bias), 1 of another shape (e.g. fc.weight: (3, 3) != (10, 256))",
+                     "keys 151 missing (e.g. conv1.0.weight, conv1.1.weight, conv1.1.bias), "
+                     "1 of another shape (e.g. fc.weight: (3, 3) != (10, 256))",
                      id="another-architecture"),
         pytest.param(lambda: _tiny_state_dict(num_classes=5),
                      "keys 2 of another shape (e.g. fc.weight: (5, 256) != (10, 256))", id="another-head"),
     ],
 )
-def test_weights_of_another_model(zoo_cli, tmp_path: Path, weights, detail: str) -> None:  # noqa: ANN001
+def test_weights_of_another_model(zoo_cli, tmp_path: Path, weights, detail: str) -> None:
     import torch
 
     path = tmp_path / "other.pth"
@@ -199,7 +200,8 @@ def _corrupt_image(folder: Path) -> tuple[str, ...]:
 @pytest.mark.parametrize(
     ("make", "error", "note"),
     [
-        pytest.param(lambda d: (), "Error: data folder not found: {data}", "Note: pass the folder of images with --data",
+        pytest.param(lambda d: (), "Error: data folder not found: {data}",
+                     "Note: pass the folder of images with --data",
                      id="missing-folder"),
         pytest.param(_empty, "Error: cannot tell what kind of dataset {data} is: no dataset plugin recognises it",
                      "Note: pass --dataset imagenet-val|folder (`zoo plugins` describes each kind)", id="empty-folder"),
@@ -213,7 +215,7 @@ def _corrupt_image(folder: Path) -> tuple[str, ...]:
                      "Note: remove or replace the file, or pass --skip-bad to count and skip it", id="corrupt-image"),
     ],
 )
-def test_bad_data(zoo_cli, tmp_path: Path, make, error: str, note: str) -> None:  # noqa: ANN001
+def test_bad_data(zoo_cli, tmp_path: Path, make, error: str, note: str) -> None:
     data = tmp_path / "val"
     extra = make(data)
     got_error, got_note = one_error(zoo_cli(*_data_run(data, tmp_path / "o", *extra)), EXIT_ENV)

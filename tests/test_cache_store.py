@@ -17,7 +17,7 @@ from zoo_core.cache_layout import BLOBS, disk_bytes
 FAST = ("--weights", "random", "--warmup", "0", "--iterations", "1")
 
 
-def run_tiny(zoo_cli, cache: Path, out: Path, *batches: str):  # noqa: ANN001, ANN201
+def run_tiny(zoo_cli, cache: Path, out: Path, *batches: str):
     result = zoo_cli("run", "resnest-tiny", "--bs", ",".join(batches), *FAST, "--json", "--out", str(out),
                      env={"ZOO_CACHE_DIR": str(cache)})
     assert result.code == 0, result

@@ -68,10 +68,11 @@ def test_plugins_json_lists_hooks_and_backends(zoo_cli) -> None:
     assert {"zoo_compile", "zoo_infer"} <= set(hooks["builtin:onnxruntime"])
     from zoo_core.backends.ascend import probe
 
-    assert {b["name"]: b["available"] for b in data["backends"]} == {"onnxruntime": True, "torch": True, "ascend": probe().ok}
+    assert {b["name"]: b["available"] for b in data["backends"]} == {"onnxruntime": True, "torch": True,
+                                                                    "ascend": probe().ok}
 
 
-def _one_line_error(result) -> tuple[str, str]:  # noqa: ANN001
+def _one_line_error(result) -> tuple[str, str]:
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr, result
     assert len(lines) == 2 and lines[0].startswith("Error: ") and lines[1].startswith("Note: "), result

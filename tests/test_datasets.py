@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -44,7 +43,7 @@ def run_args(data: Path, out: Path, *extra: str) -> tuple[str, ...]:
             "--data", str(data), "--out", str(out), "--json", *extra)
 
 
-def one_line(result) -> str:  # noqa: ANN001
+def one_line(result) -> str:
     lines = result.stderr.strip().splitlines()
     assert "Traceback" not in result.stderr and lines and lines[-2].startswith("Error: "), result
     assert lines[-1].startswith("Note: ")
@@ -85,7 +84,7 @@ def test_natural_order() -> None:
     assert sorted(["img10", "img2", "img1"], key=natural_key) == ["img1", "img2", "img10"]
 
 
-def load(path: Path, kind: str = "imagenet-val", labels: Path | None = None):  # noqa: ANN201
+def load(path: Path, kind: str = "imagenet-val", labels: Path | None = None):
     return zoo_datasets.zoo_load_dataset(dataset=DatasetSpec(kind), path=path, labels=labels, classes=None, model=TINY)
 
 

@@ -186,7 +186,7 @@ def test_toy_variant_exports_through_the_core_and_matches_onnxruntime(tmp_path) 
 # zoo run with random weights, on each backend
 
 
-def run_random(zoo_cli, tmp_path: Path, *extra: str, env=None) -> dict:  # noqa: ANN001
+def run_random(zoo_cli, tmp_path: Path, *extra: str, env=None) -> dict:
     result = zoo_cli("run", NAME, "--bs", "2", "--weights", "random", "--warmup", "0", "--iterations", "1",
                      "--json", "--out", str(tmp_path / "out"), *extra, env=env)
     assert result.code == 0, result
@@ -309,7 +309,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> SelfConsistent:
         module.head.bias.sub_(mean).div_(std)
         top = module.head(features).topk(2, dim=1)
     labels = {}
-    for path, (first, second), label in zip(paths, top.values.tolist(), top.indices[:, 0].tolist()):
+    for path, (first, second), label in zip(paths, top.values.tolist(), top.indices[:, 0].tolist(), strict=True):
         if first - second >= MIN_MARGIN:
             labels[path.stem] = int(label)
         else:
@@ -327,7 +327,7 @@ def test_the_dataset_is_a_discriminating_oracle(dataset) -> None:
     assert len(dataset.labels) >= 64 and len(set(dataset.labels.values())) >= 32 and counts.max() <= 8
 
 
-def run_accuracy(zoo_cli, dataset: SelfConsistent, out: Path, *extra: str, env=None) -> dict:  # noqa: ANN001
+def run_accuracy(zoo_cli, dataset: SelfConsistent, out: Path, *extra: str, env=None) -> dict:
     result = zoo_cli("run", NAME, "--bs", "8", "--data", str(dataset.data), "--weights", str(dataset.weights),
                      "--warmup", "0", "--iterations", "1", "--json", "--out", str(out), *extra, env=env)
     assert result.code == 0, result

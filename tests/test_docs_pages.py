@@ -127,7 +127,7 @@ def docs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=rel)
-def test_the_page_commands_run(page: Path, tmp_path: Path, docs_cache: Path, zoo_cli) -> None:  # noqa: ANN001
+def test_the_page_commands_run(page: Path, tmp_path: Path, docs_cache: Path, zoo_cli) -> None:
     write_image_dataset(tmp_path / "imagenet" / "val", count=8)
     for command in console_commands(page.read_text()):
         args = as_run(command)

@@ -68,7 +68,7 @@ def test_every_preset_gives_the_declared_input(name: str, image: Path) -> None:
     spec = REGISTRY.model(name)
     pm = REGISTRY.pm
     expected = {p: (tuple(spec.input_shape), spec.input_dtype) for p in spec.preset_names}
-    for backend, override in spec.backend_inputs.items():
+    for backend in spec.backend_inputs:
         shape, dtype, _ = spec.input_for(backend)
         expected[spec.preset_for(backend, spec.preset)] = (shape, dtype)
     for preset, (shape, dtype) in expected.items():

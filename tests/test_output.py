@@ -24,7 +24,7 @@ def piped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
 
 
-def whole(result) -> str:  # noqa: ANN001
+def whole(result) -> str:
     """The command succeeded and cut nothing; its stdout."""
     assert result.code == 0, result
     assert ELLIPSIS not in result.stdout + result.stderr, result

@@ -21,7 +21,7 @@ STAGES = {"zoo_export", "zoo_preprocess", "zoo_compile", "zoo_infer", "zoo_comma
           "zoo_dataset_matches"}
 
 
-def _owners(zoo_cli, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:  # noqa: ANN001
+def _owners(zoo_cli, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     result = zoo_cli("plugins", "--json", env=env)
     assert result.code == 0, result
     data = json.loads(result.stdout)
@@ -29,7 +29,7 @@ def _owners(zoo_cli, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:  
 
 
 @pytest.mark.parametrize("backend, owner", [("dup-cpu", "zoo_dup_first"), ("onnxruntime", None)])
-def test_the_reported_owner_of_a_backend_name_compiles_and_infers(zoo_cli, tmp_path: Path, backend, owner) -> None:  # noqa: ANN001
+def test_the_reported_owner_of_a_backend_name_compiles_and_infers(zoo_cli, tmp_path: Path, backend, owner) -> None:
     log = tmp_path / "stages.log"
     env = {"ZOO_PLUGINS": "zoo_tiny,zoo_dup_first,zoo_dup_second", "ZOO_DUP_LOG": str(log)}
     owners, problems = _owners(zoo_cli, env)
@@ -74,7 +74,8 @@ def _stage_guards(path: Path, source: str) -> list[str]:
 
 
 def test_no_stage_implementation_filters_by_name(tmp_path: Path) -> None:
-    files = [p for folder in ("zoo_core", "plugins", "examples", "tests/plugins") for p in (ROOT / folder).rglob("*.py")]
+    files = [p for folder in ("zoo_core", "plugins", "examples", "tests/plugins")
+             for p in (ROOT / folder).rglob("*.py")]
     for kind in ("model", "dataset", "backend"):  # the scaffold's templates, rendered
         target = tmp_path / kind
         write_plugin(f"guard-{kind}", kind, target)

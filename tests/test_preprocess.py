@@ -25,11 +25,11 @@ RESNEST50 = MODELS[0]
 BYTES_224 = 3 * 224 * 224 * 4  # 602,112
 
 
-def modelzoo(path: Path, model) -> np.ndarray:  # noqa: ANN001
+def modelzoo(path: Path, model) -> np.ndarray:
     return apply(model, "modelzoo", path)
 
 
-def reference(path: Path, model) -> np.ndarray:  # noqa: ANN001
+def reference(path: Path, model) -> np.ndarray:
     return apply(model, "reference", path)
 
 
@@ -40,7 +40,7 @@ PRESETS = {"modelzoo": modelzoo, "reference": reference}  # the core's declared 
 # The literal implementations (the documented steps, in the documented order, in float32).
 
 
-def literal_modelzoo(path: Path, mean, std, size: int = 224) -> np.ndarray:  # noqa: ANN001
+def literal_modelzoo(path: Path, mean, std, size: int = 224) -> np.ndarray:
     """The seed script: convert('RGB'), squash (a tuple: the aspect ratio is not kept) BILINEAR, float32 HWC,
     crop, /255, -mean, /std per channel, CHW.
 
@@ -63,7 +63,7 @@ def literal_modelzoo(path: Path, mean, std, size: int = 224) -> np.ndarray:  # n
     return img.transpose(2, 0, 1)
 
 
-def literal_reference(path: Path, mean, std, size: int = 224) -> np.ndarray:  # noqa: ANN001
+def literal_reference(path: Path, mean, std, size: int = 224) -> np.ndarray:
     """The upstream evaluation (``resnest.transforms.ECenterCrop``): a centre crop of ``size / (size + 32)`` of
     the short side, BICUBIC to the input size, /255, -mean, /std per channel, CHW.
 
@@ -185,7 +185,7 @@ def test_preset_is_bit_exact_with_the_documented_steps(image_dir: Path, name: st
 
 @pytest.mark.parametrize("model", MODELS[2:], ids=lambda m: f"{m.name}-{m.input_shape[-1]}")
 @pytest.mark.parametrize("preset", ["modelzoo", "reference"])
-def test_larger_inputs_keep_the_proportions(image_dir: Path, model, preset: str) -> None:  # noqa: ANN001
+def test_larger_inputs_keep_the_proportions(image_dir: Path, model, preset: str) -> None:
     size = model.input_shape[-1]
     assert size in (320, 416)
     for name in ("landscape_500x375.jpg", "portrait_375x500.jpg", "small_100x80.jpg", "gray_300x200.jpg"):
@@ -261,7 +261,7 @@ def test_modelzoo_bin_is_602112_bytes_and_the_seed_bytes(image_dir: Path, tmp_pa
     assert np.array_equal(np.fromfile(mine, dtype=np.float32).reshape(3, 224, 224), out)
 
 
-def _seed_script():  # noqa: ANN202
+def _seed_script():
     spec = importlib.util.spec_from_file_location("seed_preprocess", ROOT / "benchmarks" / "seed_preprocess.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

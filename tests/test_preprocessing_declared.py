@@ -155,7 +155,7 @@ def test_no_normalisation_and_another_scale(images: list[Path]) -> None:
     assert np.array_equal(execute(raw, MODEL, images[0]), pixels.astype(np.float32))
     caffe = replace(DEIT, name="caffe", scale=1.0, mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
     want = pixels.astype(np.float32) / np.float32(1.0)
-    for c, (m, s) in enumerate(zip(caffe.mean, caffe.std)):
+    for c, (m, s) in enumerate(zip(caffe.mean, caffe.std, strict=True)):
         want[c] = (want[c] - np.float32(m)) / np.float32(s)
     assert execute(caffe, MODEL, images[0]).tobytes() == want.tobytes()
 

@@ -81,7 +81,8 @@ def test_every_exported_name_resolves() -> None:
 
 def test_the_import_check_finds_a_private_import() -> None:
     source = ("from zoo_core.specs import ModelSpec\nimport zoo_core.export\nfrom zoo_core import hookimpl, errors\n"
-              "from zoo_core.api import ModelSpec\nfrom zoo_core import hookimpl\nfrom zoo_core.testing import run_cli\n"
+              "from zoo_core.api import ModelSpec\nfrom zoo_core import hookimpl\n"
+              "from zoo_core.testing import run_cli\n"
               "from .config import MODELS\nimport zoo_resnest\n")
     assert private_imports(source, "x.py") == [
         "x.py:1: from zoo_core.specs import ModelSpec", "x.py:2: import zoo_core.export",

@@ -26,7 +26,7 @@ CPU = BackendSpec("onnxruntime", device="cpu")
 NPU = BackendSpec("ascend", device="npu", ray_resource="NPU", device_env="ASCEND_RT_VISIBLE_DEVICES")
 
 
-def options(**changes) -> RunOptions:  # noqa: ANN003
+def options(**changes) -> RunOptions:
     return RunOptions(model="m", engine="ray", **{"workers": 2, **changes})
 
 
@@ -101,14 +101,14 @@ def test_a_shipped_file_name_never_escapes_its_folder(tmp_path: Path) -> None:
 
 
 def test_an_actor_error_reaches_the_user_as_its_own_line() -> None:
-    class Wrapped(Exception):  # as Ray wraps a task's exception: the original in .cause
+    class WrappedError(Exception):  # as Ray wraps a task's exception: the original in .cause
         def __init__(self, cause: BaseException) -> None:
             super().__init__("Traceback (most recent call last): ...")
             self.cause = cause
 
-    error = _as_zoo_error(Wrapped(Wrapped(ZooError("cannot open m.om on NPU 0", note="check the device"))))
+    error = _as_zoo_error(WrappedError(WrappedError(ZooError("cannot open m.om on NPU 0", note="check the device"))))
     assert (error.message, error.note) == ("cannot open m.om on NPU 0", "check the device")
-    error = _as_zoo_error(Wrapped(RuntimeError("segfault")))
+    error = _as_zoo_error(WrappedError(RuntimeError("segfault")))
     assert error.message == "the Ray job failed: Traceback (most recent call last): ..."
 
 
@@ -117,7 +117,7 @@ def test_an_actor_error_reaches_the_user_as_its_own_line() -> None:
 # -------------------------------------------------------------------------
 
 
-def test_without_ray_installed_the_error_names_the_extra(zoo_cli) -> None:  # noqa: ANN001
+def test_without_ray_installed_the_error_names_the_extra(zoo_cli) -> None:
     env = {"PYTHONPATH": os.pathsep.join([str(FAKES / "noray"), os.environ["PYTHONPATH"]])}
     result = zoo_cli("run", "resnest-tiny", "--weights", "random", "--engine", "ray", env=env)
     assert result.code == 3, result
@@ -127,7 +127,7 @@ def test_without_ray_installed_the_error_names_the_extra(zoo_cli) -> None:  # no
     assert "export" not in result.stderr  # nothing was built first
 
 
-def test_doctor_says_whether_the_ray_engine_can_run(zoo_cli) -> None:  # noqa: ANN001
+def test_doctor_says_whether_the_ray_engine_can_run(zoo_cli) -> None:
     from importlib.metadata import version
 
     engines = {e["name"]: e for e in zoo_cli("doctor", "--json").json()["engines"]}
@@ -140,19 +140,20 @@ def test_doctor_says_whether_the_ray_engine_can_run(zoo_cli) -> None:  # noqa: A
 @pytest.mark.parametrize("args, message", [
     (["--address", "10.0.0.1:6379"], "--address only apply to --engine ray"),
     (["--actors", "2"], "--actors only apply to --engine ray"),
-    (["--engine", "ray", "--device", "0,1"], "--device picks devices of this host; with --engine ray, Ray assigns them"),
+    (["--engine", "ray", "--device", "0,1"],
+     "--device picks devices of this host; with --engine ray, Ray assigns them"),
     (["--engine", "ray", "--actors", "0"], "--actors: 0 must be at least 1"),
     (["--engine", "ray", "--actor-cpus", "-1"], "--actor-cpus: -1 must be 0 or more"),
     (["--engine", "spark"], "--engine: unknown engine 'spark'"),
 ])
-def test_engine_flags_that_do_not_fit_are_usage_errors(zoo_cli, args: list[str], message: str) -> None:  # noqa: ANN001
+def test_engine_flags_that_do_not_fit_are_usage_errors(zoo_cli, args: list[str], message: str) -> None:
     result = zoo_cli("run", "resnest-tiny", "--weights", "random", *args)
     assert result.code == 2, result
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
-def test_a_cluster_without_npus_is_a_clear_error_for_ascend(zoo_cli, ascend_env) -> None:  # noqa: ANN001
+def test_a_cluster_without_npus_is_a_clear_error_for_ascend(zoo_cli, ascend_env) -> None:
     result = zoo_cli("run", "resnest-tiny", "--weights", "random", "--backend", "ascend", "--engine", "ray",
                      env=ascend_env)
     assert result.code == 3, result
@@ -267,7 +268,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ascend_on_a_joined_ray_cluster_uses_one_actor_per_npu(zoo_cli, ascend_env, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ascend_on_a_joined_ray_cluster_uses_one_actor_per_npu(zoo_cli, ascend_env, tmp_path: Path) -> None:
     env = {**ascend_env, "FAKE_NPU_COUNT": "2"}  # npu-smi and ais_bench see two chips on this host
     data = tmp_path / "val"
     write_dataset(data, 24)

@@ -58,7 +58,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> tupl
     out = tmp_path_factory.mktemp("sweep") / "out"
     env = {**os.environ, "ZOO_CACHE_DIR": str(session_cache), "ZOO_PLUGINS": "zoo_tiny,zoo_slow", "ZOO_OFFLINE": "1",
            "COLUMNS": "200", "TORCH_HOME": str(out.parent / "torch-home"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "plugins"), os.environ.get("PYTHONPATH")]))}
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "plugins"),
+                                                       os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(
         [sys.executable, "-m", "zoo_core", "run", "resnest-tiny", "--bs", ",".join(map(str, SWEEP)),
          "--backend", "onnxruntime", "--weights", "random", "--warmup", "0", "--iterations", "2", "--out", str(out)],
@@ -92,7 +93,7 @@ def test_sweep_report_md_has_the_seed_table_and_the_formulas(sweep) -> None:
     header = next(line for line in text.splitlines() if line.startswith("| 芯片型号"))
     cells = [c.strip() for c in header.strip("|").split("|")]
     assert len(cells) == len(SEED_HEADERS)
-    assert all(c.startswith(h) for c, h in zip(cells, SEED_HEADERS)), cells
+    assert all(c.startswith(h) for c, h in zip(cells, SEED_HEADERS, strict=True)), cells
     lines = text.splitlines()
     start = lines.index(header) + 2
     seed_rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start:start + len(SWEEP)]]
@@ -115,10 +116,11 @@ def test_sweep_results_csv_has_one_row_per_batch_size(sweep) -> None:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     assert [int(r["batch_size"]) for r in rows] == list(SWEEP)
-    for row, expected in zip(rows, results["results"]):
+    for row, expected in zip(rows, results["results"], strict=True):
         assert float(row["throughput"]) == pytest.approx(expected["throughput"], rel=1e-12)
         assert float(row["latency_p99_ms"]) == pytest.approx(expected["latency_ms"]["p99"], rel=1e-12)
-        assert (row["model"], row["backend"], row["weights"], row["top1"]) == ("resnest-tiny", "onnxruntime", "random", "")
+        assert (row["model"], row["backend"], row["weights"], row["top1"]) == ("resnest-tiny", "onnxruntime",
+                                                                             "random", "")
 
 
 # ------------------------------------------------------------------------------------------- schema
@@ -249,7 +251,7 @@ def test_write_results_to_an_unwritable_folder_is_one_error(tmp_path: Path) -> N
 
 def test_a_report_write_failure_is_the_same_error_and_leaves_no_temporary_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(results, path, chart=None):  # noqa: ANN001, ANN202
+    def fail(results, path, chart=None):
         with report._atomic(path) as fh:
             fh.write("half")
             raise OSError(28, "No space left on device")

@@ -50,7 +50,7 @@ def torchvision_resnet50_shapes() -> dict[str, tuple[int, ...]]:
     shapes["conv1.weight"] = (64, 3, 7, 7)
     bn("bn1", 64)
     in_channels = 64
-    for stage, (depth, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512)), start=1):
+    for stage, (depth, planes) in enumerate(zip((3, 4, 6, 3), (64, 128, 256, 512), strict=True), start=1):
         for index in range(depth):
             block = f"layer{stage}.{index}"
             shapes[f"{block}.conv1.weight"] = (planes, in_channels, 1, 1)

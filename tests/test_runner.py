@@ -27,16 +27,16 @@ class CallCounter:
     def __init__(self) -> None:
         self.calls: dict[str, int] = {}
 
-    def _count(self, name: str):  # noqa: ANN202
+    def _count(self, name: str):
         self.calls[name] = self.calls.get(name, 0) + 1
         return (yield)
 
     @hookimpl(wrapper=True)
-    def zoo_export(self):  # noqa: ANN201
+    def zoo_export(self):
         return (yield from self._count("export"))
 
     @hookimpl(wrapper=True)
-    def zoo_compile(self):  # noqa: ANN201
+    def zoo_compile(self):
         return (yield from self._count("compile"))
 
 
@@ -44,7 +44,7 @@ def make_zoo(tmp_path: Path, *plugins: object) -> Zoo:
     return Zoo.create(autoload=False, plugins=[zoo_resnest, zoo_datasets, *plugins], cache_dir=tmp_path / "cache")
 
 
-def options_for(zoo: Zoo, **flags: object):  # noqa: ANN201
+def options_for(zoo: Zoo, **flags: object):
     flags = {"weights": "random", "warmup": 0, "iterations": 2, **flags}
     return resolve_options(zoo.registry.model(flags.pop("model", "resnest-tiny")), flags)
 

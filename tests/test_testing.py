@@ -117,7 +117,7 @@ def test_installed_plugin_loads_it_as_zoo_does_or_says_why(monkeypatch: pytest.M
 
 
 @hookimpl
-def _raising_registration(register) -> None:  # noqa: ANN001
+def _raising_registration(register) -> None:
     raise RuntimeError("broken")
 
 

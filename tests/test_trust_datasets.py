@@ -35,7 +35,7 @@ def zoo() -> Zoo:
     return Zoo.create()
 
 
-def load(data: Path, model=TINY, **options):  # noqa: ANN001, ANN003, ANN201
+def load(data: Path, model=TINY, **options):
     """The dataset as `zoo run --data` loads it: the same function, kind guessed unless given."""
     return load_dataset(zoo(), model, RunOptions(model=model.name, data=data, **options))
 
@@ -54,7 +54,7 @@ def class_tree(root: Path, tree: dict[str, list[str]]) -> Path:
     return root
 
 
-def labels_of(dataset) -> dict[str, int]:  # noqa: ANN001
+def labels_of(dataset) -> dict[str, int]:
     return {f"{s.path.parent.name}/{s.path.name}": s.label for s in dataset.samples}
 
 
@@ -64,7 +64,8 @@ def labels_of(dataset) -> dict[str, int]:  # noqa: ANN001
 
 
 def test_a_hidden_folder_does_not_renumber_the_classes(tmp_path: Path) -> None:
-    class_tree(tmp_path, {"cat": ["a.png"], "dog": ["b.png"], ".ipynb_checkpoints": ["c.png"], "fish": [".x.png", "d.png"]})
+    class_tree(tmp_path, {"cat": ["a.png"], "dog": ["b.png"], ".ipynb_checkpoints": ["c.png"],
+                          "fish": [".x.png", "d.png"]})
     touch(tmp_path / ".DS_Store")
     dataset = load(tmp_path)
     assert labels_of(dataset) == {"cat/a.png": 0, "dog/b.png": 1, "fish/d.png": 2}
@@ -135,7 +136,7 @@ def test_the_shipped_synset_list() -> None:
 
 
 @pytest.mark.parametrize("encode", [lambda t: t.encode(), lambda t: b"\xef\xbb\xbf" + t.replace("\n", "\r\n").encode()])
-def test_a_classes_file_numbers_the_folders_by_line(tmp_path: Path, encode) -> None:  # noqa: ANN001
+def test_a_classes_file_numbers_the_folders_by_line(tmp_path: Path, encode) -> None:
     class_tree(tmp_path / "data", {"dog": ["b.png"], "zebra": ["z.png"], "my cat": ["a.png"]})
     (tmp_path / "classes.txt").write_bytes(encode("zebra\nmy cat\nbird\ndog\n\n"))
     dataset = load(tmp_path / "data", classes=tmp_path / "classes.txt")
@@ -299,7 +300,7 @@ def test_zoo_run_prints_how_it_numbered_the_folders(zoo_cli, tmp_path: Path) -> 
     ids=["empty-folder", "folder-in-folder", "not-in-classes", "blank-line", "twice", "too-many", "not-folders",
          "unknown-synset"],
 )
-def test_zoo_run_refuses_folders_it_cannot_number(zoo_cli, tmp_path: Path, tree, extra, code, message) -> None:  # noqa: ANN001
+def test_zoo_run_refuses_folders_it_cannot_number(zoo_cli, tmp_path: Path, tree, extra, code, message) -> None:
     write_class_images(tmp_path / "data", tree)
     args, extra = list(run_args(tmp_path / "data", tmp_path / "out")), list(extra)
     if "--classes" in extra:  # the text of the class file

@@ -20,9 +20,11 @@ RUN = ("run", "resnest-tiny", "--bs", "2", "--weights", "random")
 @pytest.mark.parametrize(
     ("args", "error"),
     [
-        pytest.param((*RUN, "--max-seconds", "nan"), "Error: --max-seconds must be positive and --agree between 0 and 1",
+        pytest.param((*RUN, "--max-seconds", "nan"),
+                     "Error: --max-seconds must be positive and --agree between 0 and 1",
                      id="max-seconds-nan"),
-        pytest.param((*RUN, "--max-seconds", "inf"), "Error: --max-seconds must be positive and --agree between 0 and 1",
+        pytest.param((*RUN, "--max-seconds", "inf"),
+                     "Error: --max-seconds must be positive and --agree between 0 and 1",
                      id="max-seconds-inf"),
         pytest.param((*RUN, *FAST, "--shard-images", "0"), "Error: --shard-images: 0 must be at least 1",
                      id="shard-images-0"),

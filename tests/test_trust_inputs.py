@@ -36,7 +36,7 @@ class Finished:
 # -------------------------------------------------------------------------
 
 
-def _wait_for(proc: subprocess.Popen[str], found, what: str) -> None:  # noqa: ANN001
+def _wait_for(proc: subprocess.Popen[str], found, what: str) -> None:
     deadline = time.monotonic() + 120
     while not found():
         assert proc.poll() is None, f"the run ended before {what}: {proc.communicate()}"
@@ -89,7 +89,8 @@ def test_a_signal_during_an_export_build_removes_its_temporary_folder(
     _wait_for(proc, lambda: list(cache.glob("export/.*.tmp-*")), "export build")
     proc.send_signal(sig)
     stopped = Finished(*finish(proc))
-    what, code = ("terminated (SIGTERM)", EXIT_TERMINATED) if sig == signal.SIGTERM else ("interrupted", EXIT_INTERRUPTED)
+    what, code = (("terminated (SIGTERM)", EXIT_TERMINATED) if sig == signal.SIGTERM
+                  else ("interrupted", EXIT_INTERRUPTED))
     error, note = one_error(stopped, code)
     assert error == f"Error: {what}"
     assert note == "Note: what was finished is kept in the cache; run the same command again to go on"
@@ -232,10 +233,11 @@ LONG = "n" * 300
     ("A", lambda t, p: ("report", p, str(t))),
     ("B", lambda t, p: ("report", str(t), p)),
 ])
-def test_a_path_component_too_long_names_the_option(zoo_cli, tmp_path: Path, option: str, make_args) -> None:  # noqa: ANN001
+def test_a_path_component_too_long_names_the_option(zoo_cli, tmp_path: Path, option: str, make_args) -> None:
     path = str(tmp_path / LONG / "x")
     error, note = one_error(zoo_cli(*make_args(tmp_path, path)), EXIT_USAGE)
-    assert error == f"Error: {option}: the name '{'n' * 20}…' is 300 bytes long; a file or folder name may have at most 255"
+    assert error == (f"Error: {option}: the name '{'n' * 20}…' is 300 bytes long; "
+                     "a file or folder name may have at most 255")
     assert note == "Note: shorten that file or folder name"
 
 
@@ -315,7 +317,8 @@ def test_a_signal_to_the_whole_group_during_a_multi_device_run(ascend_env, tmp_p
     began = time.monotonic()
     os.killpg(proc.pid, sig)
     stopped = Finished(*finish(proc))
-    code, what = (EXIT_TERMINATED, "terminated (SIGTERM)") if sig == signal.SIGTERM else (EXIT_INTERRUPTED, "interrupted")
+    code, what = ((EXIT_TERMINATED, "terminated (SIGTERM)") if sig == signal.SIGTERM
+                  else (EXIT_INTERRUPTED, "interrupted"))
     error, _ = one_error(stopped, code)
     assert error == f"Error: {what}"
     assert time.monotonic() - began < 30, "the device loops were waited for, not ended"

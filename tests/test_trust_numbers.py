@@ -22,10 +22,10 @@ FAST = ("--warmup", "0", "--iterations", "1")
 UNSETTLED = ("--warmup", "0", "--window", "1", "--agree", "0.0001", "--max-seconds", "0.001")
 
 
-def strict_json(text: str):  # noqa: ANN201
+def strict_json(text: str):
     """``json.loads`` that refuses NaN and Infinity, as every JSON parser but Python's does."""
 
-    def refuse(name: str):  # noqa: ANN202
+    def refuse(name: str):
         raise AssertionError(f"{name} in the JSON output: not JSON")
 
     return json.loads(text, parse_constant=refuse)
@@ -302,7 +302,7 @@ def _table_cells(stdout: str) -> dict[int, list[str]]:
 
 
 @pytest.fixture
-def two_runs(zoo_cli, tmp_path: Path):  # noqa: ANN201
+def two_runs(zoo_cli, tmp_path: Path):
     """A: a fixed --iterations count (stability not judged); B: windows that never settle. Both at batch 2."""
     a = zoo_cli("run", "resnest-tiny", "--bs", "2", "--weights", "random", "--warmup", "0", "--iterations", "3",
                 "--out", str(tmp_path / "a"))

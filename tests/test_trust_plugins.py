@@ -45,7 +45,7 @@ def _no_stage_ran(stderr: str) -> bool:
 
 @pytest.mark.parametrize("skip_bad", [(), ("--skip-bad",)], ids=["plain", "skip-bad"])
 @pytest.mark.parametrize("trace", [{}, {"ZOO_TRACE_PLUGINS": "1"}], ids=["untraced", "traced"])
-def test_plugin_raising_on_first_image_is_a_plugin_error(zoo_cli, data: Path, skip_bad, trace) -> None:  # noqa: ANN001
+def test_plugin_raising_on_first_image_is_a_plugin_error(zoo_cli, data: Path, skip_bad, trace) -> None:
     result = zoo_cli("run", "tiny-raises", "--data", str(data), *FAST, *skip_bad, env={**TRUST, **trace})
     assert result.code == EXIT_BUG, result
     assert result.stdout == "", result
@@ -316,14 +316,15 @@ def _external_truncated(d: Path) -> Path:
         pytest.param(_unknown_op, "Error: onnxruntime ", id="onnxruntime-cannot-load"),
         pytest.param(_external_outside, "Error: {path}: tensor 'fc.weight' keeps its data in '../w.data', outside "
                      "the model's folder", id="external-outside"),
-        pytest.param(_external_absolute, "Error: {path}: tensor 'fc.weight' keeps its data in ", id="external-absolute"),
+        pytest.param(_external_absolute, "Error: {path}: tensor 'fc.weight' keeps its data in ",
+                     id="external-absolute"),
         pytest.param(_external_missing, "Error: {path}: the external data file 'w.data' of tensor 'fc.weight' is "
                      "missing", id="external-missing"),
         pytest.param(_external_truncated, "Error: {path}: the external data file 'w.data' is 20 bytes; tensor ",
                      id="external-truncated"),
     ],
 )
-def test_bad_onnx_file(zoo_cli, tmp_path: Path, make, error: str) -> None:  # noqa: ANN001
+def test_bad_onnx_file(zoo_cli, tmp_path: Path, make, error: str) -> None:
     path = make(tmp_path)
     result = zoo_cli("run", "resnest-tiny", *FAST, "--onnx", str(path))
     got, _ = one_error(result, EXIT_ENV)
@@ -332,7 +333,7 @@ def test_bad_onnx_file(zoo_cli, tmp_path: Path, make, error: str) -> None:  # no
 
 
 @pytest.mark.parametrize("make", [_truncated, _input_shape], ids=["truncated", "input-shape"])
-def test_bad_onnx_file_in_compare(zoo_cli, tmp_path: Path, make) -> None:  # noqa: ANN001
+def test_bad_onnx_file_in_compare(zoo_cli, tmp_path: Path, make) -> None:
     path = make(tmp_path)
     got, _ = one_error(zoo_cli("compare", "resnest-tiny", "--backends", "onnxruntime,torch", "--bs", "2",
                                "--weights", "random", "--onnx", str(path)), EXIT_ENV)

@@ -44,7 +44,7 @@ class _Resize:
         return img.resize((width, height), self.interpolation)
 
 
-def upstream_center_crop(size: int):  # noqa: ANN201
+def upstream_center_crop(size: int):
     """``resnest.transforms.ECenterCrop(size)``, built with the stand-in ``torchvision.transforms``."""
     from resnest.transforms import ECenterCrop
 
@@ -66,7 +66,7 @@ def upstream_center_crop(size: int):  # noqa: ANN201
     return crop
 
 
-def upstream_reference(path: Path, size: int, mean, std) -> np.ndarray:  # noqa: ANN001
+def upstream_reference(path: Path, size: int, mean, std) -> np.ndarray:
     """Upstream's evaluation transform: ``Compose([ECenterCrop(size), ToTensor(), Normalize(mean, std)])`` on
     ``Image.open(path).convert('RGB')``, with torchvision's ToTensor (uint8 HWC -> float32 CHW, ``.div(255)``) and
     Normalize (``tensor.sub_(mean).div_(std)``, mean and std as float32 tensors) written out in torch."""
@@ -169,7 +169,7 @@ def _fp16_exact(array: np.ndarray) -> bool:
     ("force_fp16", True), ("allow_fp32_to_fp16", True), ("allow_mix_precision", "mixed"),
     ("must_keep_origin_dtype", False), ("force_fp32", False),
 ])
-def test_the_fake_chip_computes_in_the_compiled_precision(ascend_env, tmp_path: Path, mode, fp16) -> None:  # noqa: ANN001
+def test_the_fake_chip_computes_in_the_compiled_precision(ascend_env, tmp_path: Path, mode, fp16) -> None:
     from ais_bench.infer.interface import InferSession
     from test_fakes import reference
 

@@ -5,7 +5,6 @@ the plugin), never a traceback without the plugin's name and never a wrong numbe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ def _hostile(tmp_path: Path, mode: str, **more: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("mode, hook", [("no-stages", "zoo_compile"), ("no-infer", "zoo_infer")])
-def test_a_backend_whose_plugin_implements_no_stage_says_so_in_one_line(zoo_cli, tmp_path: Path, mode: str,  # noqa: ANN001
+def test_a_backend_whose_plugin_implements_no_stage_says_so_in_one_line(zoo_cli, tmp_path: Path, mode: str,
                                                                         hook: str) -> None:
     result = zoo_cli("run", "resnest-tiny", "--backend", "hostile-cpu", *FAST, "--out", str(tmp_path / "out"),
                      env=_hostile(tmp_path, mode))
@@ -45,7 +44,7 @@ def test_a_backend_whose_plugin_implements_no_stage_says_so_in_one_line(zoo_cli,
                   "zoo_core.runtime.Runner"),
 ])
 @pytest.mark.parametrize("trace", ["", "1"])
-def test_a_stage_answering_the_wrong_thing_is_the_plugins_bug_in_one_line(zoo_cli, tmp_path: Path, mode: str,  # noqa: ANN001
+def test_a_stage_answering_the_wrong_thing_is_the_plugins_bug_in_one_line(zoo_cli, tmp_path: Path, mode: str,
                                                                           error: str, trace: str) -> None:
     result = zoo_cli("run", "resnest-tiny", "--backend", "hostile-cpu", *FAST, "--out", str(tmp_path / "out"),
                      env=_hostile(tmp_path, mode, ZOO_TRACE_PLUGINS=trace))
@@ -55,7 +54,7 @@ def test_a_stage_answering_the_wrong_thing_is_the_plugins_bug_in_one_line(zoo_cl
         assert "zoo-trace: zoo_compile(" in result.stderr
 
 
-def test_a_backend_registered_twice_by_its_plugin_runs_once_and_is_listed(zoo_cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_backend_registered_twice_by_its_plugin_runs_once_and_is_listed(zoo_cli, tmp_path: Path) -> None:
     env = _hostile(tmp_path, "twice")
     data = zoo_cli("plugins", "--json", env=env).json()
     assert [b["plugin"] for b in data["backends"] if b["name"] == "hostile-cpu"] == ["zoo_hostile"]
@@ -63,8 +62,9 @@ def test_a_backend_registered_twice_by_its_plugin_runs_once_and_is_listed(zoo_cl
             in [p["error"] for p in data["plugins"]])
 
 
-def test_an_unknown_name_says_that_a_plugin_failed_to_register(zoo_cli, tmp_path: Path) -> None:  # noqa: ANN001
-    result = zoo_cli("run", "resnest-tiny", "--backend", "hostile-cpu", *FAST, env=_hostile(tmp_path, "register-raises"))
+def test_an_unknown_name_says_that_a_plugin_failed_to_register(zoo_cli, tmp_path: Path) -> None:
+    result = zoo_cli("run", "resnest-tiny", "--backend", "hostile-cpu", *FAST,
+                     env=_hostile(tmp_path, "register-raises"))
     error, note = one_error(result, 2)
     assert error == "Error: unknown backend 'hostile-cpu'"
     assert note.endswith("; plugin 'zoo_hostile' failed (`zoo plugins` says why)")
@@ -74,7 +74,7 @@ def test_an_unknown_name_says_that_a_plugin_failed_to_register(zoo_cli, tmp_path
     ("nan-mean", "DeclarationError: model 'hostile-nan-mean': mean=(nan, 0.5, 0.5) must be 3 finite numbers"),
     ("zero-std", "DeclarationError: model 'hostile-zero-std': std=(0.0, 0.2, 0.2) has a zero"),
 ])
-def test_a_models_nan_mean_or_zero_std_is_refused_when_declared(zoo_cli, tmp_path: Path, case: str,  # noqa: ANN001
+def test_a_models_nan_mean_or_zero_std_is_refused_when_declared(zoo_cli, tmp_path: Path, case: str,
                                                                  problem: str) -> None:
     """The declarations leave mean/std to the model's: before, zoo preprocess wrote NaN/infinite .bin files with
     exit 0, and zoo run scored nothing only after the export and the timing."""
@@ -91,7 +91,7 @@ def test_a_models_nan_mean_or_zero_std_is_refused_when_declared(zoo_cli, tmp_pat
     assert zoo_cli("list", env=env).code == 0
 
 
-def test_a_declaration_that_cannot_run_names_the_declaration_not_a_hook(zoo_cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_declaration_that_cannot_run_names_the_declaration_not_a_hook(zoo_cli, tmp_path: Path) -> None:
     from zoo_core.testing import write_image_dataset
 
     write_image_dataset(tmp_path / "data", count=1)
@@ -104,7 +104,7 @@ def test_a_declaration_that_cannot_run_names_the_declaration_not_a_hook(zoo_cli,
     assert "failed in zoo_preprocess" not in result.stderr  # the plugin has no zoo_preprocess
 
 
-def test_a_16_bit_image_is_a_bad_image_not_clipped_to_white(zoo_cli, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_16_bit_image_is_a_bad_image_not_clipped_to_white(zoo_cli, tmp_path: Path) -> None:
     """convert('RGB') clips 16-bit pixels to 255: the image became another one, preprocessed without a word."""
     import numpy as np
     from PIL import Image
@@ -128,7 +128,7 @@ def test_a_16_bit_image_is_a_bad_image_not_clipped_to_white(zoo_cli, tmp_path: P
 
 
 @pytest.mark.parametrize("how", [("--knob", "3"), ("--backend-opt", "knob=3")])
-def test_an_option_type_function_that_raises_names_its_plugin(zoo_cli, tmp_path: Path, how: tuple[str, str]) -> None:  # noqa: ANN001
+def test_an_option_type_function_that_raises_names_its_plugin(zoo_cli, tmp_path: Path, how: tuple[str, str]) -> None:
     result = zoo_cli("run", "resnest-tiny", "--backend", "hostile-cpu", *FAST, "--dry-run", *how,
                      env=_hostile(tmp_path, ""))
     assert result.code == 1, result
@@ -136,14 +136,14 @@ def test_an_option_type_function_that_raises_names_its_plugin(zoo_cli, tmp_path:
             in result.stderr.splitlines()[-1])
 
 
-def test_compare_with_a_key_no_compared_backend_takes_reads_right(zoo_cli) -> None:  # noqa: ANN001
+def test_compare_with_a_key_no_compared_backend_takes_reads_right(zoo_cli) -> None:
     result = zoo_cli("compare", "resnest-tiny", "--weights", "random", "--backends", "onnxruntime,torch",
                      "--backend-opt", "soc=x")
     error, _ = one_error(result, 2)
     assert error == "Error: --backend-opt soc=x: none of backends onnxruntime, torch has an option 'soc'"
 
 
-def test_an_engine_named_like_the_cores_is_listed_and_the_plugins_engines_are_in_doctor(zoo_cli) -> None:  # noqa: ANN001
+def test_an_engine_named_like_the_cores_is_listed_and_the_plugins_engines_are_in_doctor(zoo_cli) -> None:
     env = {"ZOO_PLUGINS": "zoo_tiny,zoo_hostile_engine"}
     problem = "engine 'local': already registered by plugin 'builtin'; this one is ignored"
     assert problem in [p["error"] for p in zoo_cli("plugins", "--json", env=env).json()["plugins"]]

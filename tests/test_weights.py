@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo_core import weights as W
+from zoo_core import weights as W  # noqa: N812 -- the module under test, short: most lines call it
 from zoo_core.errors import EXIT_CHECK, EXIT_ENV, CheckError, ZooError
 from zoo_core.specs import ModelSpec, WeightsSpec
 

@@ -17,7 +17,7 @@ import torch
 
 from test_bad_inputs import FAST, one_error
 from test_weights import _Server
-from zoo_core import weights as W
+from zoo_core import weights as W  # noqa: N812 -- the module under test, short: most lines call it
 from zoo_core.errors import EXIT_CHECK, EXIT_ENV, CheckError, ZooError
 from zoo_core.export import build_module
 from zoo_core.specs import ModelSpec, WeightsSpec
@@ -491,7 +491,8 @@ def test_generic_export_of_two_inputs_and_two_outputs(package_root: Path, tmp_pa
     a, b = sample_input(spec, 2, seed=5), sample_input(spec, 2, seed=6)
     with torch.no_grad():
         expected = build_module(spec, ref)(torch.from_numpy(a), torch.from_numpy(b))
-    for got, want in zip(run_onnx(path, {"a": a, "b": b}), expected):  # each input reaches its own argument
+    # each input reaches its own argument
+    for got, want in zip(run_onnx(path, {"a": a, "b": b}), expected, strict=True):
         assert got.shape == (2, 4) and abs(got - want.numpy()).max() < 1e-4
     assert simplify_onnx(spec, path, tmp_path / "two-3.onnx", 3).batch_size == 3
 

@@ -10,7 +10,8 @@ from zoo_core.specs import BackendSpec, DatasetSpec
 
 from zoo_tiny import TINY
 
-BAD_NAMES = ("a/b", "a\\b", "..", "x..y", ".hidden", "two words", "tab\tname", "bell\x07", "esc\x1b[31m", "", "new\nline")
+BAD_NAMES = ("a/b", "a\\b", "..", "x..y", ".hidden", "two words", "tab\tname", "bell\x07", "esc\x1b[31m", "",
+             "new\nline")
 GOOD = replace(TINY, name="tiny-good-name")
 
 

@@ -24,18 +24,18 @@ BRACKETS = replace(TINY, name="brackets-tiny", description="[bold]not bold[/bold
 
 
 @hookimpl
-def zoo_register_models(register) -> None:  # noqa: ANN001
+def zoo_register_models(register) -> None:
     register(BRACKETS)
 
 
 @hookimpl
-def zoo_register_backends(register) -> None:  # noqa: ANN001
+def zoo_register_backends(register) -> None:
     register(BackendSpec(name="brackets-npu", description="a backend that is never here", available=False,
                          unavailable_reason=f"its SDK is missing: {HINT}", priority=-100, device="npu[0]"))
 
 
 @hookimpl
-def zoo_register_engines(register) -> None:  # noqa: ANN001
+def zoo_register_engines(register) -> None:
     register(EngineSpec("brackets-engine", BUILTIN[0].open, "an engine that is never here",
                         status=lambda: {"name": "brackets-engine", "available": False, "version": "",
                                         "reason": f"not installed: {HINT}"}))

@@ -29,19 +29,19 @@ class DuplicateBackend:
         self.names = names
 
     @hookimpl
-    def zoo_register_backends(self, register) -> None:  # noqa: ANN001
+    def zoo_register_backends(self, register) -> None:
         for name in self.names:
             register(BackendSpec(name=name, description=f"ONNX Runtime, as registered by {self.plugin}",
                                  priority=-100))
 
     @hookimpl
-    def zoo_compile(self, backend, model, onnx_path: Path, batch_size: int, workdir: Path, options):  # noqa: ANN001
+    def zoo_compile(self, backend, model, onnx_path: Path, batch_size: int, workdir: Path, options):
         _log(self.plugin, "compile", backend.name)
         compiled = ort_backend.zoo_compile(backend=backend, model=model, onnx_path=onnx_path, batch_size=batch_size,
                                            workdir=workdir, options=options)
         return compiled.__class__(**{**compiled.__dict__, "backend": backend.name})
 
     @hookimpl
-    def zoo_infer(self, compiled, options):  # noqa: ANN001
+    def zoo_infer(self, compiled, options):
         _log(self.plugin, "infer", compiled.backend)
         return ort_backend.OnnxRuntimeRunner(compiled, options.threads)

@@ -1,9 +1,11 @@
 """A hostile test backend ``hostile-cpu`` (ONNX Runtime underneath) whose stage hooks misbehave as
-``$ZOO_HOSTILE`` says: ``no-stages`` (registers the backend, implements no zoo_compile/zoo_infer), ``no-infer`` (no zoo_infer),
+``$ZOO_HOSTILE`` says: ``no-stages`` (registers the backend, implements no zoo_compile/zoo_infer),
+``no-infer`` (no zoo_infer),
 ``compile-str`` (zoo_compile returns a str), ``compile-other`` (a CompiledModel of the built-in onnxruntime),
 ``compile-bs1`` (a CompiledModel that says batch 1),
 ``compile-inputs1`` (one whose input takes batch 1),
-``infer-str`` (zoo_infer returns a str), ``twice`` (registers its backend name twice), ``register-raises``. Its option --knob has a type function that raises KeyError."""
+``infer-str`` (zoo_infer returns a str), ``twice`` (registers its backend name twice), ``register-raises``.
+Its option --knob has a type function that raises KeyError."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ NAME = "hostile-cpu"
 
 
 @hookimpl
-def zoo_register_backends(register) -> None:  # noqa: ANN001
+def zoo_register_backends(register) -> None:
     if MODE == "register-raises":
         raise RuntimeError("hostile registration")
     register(BackendSpec(name=NAME, description="ONNX Runtime, misbehaving on purpose", priority=-100))
@@ -30,11 +32,11 @@ def zoo_register_backends(register) -> None:  # noqa: ANN001
 
 
 @hookimpl
-def zoo_add_options(register) -> None:  # noqa: ANN001
+def zoo_add_options(register) -> None:
     register(OptionSpec("knob", "Its type function has a bug.", backend=NAME, type=lambda text: {}[text]))
 
 
-def _compile(backend, model, onnx_path: Path, batch_size: int, workdir: Path, options):  # noqa: ANN001, ANN202
+def _compile(backend, model, onnx_path: Path, batch_size: int, workdir: Path, options):
     compiled = ort_backend.zoo_compile(backend=backend, model=model, onnx_path=onnx_path, batch_size=batch_size,
                                        workdir=workdir, options=options)
     if MODE == "compile-str":
@@ -49,7 +51,7 @@ def _compile(backend, model, onnx_path: Path, batch_size: int, workdir: Path, op
     return compiled.__class__(**{**compiled.__dict__, "backend": backend.name})
 
 
-def _infer(compiled, options):  # noqa: ANN001, ANN202
+def _infer(compiled, options):
     if MODE == "infer-str":
         return "a runner"
     return ort_backend.OnnxRuntimeRunner(compiled, options.threads)

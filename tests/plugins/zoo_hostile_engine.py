@@ -7,6 +7,6 @@ from zoo_core.engines import BUILTIN, EngineSpec
 
 
 @hookimpl
-def zoo_register_engines(register) -> None:  # noqa: ANN001
+def zoo_register_engines(register) -> None:
     register(EngineSpec("local", BUILTIN[0].open, "a second local"))
     register(EngineSpec("extra", BUILTIN[0].open, "the local engine under another name"))

@@ -11,7 +11,7 @@ from zoo_core.preprocessing import CenterCrop, Preprocessing, Resize
 from zoo_tiny import TINY_RESNEST as TINY
 
 
-def _preset(*steps, **values) -> tuple[Preprocessing]:  # noqa: ANN002, ANN003
+def _preset(*steps, **values) -> tuple[Preprocessing]:
     return (Preprocessing("odd", steps=steps, **values),)
 
 
@@ -31,7 +31,7 @@ CASES = {
 
 
 @hookimpl
-def zoo_register_models(register) -> None:  # noqa: ANN001
+def zoo_register_models(register) -> None:
     wanted = os.environ.get("ZOO_HOSTILE_MODEL")
     for case, changes in CASES.items():
         if wanted in (None, case):

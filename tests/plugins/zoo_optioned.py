@@ -28,12 +28,12 @@ def _log(stage: str, **facts: object) -> None:
 
 
 @hookimpl
-def zoo_register_backends(register) -> None:  # noqa: ANN001
+def zoo_register_backends(register) -> None:
     register(BackendSpec(name=NAME, description="ONNX Runtime with options of its own", priority=-100))
 
 
 @hookimpl
-def zoo_add_options(register) -> None:  # noqa: ANN001
+def zoo_add_options(register) -> None:
     _log("add_options")
     register(OptionSpec("opt-level", "How hard to optimize.", backend=NAME, type=int, metavar="N"))
     register(OptionSpec("tag", "A tag; repeatable.", backend=NAME, multiple=True))
@@ -45,7 +45,7 @@ def zoo_add_options(register) -> None:  # noqa: ANN001
 
 
 @hookimpl
-def zoo_compile(backend, model, onnx_path, batch_size, workdir, options):  # noqa: ANN001, ANN201
+def zoo_compile(backend, model, onnx_path, batch_size, workdir, options):
     _log("compile", options=dict(options.backend_options))
     compiled = ort_backend.zoo_compile(backend=backend, model=model, onnx_path=onnx_path, batch_size=batch_size,
                                        workdir=workdir, options=options)
@@ -53,11 +53,11 @@ def zoo_compile(backend, model, onnx_path, batch_size, workdir, options):  # noq
 
 
 @hookimpl
-def zoo_infer(compiled, options):  # noqa: ANN001, ANN201
+def zoo_infer(compiled, options):
     _log("infer", options=dict(options.backend_options))
     return ort_backend.OnnxRuntimeRunner(compiled, options.threads)
 
 
 @hookimpl
-def zoo_device_name(env):  # noqa: ANN001, ANN201
+def zoo_device_name(env):
     return f"{DEVICE_NAME} ({env.get('cores')} cores)"

@@ -1,6 +1,7 @@
 """A test plugin: tiny ResNeSt variants whose preprocessing is wrong on purpose, one way per model name.
 
-``tiny-raises`` raises on every image, ``tiny-raises-later`` from the third image on, ``tiny-shape`` returns a sample of the wrong shape, ``tiny-dtype`` one of
+``tiny-raises`` raises on every image, ``tiny-raises-later`` from the third image on, ``tiny-shape`` returns a sample
+of the wrong shape, ``tiny-dtype`` one of
 the wrong dtype, ``tiny-shape-later`` a wrong shape from the third image on, and ``tiny-nopre`` lists a preset
 ``custom`` that it neither declares nor prepares.
 """

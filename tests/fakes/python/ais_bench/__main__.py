@@ -178,7 +178,8 @@ class Bench:
         # --batchsize is not checked against the model: it only feeds the throughput formula
         self.throughput_batch = args.batchsize if args.batchsize is not None else self.batch
         self.dtypes = [i.datatype.numpy for i in self.inputs]
-        self.sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in zip(self.shapes, self.dtypes)]
+        self.sizes = [int(np.prod(s, dtype=np.int64)) * d.itemsize
+                      for s, d in zip(self.shapes, self.dtypes, strict=True)]
         self.h2d: list[float] = []
         self.d2h: list[float] = []
         self.outdir: Path | None = None
@@ -223,7 +224,7 @@ class Bench:
     def pure(self) -> dict[str, Any]:
         rng = np.random.default_rng()
         arrays = []
-        for shape, dtype in zip(self.shapes, self.dtypes):
+        for shape, dtype in zip(self.shapes, self.dtypes, strict=True):
             if self.args.pure_data_type == "zero":
                 arrays.append(np.zeros(shape, dtype))
             elif dtype.kind == "f":
@@ -245,7 +246,7 @@ class Bench:
         if len({len(files) for files in lists}) != 1:
             raise BenchError("the input folders hold different numbers of files")
         per_batch = set()
-        for files, size, dtype, desc in zip(lists, self.sizes, self.dtypes, self.inputs):
+        for files, size, dtype, desc in zip(lists, self.sizes, self.dtypes, self.inputs, strict=True):
             sizes = {file_size(f, dtype) for f in files}
             if len(sizes) != 1:
                 raise BenchError(f"the files for input {desc.name} differ in size: {sorted(sizes)}")
@@ -261,7 +262,7 @@ class Bench:
         for number, real in enumerate(groups):
             padded = real + [real[0]] * (count - len(real))  # its first file again; those outputs are not written
             arrays = [np.frombuffer(b"".join(read_bytes(files[i]) for i in padded), dtype).reshape(shape)
-                      for files, dtype, shape in zip(lists, self.dtypes, self.shapes)]
+                      for files, dtype, shape in zip(lists, self.dtypes, self.shapes, strict=True)]
             if number == 0:
                 self.warm_up(arrays)
             outputs = self.run_once(arrays)

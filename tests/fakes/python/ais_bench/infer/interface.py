@@ -193,7 +193,7 @@ class _Session:
             raise RuntimeError(f"[ERROR] feeds must be a list with one array per input, got {type(feeds).__name__}")
         if len(feeds) != len(inputs):
             raise RuntimeError(f"[ERROR] the model has {len(inputs)} input(s), {len(feeds)} given")
-        for entry, feed in zip(inputs, feeds):
+        for entry, feed in zip(inputs, feeds, strict=True):
             if not isinstance(feed, np.ndarray):
                 raise RuntimeError(f"[ERROR] input {entry['name']}: expected a numpy array, got {type(feed).__name__}")
             if feed.dtype != np.dtype(entry["dtype"]):
@@ -201,7 +201,7 @@ class _Session:
                                    f"{entry['dtype']}")
 
     def _check_shapes(self, feeds: Sequence[np.ndarray], batch: int | None) -> None:
-        for entry, feed in zip(self._header["inputs"], feeds):
+        for entry, feed in zip(self._header["inputs"], feeds, strict=True):
             shape = [batch if d == -1 else d for d in entry["shape"]]
             if list(feed.shape) != shape:
                 raise RuntimeError(f"[ERROR] input {entry['name']}: shape {list(feed.shape)} does not match the "
@@ -217,7 +217,7 @@ class _Session:
         self._check_arrays(feeds)
         self._check_shapes(feeds, self._batch_for(feeds, mode))
         ort_feeds = {entry["name"]: np.ascontiguousarray(feed).astype(entry["model_dtype"], copy=False)
-                     for entry, feed in zip(self._header["inputs"], feeds)}
+                     for entry, feed in zip(self._header["inputs"], feeds, strict=True)}
         aipp = self._header.get("aipp")
         if aipp:  # the chip's static AIPP: crop, per-channel (x - mean - min) * var_reci, NHWC -> NCHW
             entry = self._header["inputs"][0]
@@ -237,7 +237,7 @@ class _Session:
             outputs = self._session.run(None, ort_feeds)
             self._record(start, time.perf_counter() * 1000.0)
         return [np.ascontiguousarray(out.astype(entry["dtype"], copy=False))
-                for entry, out in zip(self._header["outputs"], outputs)]
+                for entry, out in zip(self._header["outputs"], outputs, strict=True)]
 
 
 if GENERATION == "older":
@@ -282,7 +282,8 @@ else:
             if not self._batches:
                 return None
             # dymbatch: the batch comes from the array of the first dynamic input
-            entry, feed = next((e, f) for e, f in zip(self._header["inputs"], feeds) if e["shape"][:1] == [-1])
+            entry, feed = next((e, f) for e, f in zip(self._header["inputs"], feeds, strict=True)
+                               if e["shape"][:1] == [-1])
             given = feed.shape[0] if feed.ndim else None
             if given not in self._batches:
                 raise RuntimeError(f"[ERROR] input {entry['name']}: batch {given} is not one of the model's "
