@@ -16,15 +16,15 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from seed_preprocess import seed_preprocess  # noqa: E402
+from seed_preprocess import seed_preprocess
 
-from zoo_core.engines import LocalEngine  # noqa: E402
-from zoo_core.environment import fingerprint  # noqa: E402
-from zoo_core.evaluate import evaluate, write_bins  # noqa: E402
-from zoo_core.measure import latency_stats, throughput, timed_loop  # noqa: E402
-from zoo_core.progress import Progress  # noqa: E402
-from zoo_core.runner import Zoo, prepare  # noqa: E402
-from zoo_core.specs import resolve_options  # noqa: E402
+from zoo_core.engines import LocalEngine
+from zoo_core.environment import fingerprint
+from zoo_core.evaluate import evaluate, write_bins
+from zoo_core.measure import latency_stats, throughput, timed_loop
+from zoo_core.progress import Progress
+from zoo_core.runner import Zoo, prepare
+from zoo_core.specs import resolve_options
 
 
 def make_images(folder: Path, count: int, seed: int = 0) -> None:
@@ -111,7 +111,8 @@ def main() -> None:
     print(f"{f'zoo preprocess, {args.workers} workers':<46} {med['zoo_pre']:>8.2f}")
     print()
     print(f"accuracy run / pure inference = {ratios['e2e_over_pure']:.3f}   (median of per-round ratios; goal >= 0.9)")
-    print(f"zoo preprocess / seed script  = {ratios['zoo_pre_over_seed']:.3f}   (median of per-round ratios; goal >= 1.8)")
+    print(f"zoo preprocess / seed script  = {ratios['zoo_pre_over_seed']:.3f}   "
+          "(median of per-round ratios; goal >= 1.8)")
 
 
 if __name__ == "__main__":

@@ -121,8 +121,8 @@ def summarize(bs: int, per_side: dict[str, list[Stats]]) -> dict[str, Any]:
     row: dict[str, Any] = {"batch_size": bs}
     row["throughput"] = {s: spread(tput[s]) for s in SIDES}
     for ref in REFS:
-        row[f"zoo/{ref}"] = spread([z / b for z, b in zip(tput["zoo"], tput[ref])])
-        row[f"zoo/{ref} (p50)"] = spread([z / b for z, b in zip(tput_p50["zoo"], tput_p50[ref])])
+        row[f"zoo/{ref}"] = spread([z / b for z, b in zip(tput["zoo"], tput[ref], strict=True)])
+        row[f"zoo/{ref} (p50)"] = spread([z / b for z, b in zip(tput_p50["zoo"], tput_p50[ref], strict=True)])
     row["latency_ms"] = per_side
     return row
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_run import make_images  # noqa: E402
+from accuracy_run import make_images
 
 
 def run(config: list[str], args: argparse.Namespace, data: Path, cache: Path, out: Path) -> dict:
@@ -72,7 +72,7 @@ def main() -> None:
         data = work / "images" / "val"
         make_images(data, args.images)
         cache = work / "cache"
-        for name, config in configs.items():  # export and compile once per configuration, outside the timing
+        for config in configs.values():  # export and compile once per configuration, outside the timing
             run(config, args, data, cache, work / "warm")
         runs: dict[str, list[dict]] = {name: [] for name in configs}
         for _ in range(args.rounds):
@@ -89,7 +89,7 @@ def main() -> None:
                          "steady_images_per_s": statistics.median(steady) if steady else None,
                          "wall_s": statistics.median(r["wall_s"] for r in rs)}
     base = summary["single process"]
-    for name, row in summary.items():
+    for row in summary.values():
         row["ratio_vs_single"] = row["images_per_s"] / base["images_per_s"]
         row["wall_ratio_vs_single"] = row["wall_s"] / base["wall_s"]
     report = {"model": args.model, "images": args.images, "bs": args.bs, "rounds": args.rounds,

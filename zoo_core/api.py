@@ -20,15 +20,29 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import __version__, hookimpl
 
 if TYPE_CHECKING:
-    from .datasets import IMAGE_SUFFIXES, Classes, Dataset, Sample, list_images, scan, shown_name, text_of
-    from .engines import Engine, EngineSpec
-    from .errors import CheckError, PluginError, UsageError, ZooError
-    from .export import build_module, export_onnx, sample_batch
-    from .options import OptionSpec
-    from .preprocessing import PRESETS, CenterCrop, Preprocessing, Resize, execute
-    from .runtime import CompiledModel, InputInfo, Runner, compiled_inputs
-    from .specs import Accuracy, BackendSpec, DatasetSpec, ModelSpec, RunOptions, WeightsSpec
-    from .weights import WeightsRef, load_state_dict
+    # `name as name`: an explicit re-export (PEP 484), so type checkers and linters see what __getattr__ serves
+    from .datasets import (
+        IMAGE_SUFFIXES as IMAGE_SUFFIXES, Classes as Classes, Dataset as Dataset, Sample as Sample,
+        list_images as list_images, scan as scan, shown_name as shown_name, text_of as text_of,
+    )
+    from .engines import Engine as Engine, EngineSpec as EngineSpec
+    from .errors import (
+        CheckError as CheckError, PluginError as PluginError, UsageError as UsageError, ZooError as ZooError,
+    )
+    from .export import build_module as build_module, export_onnx as export_onnx, sample_batch as sample_batch
+    from .options import OptionSpec as OptionSpec
+    from .preprocessing import (
+        PRESETS as PRESETS, CenterCrop as CenterCrop, Preprocessing as Preprocessing, Resize as Resize,
+        execute as execute,
+    )
+    from .runtime import (
+        CompiledModel as CompiledModel, InputInfo as InputInfo, Runner as Runner, compiled_inputs as compiled_inputs,
+    )
+    from .specs import (
+        Accuracy as Accuracy, BackendSpec as BackendSpec, DatasetSpec as DatasetSpec, ModelSpec as ModelSpec,
+        RunOptions as RunOptions, WeightsSpec as WeightsSpec,
+    )
+    from .weights import WeightsRef as WeightsRef, load_state_dict as load_state_dict
 
 # name -> the module that defines it
 _EXPORTS = {

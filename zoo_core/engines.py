@@ -148,7 +148,7 @@ def registered(zoo: Zoo) -> dict[str, EngineSpec]:
 
         try:
             impl.function(register=register)
-        except Exception as exc:  # a broken plugin never breaks the run of another engine
+        except Exception as exc:  # noqa: BLE001 -- a broken plugin never breaks the run of another engine
             zoo.pm.problems.append(PluginProblem(owner, f"zoo_register_engines: {type(exc).__name__}: {exc}"))
     return found
 

@@ -473,7 +473,7 @@ def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, la
     with atomic_write(path) as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", *(f"top{j + 1}" for j in range(k)), "label"])
-        for sample, row, label in zip(samples, top, labels):
+        for sample, row, label in zip(samples, top, labels, strict=True):
             writer.writerow([sample.id, *map(int, row), int(label)])
 
 
@@ -499,13 +499,15 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
     try:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ZooError(f"cannot create {target}: {exc.strerror or exc}", note="choose a writable folder with -o") from None
+        raise ZooError(f"cannot create {target}: {exc.strerror or exc}",
+                       note="choose a writable folder with -o") from None
     written, skipped = 0, []
     label = f"preprocess {len(samples)} images"
     sample = expected_sample(model, options.preset)  # checked before any file is written
     with Preprocessor(model, options.preset, options.workers, zoo.pm, sample) as pre, \
             progress.loop(label, len(samples)) as advance:
-        for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.path.stem}.bin" for s in samples]), samples):
+        for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.path.stem}.bin" for s in samples]), samples,
+                                     strict=True):
             advance()
             if error is not None:
                 if not options.skip_bad:

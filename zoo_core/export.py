@@ -93,7 +93,8 @@ def _check_fit(model: ModelSpec, weights: WeightsRef, state: dict[str, Any], exp
         note = "these weights belong to another model; pass the right file with --weights"
     else:
         note = (f"the weights that plugin {model.plugin!r} declares do not fit its model: its WeightsSpec needs "
-                f"{'another' if key_map is not None else 'a'} key_map; meanwhile pass --weights PATH or --weights random")
+                f"{'another' if key_map is not None else 'a'} key_map; "
+                "meanwhile pass --weights PATH or --weights random")
     raise ZooError(f"weights {weights.path} do not fit model {model.name!r}{mapped}: keys " + ", ".join(parts),
                    note=note)
 
@@ -157,7 +158,7 @@ def export_onnx(model: ModelSpec, weights: WeightsRef, path: Path, opset: int, a
     with torch.no_grad():
         out = module(*examples)
     expected = [o.numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
-    actual = run_onnx(path, {name: example.numpy() for name, example in zip(model.input_names, examples)})
+    actual = run_onnx(path, {name: example.numpy() for name, example in zip(model.input_names, examples, strict=True)})
     check = compare_outputs(f"exported ONNX of {model.name!r}", {"PyTorch": expected, "ONNX Runtime": actual},
                             atol, batch_size=2, note="the weights hold NaN or infinity, or are so large that the "
                             "outputs overflow float32; check the checkpoint passed with --weights")
@@ -209,7 +210,7 @@ def compare_outputs(what: str, outputs: dict[str, list[np.ndarray]], atol: float
                  note=note)
     if len(expected) != len(actual):
         raise CheckError(f"{what}: {len(actual)} outputs, {ref_name} has {len(expected)}")
-    checks = [compare(e, a, atol, batch_size) for e, a in zip(expected, actual)]
+    checks = [compare(e, a, atol, batch_size) for e, a in zip(expected, actual, strict=True)]
     return max(checks, key=lambda c: (c.max_abs_diff > c.tolerance, c.max_abs_diff))  # a failing one first
 
 

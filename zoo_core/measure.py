@@ -101,7 +101,7 @@ def measure_devices(
         pool = ProcessPoolExecutor(len(options.devices), mp_context=get_context("spawn"), initializer=as_worker)
         try:
             jobs = [pool.submit(_device_worker, model, compiled, options.with_(devices=(d,))) for d in options.devices]
-            per_device = [(d, job.result()) for d, job in zip(options.devices, jobs)]
+            per_device = [(d, job.result()) for d, job in zip(options.devices, jobs, strict=True)]
         except BaseException:  # Ctrl-C, SIGTERM, a failed device: end the other loops now, not after max_seconds
             for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
                 process.terminate()
@@ -191,7 +191,8 @@ def results_row(batch_size: int, per_device: list[tuple[int, Timing]]) -> dict[s
         {
             "device": d,
             "throughput_e2e": throughput(batch_size, latency_stats(t.wall)["mean"]),
-            "throughput_device": throughput(batch_size, latency_stats(t.device)["mean"]) if measured_on_device else None,
+            "throughput_device": (throughput(batch_size, latency_stats(t.device)["mean"]) if measured_on_device
+                                  else None),
             "windows_ms": t.windows,
             "stable": t.stable,
         }

@@ -111,7 +111,7 @@ def _check_inputs(proto: Any, model: ModelSpec, path: Path) -> None:
     for graph_input in inputs:
         dtype, dims = _described(graph_input)
         same_shape = len(dims) == len(expected_dims) and all(  # a named (dynamic) axis takes any size
-            not isinstance(got, int) or got == want for got, want in zip(dims[1:], model.input_shape))
+            not isinstance(got, int) or got == want for got, want in zip(dims[1:], model.input_shape, strict=True))
         if dtype != model.input_dtype or not same_shape:
             shown = "[" + ", ".join(map(str, dims)) + "]"
             raise ZooError(f"{path}: input {graph_input.name!r} is {dtype}{shown}; model {model.name!r} takes "

@@ -46,7 +46,7 @@ def declared(registry: Registry) -> tuple[OptionSpec, ...]:
 
         try:
             impl.function(register=register)
-        except Exception as exc:  # a broken plugin never breaks the CLI
+        except Exception as exc:  # noqa: BLE001 -- a broken plugin never breaks the CLI
             pm.problems.append(PluginProblem(owner, f"zoo_add_options: {type(exc).__name__}: {exc}"))
     _declared[pm] = tuple(found)
     return _declared[pm]

@@ -98,7 +98,7 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] =
                 pm.versions[ep.name] = ep.dist.version
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken plugin never breaks the CLI
+            except Exception as exc:  # noqa: BLE001 -- a broken plugin never breaks the CLI
                 pm.problems.append(PluginProblem(ep.name, first_line(exc), source))
                 continue
             _register_checked(pm, plugin, ep.name, source)
@@ -107,7 +107,7 @@ def get_plugin_manager(*, autoload: bool | None = None, plugins: Iterable[Any] =
     for module_name in filter(None, (m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- nor does a broken plugin named in the environment
             pm.problems.append(PluginProblem(module_name, first_line(exc), f"${EXTRA_PLUGINS_ENV}"))
             continue
         _register_checked(pm, module, module_name, f"${EXTRA_PLUGINS_ENV}")
@@ -214,7 +214,7 @@ class Registry:
 
             try:
                 impl.function(register=register)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- nor does one whose registration raises
                 self.pm.problems.append(PluginProblem(owner, f"{hook_name}: {first_line(exc)}"))
         return found
 
@@ -263,7 +263,8 @@ class Registry:
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         failed = sorted({p.plugin for p in self.pm.problems})  # the name may be one a broken plugin did not register
-        broken = f"; plugin{'s' * (len(failed) > 1)} {', '.join(map(repr, failed))} failed (`zoo plugins` says why)" if failed else ""
+        broken = (f"; plugin{'s' * (len(failed) > 1)} {', '.join(map(repr, failed))} failed (`zoo plugins` says why)"
+                  if failed else "")
         raise UsageError(f"unknown {noun} {name!r}", note=f"{hint}`{listing}` shows every registered {noun}{broken}")
 
 

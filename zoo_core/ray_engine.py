@@ -3,8 +3,9 @@
 The driver exports, simplifies and compiles once (the artifact cache), then ships each compiled artifact's
 files to the cluster through the object store. Ray Data holds the image list, cut into blocks; CPU tasks decode
 and preprocess the images; an actor pool with one actor per device (of the Ray resource the backend declares,
-e.g. ``NPU`` or ``GPU``; else a number of CPUs) runs the model. The driver gathers the scores row by row onto one progress bar, saves each shard as the
-single-process run does, and scores them with the same code: the same metrics and the same predictions file.
+e.g. ``NPU`` or ``GPU``; else a number of CPUs) runs the model. The driver gathers the scores row by row onto one
+progress bar, saves each shard as the single-process run does, and scores them with the same code: the same metrics
+and the same predictions file.
 
 Ray is optional (``pip install 'zoo[ray]'``), imported only when ``--engine ray`` is asked for.
 """
@@ -37,14 +38,14 @@ if TYPE_CHECKING:
 
 EXTRA_NOTE = "install the extra: pip install 'zoo[ray]'"
 MAX_RESTARTS = 3  # a dead actor is restarted, and its batches retried, this many times before the run fails
-MAX_BLOCKS = 4096  # Ray Data blocks of the image list, at most  # the name in the actors' process titles (ray::MapWorker(...RayInferenceActor))
+MAX_BLOCKS = 4096  # Ray Data blocks of the image list, at most
 
 
 def import_ray() -> Any:
     """``ray`` with Ray Data, or a one-line error naming the extra that installs them."""
     try:
         import ray
-        import ray.data  # noqa: F401  # pyarrow and pandas come with the [data] extra
+        import ray.data  # pyarrow and pandas come with the [data] extra
     except ImportError as exc:
         missing = exc.name or "ray"
         raise ZooError(f"--engine ray needs Ray Data, and {missing!r} is not installed", note=EXTRA_NOTE) from None
@@ -418,7 +419,8 @@ class RayEngine:
                                               for i in job.todo}
 
         def on_rows(rows: dict[str, np.ndarray]) -> None:
-            for shard, position, scores, error in zip(rows["shard"], rows["pos"], rows["scores"], rows["error"]):
+            for shard, position, scores, error in zip(rows["shard"], rows["pos"], rows["scores"], rows["error"],
+                                                           strict=True):
                 entry = pending[int(shard)]
                 if entry["scores"] is None:
                     entry["scores"] = np.zeros((len(shards[int(shard)]), *scores.shape), dtype=scores.dtype)
@@ -478,7 +480,7 @@ class RayEngine:
     def _note_workers(self, rows: dict[str, np.ndarray]) -> None:
         self.decoders.update(int(p) for p in set(rows["decoder"].tolist()))
         for actor, node, device, pid, stages in zip(rows["actor"], rows["node"], rows["device"], rows["pid"],
-                                                    rows["stages"]):
+                                                    rows["stages"], strict=True):
             worker = self.workers.setdefault((str(actor), int(pid)), {
                 "actor": str(actor), "node": str(node), "device": str(device), "pid": int(pid), "images": 0,
                 "stages": [s for s in str(stages).split(",") if s]})

@@ -64,7 +64,7 @@ class Runner(ABC):
     def _infer(self, feed: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         """Run one batch on the device; the shapes are already checked."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- not abstract: a runner with nothing to release keeps this one
         """Release the session and the device."""
 
     def __enter__(self) -> "Runner":

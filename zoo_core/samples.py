@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from .errors import EXIT_BUG, PluginError, ZooError, first_line
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from .specs import ModelSpec
 

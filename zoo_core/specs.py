@@ -48,7 +48,8 @@ class WeightsSpec:
             raise ValueError("WeightsSpec: resource= needs package=, the package that holds the file")
         if len(sources) != 1:
             got = f"got {' and '.join(sources)}" if sources else "got none"
-            raise ValueError(f"WeightsSpec declares exactly one source, url=, package= (with resource=) or loader=; {got}")
+            raise ValueError("WeightsSpec declares exactly one source, url=, package= (with resource=) or loader=; "
+                             f"{got}")
         for name in ("url", "package", "resource", "loader", "sha256", "file_name", "sha256_prefix"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
@@ -397,11 +398,13 @@ def parse_devices(text: str) -> tuple[int, ...]:
         try:
             value = int(part.strip())
         except ValueError:
-            raise UsageError(f"--device: {part.strip()!r} is not a device id", note="write e.g. --device 0 or --device 0,1") from None
+            raise UsageError(f"--device: {part.strip()!r} is not a device id",
+                             note="write e.g. --device 0 or --device 0,1") from None
         if value < 0:
             raise UsageError(f"--device: {value} is not a device id", note="device ids start at 0")
         if value in devices:
-            raise UsageError(f"--device: device {value} is named twice", note="name each device once, e.g. --device 0,1")
+            raise UsageError(f"--device: device {value} is named twice",
+                             note="name each device once, e.g. --device 0,1")
         devices.append(value)
     return tuple(devices)
 

@@ -12,8 +12,8 @@ with the names it registered.
 
 Lines look like (the arguments cut short here)::
 
-    zoo-trace: zoo_register_models(register=<function register>) answered by zoo_core.testing -> registered […] in 0.02 ms
-    zoo-trace: zoo_compile(backend=BackendSpec(name='onnxruntime', …), …) answered by builtin:onnxruntime -> CompiledModel(…) in 31.33 ms
+    zoo-trace: zoo_register_models(register=<function …>) answered by zoo_core.testing -> registered […] in 0.02 ms
+    zoo-trace: zoo_compile(backend=BackendSpec(…), …) answered by builtin:onnxruntime -> CompiledModel(…) in 31.33 ms
     zoo-trace: zoo_export(model=ModelSpec(name='tiny-cnn', …), …) answered by nobody -> None in 0.02 ms
 
 A stage hook reaches the plugin that owns the model, dataset or backend alone; ``nobody`` there means that plugin
@@ -126,7 +126,7 @@ class HookTracer:
             stack = self._stack()
             call = stack[-1] if stack and key in stack[-1].impls else None
             if call is None:  # called directly, not through pm.hook: a call of its own
-                return self._direct(hook_name, plugin, original, {**dict(zip(argnames, args)), **kwargs})
+                return self._direct(hook_name, plugin, original, {**dict(zip(argnames, args, strict=False)), **kwargs})
             try:
                 result = original(*args, **kwargs)
             except BaseException:

@@ -192,7 +192,8 @@ def load_state_dict(path: Path, key_map: Mapping[str, str] | str | None = None) 
     return state if key_map is None else map_keys(state, key_map, path)
 
 
-def map_keys(state: dict[str, "torch.Tensor"], key_map: Mapping[str, str] | str, path: Path) -> dict[str, "torch.Tensor"]:
+def map_keys(state: dict[str, "torch.Tensor"], key_map: Mapping[str, str] | str,
+             path: Path) -> dict[str, "torch.Tensor"]:
     """``state`` renamed by a key map (rule 5 of :func:`load_state_dict`)."""
     import torch
 

@@ -22,7 +22,6 @@ from .ascend_session import installed_generation
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import numpy as np
 
     from ..specs import BackendSpec, ModelSpec, RunOptions
 
@@ -83,7 +82,7 @@ def probe() -> Availability:
         import ais_bench.infer.interface  # noqa: F401
 
         error = None
-    except Exception as exc:  # ImportError, or a broken aclruntime underneath
+    except Exception as exc:  # noqa: BLE001 -- ImportError, or a broken aclruntime underneath
         error = first_line(exc)
     return Availability(shutil.which("atc"), shutil.which("npu-smi"), error)
 
@@ -167,10 +166,12 @@ def npu_info() -> dict[str, Any]:
     try:
         proc = subprocess.run(["npu-smi", "info"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ZooError(f"cannot run npu-smi: {exc}", note="install the Ascend driver, or pass --soc Ascend<chip>") from None
+        raise ZooError(f"cannot run npu-smi: {exc}",
+                       note="install the Ascend driver, or pass --soc Ascend<chip>") from None
     info = parse_npu_smi(proc.stdout)
     if proc.returncode != 0 or not info["devices"]:
-        raise ZooError("npu-smi info shows no NPU", note="check the driver with `npu-smi info`, or pass --soc Ascend<chip>")
+        raise ZooError("npu-smi info shows no NPU",
+                       note="check the driver with `npu-smi info`, or pass --soc Ascend<chip>")
     return info
 
 

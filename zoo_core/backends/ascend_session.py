@@ -85,7 +85,7 @@ class AscendRunner(Runner):
 
         try:
             self.session = InferSession(device_id, str(compiled.path))
-        except Exception as exc:  # the real session raises RuntimeError on a bad device or file
+        except Exception as exc:  # noqa: BLE001 -- the real session raises RuntimeError on a bad device or file
             raise ZooError(f"cannot open {compiled.path} on NPU {device_id}: {exc}", note=device_note()) from None
         if _static_finalize(InferSession):
             _finalize_at_exit(InferSession)

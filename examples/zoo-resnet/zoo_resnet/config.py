@@ -14,7 +14,8 @@ MODELS = (ModelSpec(
     factory_kwargs={"layers": (3, 4, 6, 3)}, input_names=("actual_input_1",), output_names=("output1",),
     presets=("modelzoo", AIPP),  # ImageNet mean/std, 3x224x224 float32 NCHW and opset 11 are the defaults
     weights=WeightsSpec(url="https://download.pytorch.org/models/resnet50-0676ba61.pth", sha256_prefix="0676ba61"),
-    license="BSD-3-Clause", reference_accuracy=Accuracy(top1=0.7613, source="torchvision IMAGENET1K_V1, its evaluation"),
+    license="BSD-3-Clause",
+    reference_accuracy=Accuracy(top1=0.7613, source="torchvision IMAGENET1K_V1, its evaluation"),
     description="ResNet v1.5 (stride on the 3x3 conv), layers [3, 4, 6, 3], torchvision-compatible weights",
     # On Ascend the compiled model takes the 256x256 uint8 images of the "aipp" preset; its AIPP does the rest.
     backend_inputs={"ascend": {"shape": (256, 256, 3), "dtype": "uint8", "format": "NHWC", "preset": "aipp"}},

@@ -55,7 +55,7 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         channels = stem
         stages = []
-        for index, (depth, width) in enumerate(zip(layers, planes)):
+        for index, (depth, width) in enumerate(zip(layers, planes, strict=True)):
             stages.append(self._make_stage(channels, width, depth, stride=1 if index == 0 else 2))
             channels = width * EXPANSION
         self.layer1, self.layer2, self.layer3, self.layer4 = stages

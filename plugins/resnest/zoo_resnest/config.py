@@ -36,7 +36,8 @@ def _cfg(name: str, hash8: str, layers: list[int], stem_width: int, top1: float,
 
 MODELS = (
     _cfg("resnest50", "528c19ca", [3, 4, 6, 3], 32, 0.8103),
-    _cfg("resnest101", "22405ba7", [3, 4, 23, 3], 64, 0.8283, input_shape=(3, 256, 256)),  # upstream evaluates it at 256
+    # upstream evaluates resnest101 at 256
+    _cfg("resnest101", "22405ba7", [3, 4, 23, 3], 64, 0.8283, input_shape=(3, 256, 256)),
     _cfg("resnest200", "75117900", [3, 24, 36, 3], 64, 0.8384, input_shape=(3, 320, 320)),
     _cfg("resnest269", "0cc87c48", [3, 30, 48, 8], 64, 0.8454, input_shape=(3, 416, 416)),
 )

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 -- PyTorch's own spelling
 from torch import nn
 
 __all__ = [
@@ -65,7 +65,7 @@ class SplitAttentionConv(nn.Module):
         pooled = F.adaptive_avg_pool2d(_total(branches), 1)
         logits = self.fc2(F.relu(self.bn1(self.fc1(pooled))))
         weights = torch.split(self._radix_softmax(logits), self.channels, dim=1)
-        return _total([w * b for w, b in zip(weights, branches)])
+        return _total([w * b for w, b in zip(weights, branches, strict=True)])
 
     def _radix_softmax(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax across the radix branches of each channel; ``(N, radix*C, 1, 1)`` in and out, radix-major."""
@@ -149,7 +149,7 @@ class ResNeSt(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         channels = stem_width * 2
         stages = []
-        for index, (depth, width) in enumerate(zip(layers, planes)):
+        for index, (depth, width) in enumerate(zip(layers, planes, strict=True)):
             stage = self._make_stage(channels, width, depth, stride=1 if index == 0 else 2, block_args=block_args)
             stages.append(stage)
             channels = width * EXPANSION
