@@ -276,7 +276,7 @@ def two_runs() -> tuple[dict, dict]:
 
 def test_compare_runs_matches_rows_by_batch_size() -> None:
     a, b = two_runs()
-    data = report.compare_runs(a, b)
+    data = report.compare_runs(a, b).to_json()  # the typed comparison, as `zoo report --json` prints it
     assert [r["batch_size"] for r in data["rows"]] == [1, 8]
     one, eight = data["rows"]
     assert one["throughput_ratio"] == pytest.approx(1.5) and eight["throughput_ratio"] == pytest.approx(0.75)

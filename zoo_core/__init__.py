@@ -1,6 +1,14 @@
-"""zoo: one command from PyTorch weights to an accuracy and throughput table, on any backend."""
+"""zoo: one command from PyTorch weights to an accuracy and throughput table, on any backend.
+
+From Python, ``zoo_core.run``, ``zoo_core.compare`` and ``zoo_core.report`` do what the commands of the same name
+do and return typed results (``zoo_core.results``); they load on first use (PEP 562), so ``import zoo_core``
+imports neither torch nor numpy nor onnx.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -9,4 +17,27 @@ __version__ = "0.2.0"
 #: Mark a plugin's hook implementations: ``@hookimpl def zoo_register_models(register): ...``
 hookimpl = pluggy.HookimplMarker("zoo")
 
-__all__ = ["__version__", "hookimpl"]
+if TYPE_CHECKING:
+    from .python_api import compare, run
+    from .results import CompareResult, RunComparison, RunResults
+
+# name -> the module that defines it, imported when the name is first used. ``report`` is the module
+# zoo_core.report (where the report files are made), which called is zoo_core.python_api.report: a submodule's
+# name would hide a function of that name as soon as the submodule is imported.
+_LAZY = {"run": "python_api", "compare": "python_api", "RunResults": "results", "CompareResult": "results",
+         "RunComparison": "results"}
+
+__all__ = ["__version__", "hookimpl", "report", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "report":
+        return importlib.import_module("zoo_core.report")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo_core' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"zoo_core.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

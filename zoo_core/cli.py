@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import EXIT_ENV, EXIT_USAGE, ZooError
 from .limits import check_path
+
+if TYPE_CHECKING:
+    from .results import CompareResult, RunComparison, RunResults
 
 # Failures of the machine rather than of zoo: a full disk, a quota, a read-only or forbidden folder.
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -178,22 +180,15 @@ class _WithPluginOptions(click.Command):
 
 
 def _plugin_options(zoo: Any) -> list[Any]:
-    """The plugins' options; one whose flag a core option of ``zoo run`` or ``zoo compare`` already takes is a
-    problem of its plugin (``zoo plugins``) and left out."""
-    from .plugin_options import declared
-    from .plugins import PluginProblem
+    """The plugins' options, found once per command (``zoo_core.python_api.plugin_options``)."""
+    from .python_api import plugin_options
 
-    meta = click.get_current_context().meta
-    if "zoo.options" not in meta:
-        taken = {o for command in (run_cmd, compare_cmd) for p in command.params for o in p.opts} | {"-h", "--help"}
-        meta["zoo.options"] = []
-        for spec in declared(zoo.registry):
-            if spec.command_line and spec.flag in taken:
-                zoo.pm.problems.append(PluginProblem(spec.plugin, f"option {spec.flag} of {spec.owner}: zoo's own "
-                                                     "option takes that flag; it is ignored"))
-            else:
-                meta["zoo.options"].append(spec)
-    return meta["zoo.options"]
+    return plugin_options(zoo, click.get_current_context().meta)
+
+
+def core_flags() -> set[str]:
+    """The flags of ``zoo run`` and ``zoo compare`` themselves: a plugin's option cannot take one."""
+    return {o for command in (run_cmd, compare_cmd) for p in command.params for o in p.opts} | {"-h", "--help"}
 
 
 def _plugin_params(ctx: click.Context) -> list[click.Option]:
@@ -216,19 +211,6 @@ def _pop_plugin_flags(flags: dict[str, Any]) -> dict[str, Any]:
     names = [name for name in flags if name.startswith(_PLUGIN_PARAM)]
     given = {name.removeprefix(_PLUGIN_PARAM): flags.pop(name) for name in names}
     return {key: value for key, value in given.items() if value not in (None, ())}
-
-
-def _with_plugin_options(zoo: Any, options: Any, backends: list[str], given: dict[str, Any],
-                         generic: tuple[str, ...]) -> Any:
-    """``options`` with the plugin options ``given`` and every ``--backend-opt``; a usage error for an option of a
-    backend or engine the run does not use, or a key its backend does not declare."""
-    if not given and not generic:
-        return options
-    from .plugin_options import resolve
-
-    specs = [zoo.registry.backend(name) if name == "auto" else zoo.registry.backend_of(name) for name in backends]
-    backend_options, engine_options = resolve(_plugin_options(zoo), specs, options.engine, given, generic)
-    return options.with_(backend_options=backend_options, engine_options=engine_options)
 
 
 _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ for -); repeatable. The sections "
@@ -285,20 +267,16 @@ def run_cmd(
 ) -> None:
     """Export, compile and time MODEL on a backend: the recipe in one command."""
     from .progress import RichProgress
-    from .runner import plan, run
-    from .specs import parse_batch_sizes, parse_devices, resolve_options
+    from .python_api import run_options, run_with, with_default_out
+    from .runner import plan
+    from .specs import parse_batch_sizes, parse_devices
 
     zoo = _zoo()
-    spec = zoo.registry.model(model)
+    zoo.registry.model(model)  # an unknown model is the first thing said
     plugin_flags = _pop_plugin_flags(flags)
-    options = resolve_options(spec, _run_flags(
+    options = run_options(zoo, model, _run_flags(
         batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None, **flags,
-    ))
-    # before anything runs: an option of another backend, or a malformed one, is a usage error
-    options = _with_plugin_options(zoo, options, [options.backend], plugin_flags, backend_opts)
-    from .engines import check_engine
-
-    check_engine(zoo, options)  # an unknown engine, or an option of another one: a usage error before any work
+    ), plugin_flags, backend_opts, click.get_current_context().meta)
     if dry_run:
         data = plan(zoo, options)
         if as_json:
@@ -308,22 +286,10 @@ def run_cmd(
         if data["note"]:
             click.echo(f"# {data['note']}", err=True)
         return None
-    if options.out is None:
-        backend = zoo.registry.backend(options.backend).name
-        options = options.with_(out=Path("zoo-runs") / f"{spec.name}-{backend}-{time.strftime('%Y%m%d-%H%M%S')}")
-    from .files import make_folder, remove_if_empty
-
-    try:  # an unwritable output folder fails now, not after the whole run
-        created = make_folder(options.out)
-    except OSError as exc:
-        raise ZooError(f"cannot write results to {options.out}: {exc.strerror or exc}",
-                       note="choose a writable folder with --out") from None
-    try:
-        results = run(zoo, options, RichProgress())
-    finally:  # stopped (an error, Ctrl-C, SIGTERM) before writing anything: no empty folder left behind
-        remove_if_empty(created)
+    options = with_default_out(zoo, options)
+    results = run_with(zoo, options, RichProgress())
     if as_json:
-        return _emit_json(results)
+        return _emit_json(results.to_json())
     _print_results(results, options.out)
 
 
@@ -351,52 +317,58 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
     click.echo(f"wrote {data['written']} files to {data['folder']} (skipped {data['skipped']['count']})")
 
 
-def _print_results(results: dict[str, Any], out: Path | None) -> None:
+def _print_results(results: RunResults, out: Path | None) -> None:
     from rich.markup import escape
 
     from .console import make_table
     from .datasets import classes_line, shown_name
 
-    title = f"{results['model']} on {results['backend']} ({results['device']}), weights {results['weights']}"
-    has_device = any(row.get("throughput_device") is not None for row in results["results"])
+    title = f"{results.model} on {results.backend} ({results.device}), weights {results.weights}"
+    has_device = any(row.throughput_device is not None for row in results.results)
     columns = ["batch", "throughput (img/s)", *(["end-to-end (img/s)"] if has_device else []),
                "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1", "top-5"]
     table = make_table(*columns, right=tuple(columns), title=title, header_style="bold")
-    for row in results["results"]:
-        lat = row["latency_ms"]
-        acc = [f"{row[k] * 100:.2f} %" if row[k] is not None else "-" for k in ("top1", "top5")]
-        e2e = [f"{row['throughput_e2e']:.2f}"] if has_device else []
-        mark = " [yellow]unstable[/]" if row.get("stable") is False else ""
-        table.add_row(str(row["batch_size"]), f"{row['throughput']:.2f}{mark}", *e2e,
-                      *(f"{lat[k]:.2f}" for k in ("mean", "p50", "p90", "p99")), *acc)
+    for row in results.results:
+        lat = row.latency_ms
+        acc = [f"{value * 100:.2f} %" if value is not None else "-" for value in (row.top1, row.top5)]
+        e2e = [_fixed(row.throughput_e2e)] if has_device else []
+        mark = " [yellow]unstable[/]" if row.stable is False else ""
+        table.add_row(str(row.batch_size), f"{row.throughput:.2f}{mark}", *e2e,
+                      *(f"{value:.2f}" for value in (lat.mean, lat.p50, lat.p90, lat.p99)), *acc)
     console = _console()
     console.print(table)
-    unsettled = [str(row["batch_size"]) for row in results["results"] if row.get("stable") is False]
-    if unsettled:
+    unsettled = [str(row.batch_size) for row in results.results if row.stable is False]
+    if unsettled and results.measurement is not None:
         console.print(f"[yellow]unstable[/]: the timing of batch {', '.join(unsettled)} did not settle within "
-                      f"--max-seconds {results['measurement']['max_seconds']:g} s (3 windows never agreed within "
-                      f"--agree {results['measurement']['agree']:g}); re-run on a quieter machine or allow more "
+                      f"--max-seconds {results.measurement.max_seconds:g} s (3 windows never agreed within "
+                      f"--agree {results.measurement.agree:g}); re-run on a quieter machine or allow more "
                       "--max-seconds", highlight=False)
-    accuracy = results.get("accuracy")
-    if accuracy:
-        skipped = accuracy["skipped"]["count"]
-        console.print(f"accuracy on {accuracy['images']} images at batch {accuracy['batch_size']} "
-                      f"({accuracy['dataset']['kind']}, preset {accuracy['preset']})"
+    accuracy = results.accuracy
+    if accuracy is not None:
+        skipped = accuracy.skipped.count if accuracy.skipped is not None else 0
+        dataset = accuracy.dataset
+        console.print(f"accuracy on {accuracy.images} images at batch {accuracy.batch_size} "
+                      f"({dataset.kind if dataset else '-'}, preset {accuracy.preset})"
                       + (f", {skipped} unreadable skipped" if skipped else ""), markup=False, highlight=False)
-        for key, label in (("unlabeled", "images without a label"), ("labels_without_image", "labels without an image")):
-            if accuracy["dataset"][key]["count"]:
-                console.print(f"[yellow]{accuracy['dataset'][key]['count']} {label}[/], "
-                              f"e.g. {escape(', '.join(map(shown_name, accuracy['dataset'][key]['first'][:3])))}")
-        if accuracy["dataset"]["classes"]:  # how class folders were numbered: the labels the scores rest on
-            console.print(f"classes: {classes_line(accuracy['dataset']['classes'])}", markup=False, highlight=False,
+        for names, label in ((dataset and dataset.unlabeled, "images without a label"),
+                             (dataset and dataset.labels_without_image, "labels without an image")):
+            if names and names.count:
+                console.print(f"[yellow]{names.count} {label}[/], "
+                              f"e.g. {escape(', '.join(map(shown_name, names.first[:3])))}")
+        if dataset and dataset.classes:  # how class folders were numbered: the labels the scores rest on
+            console.print(f"classes: {classes_line(dataset.classes.to_json())}", markup=False, highlight=False,
                           soft_wrap=True)
-        if accuracy["dataset"]["hidden"]:
-            console.print(f"[dim]{accuracy['dataset']['hidden']} hidden entries (names starting with '.') ignored[/]")
-    if results["weights"] == "random":
+        if dataset and dataset.hidden:
+            console.print(f"[dim]{dataset.hidden} hidden entries (names starting with '.') ignored[/]")
+    if results.weights == "random":
         console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
     if out is not None:
         console.print(f"results: {out / 'results.json'}", style="dim", markup=False, highlight=False)
         console.print(_report_files_line(out), style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+def _fixed(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 @cli.command("compare", cls=_WithPluginOptions)
@@ -422,29 +394,22 @@ def compare_cmd(
     backend_opts: tuple[str, ...], as_json: bool, **flags: Any,
 ) -> None:
     """Run the same inputs through several backends and check every output against the reference's."""
-    from .compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, default_samples, parse_backends, raise_if_failed
     from .progress import RichProgress
-    from .specs import parse_batch_sizes, resolve_options
+    from .python_api import compare_options, compare_with
 
     zoo = _zoo()
-    spec = zoo.registry.model(model)
-    sizes = parse_batch_sizes(batch_size, single="compare")
     plugin_flags = _pop_plugin_flags(flags)
-    options = resolve_options(spec, _run_flags(batch_sizes=sizes, **flags))
-    names = parse_backends(backends)
-    options = _with_plugin_options(zoo, options, names, plugin_flags, backend_opts)
-    result = compare(
-        zoo, options, names, default_samples(sizes[0]) if samples is None else samples,
-        DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol, RichProgress(),
-    )
+    options, names = compare_options(zoo, model, batch_size, backends, _run_flags(**flags), plugin_flags,
+                                     backend_opts, click.get_current_context().meta)
+    result = compare_with(zoo, options, names, samples, atol, rtol, RichProgress())
     if as_json:
-        _emit_json(result)
+        _emit_json(result.to_json())
     else:
         _print_comparison(result)
-    raise_if_failed(result)  # after the table: exit 4 with the tolerance that would have passed
+    result.raise_if_failed()  # after the table: exit 4 with the tolerance that would have passed
 
 
-def _print_comparison(result: dict[str, Any]) -> None:
+def _print_comparison(result: CompareResult) -> None:
     from rich.markup import escape
 
     from .compare import ceil_sig
@@ -453,25 +418,25 @@ def _print_comparison(result: dict[str, Any]) -> None:
     def number(value: float | None, round_up: bool = False) -> str:
         return "-" if value is None else f"{ceil_sig(value) if round_up else value:.3g}"
 
-    title = (f"{result['model']} at batch {result['batch_size']}, {result['samples']} samples (seed {result['seed']}), "
-             f"weights {result['weights']}" + (f", ONNX {result['onnx']}" if result["onnx"] else ""))
+    title = (f"{result.model} at batch {result.batch_size}, {result.samples} samples (seed {result.seed}), "
+             f"weights {result.weights}" + (f", ONNX {result.onnx}" if result.onnx else ""))
     columns = ("backend", "reference", "output", "max abs", "max rel", "needed atol", "needed rtol", "result")
     table = make_table(*columns, right=tuple(c for c in columns if c.startswith(("max", "needed"))),
                        title=title, header_style="bold",
-                       caption=f"needed atol: at --rtol {result['rtol']:g}; needed rtol: at --atol {result['atol']:g} "
+                       caption=f"needed atol: at --rtol {result.rtol:g}; needed rtol: at --atol {result.atol:g} "
                        "(rounded up)")
-    for c in result["comparisons"]:
-        table.add_row(plain(c["backend"]), plain(c["reference"]), plain(c["output"]), number(c["max_abs"]),
-                      number(c["max_rel"]),
-                      number(c["needed_atol"], True), number(c["needed_rtol"], True),
-                      "[green]PASS[/]" if c["passed"] else "[red]FAIL[/]")
+    for c in result.comparisons:
+        table.add_row(plain(c.backend), plain(c.reference), plain(c.output), number(c.max_abs),
+                      number(c.max_rel),
+                      number(c.needed_atol, True), number(c.needed_rtol, True),
+                      "[green]PASS[/]" if c.passed else "[red]FAIL[/]")
     console = _console()
     console.print(table)
-    failed = sum(not c["passed"] for c in result["comparisons"])
-    verdict = (f"[green]PASS[/]: every output agrees with {escape(result['reference'])} within" if not failed
-               else f"[red]FAIL[/]: {failed} of {len(result['comparisons'])} output(s) differ from "
-               f"{escape(result['reference'])} beyond")
-    console.print(f"{verdict} --atol {result['atol']:g} --rtol {result['rtol']:g}", highlight=False)
+    failed = sum(not c.passed for c in result.comparisons)
+    verdict = (f"[green]PASS[/]: every output agrees with {escape(result.reference)} within" if not failed
+               else f"[red]FAIL[/]: {failed} of {len(result.comparisons)} output(s) differ from "
+               f"{escape(result.reference)} beyond")
+    console.print(f"{verdict} --atol {result.atol:g} --rtol {result.rtol:g}", highlight=False)
 
 
 @cli.command("report")
@@ -486,74 +451,58 @@ def _print_comparison(result: dict[str, Any]) -> None:
 def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None, unstable: str | None) -> None:
     """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
     ratio, accuracy delta, and what differs between the runs, for regression checks."""
-    from .console import make_table, plain
-    from .errors import CheckError
-    from .report import compare_runs, judge, load_results
+    from .python_api import report
+    from .report import not_judged_line
 
-    if fail_below is None and unstable is not None:
-        raise ZooError("--unstable only applies with --fail-below", note="add --fail-below RATIO, or leave it out",
-                       exit_code=EXIT_USAGE)
-    if fail_below is not None and not 0 < fail_below < math.inf:  # NaN would judge nothing
-        raise ZooError(f"--fail-below: {fail_below:g} is not a ratio above 0", note="write e.g. --fail-below 0.95",
-                       exit_code=EXIT_USAGE)
-    unstable = unstable or "skip"
-    check_path("A", run_a)
-    check_path("B", run_b)
-    a, b = load_results(run_a), load_results(run_b)
-    data = {"a": str(run_a), "b": str(run_b), **compare_runs(a, b)}
-    data["judgement"] = judge(data["rows"], fail_below, unstable) if fail_below is not None else None
+    comparison = report(run_a, run_b, fail_below=fail_below, unstable=unstable)
     if as_json:
-        _emit_json(data)
+        _emit_json(comparison.to_json())
     else:
-        def num(value: float | None, spec: str) -> str:
-            return "-" if value is None else format(value, spec)
+        _print_run_comparison(comparison, run_a, run_b)
+    line = not_judged_line(comparison)
+    if line:  # on stderr beside --json, whose stdout is the object alone
+        click.echo(line, err=as_json)
+    comparison.raise_if_regressed()
 
-        def points(value: float | None) -> str:
-            return "-" if value is None else f"{value * 100:+.2f} pp"
 
-        columns = ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
-                   "top-1 delta", "top-5 delta")
-        table = make_table(*columns, right=columns, title=f"B = {run_b} vs A = {run_a}", header_style="bold",
-                           caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
-                           "top-1/top-5 delta = B - A in percentage points")
-        def img_s(value: float | None, stable: bool | None) -> str:
-            return num(value, ".2f") + (" [yellow]unstable[/]" if stable is False else "")
+def _print_run_comparison(data: RunComparison, run_a: Path, run_b: Path) -> None:
+    from .console import make_table, plain
 
-        for r in data["rows"]:
-            table.add_row(str(r["batch_size"]), img_s(r["throughput_a"], r["stable_a"]),
-                          img_s(r["throughput_b"], r["stable_b"]),
-                          num(r["throughput_ratio"], ".3f"), num(r["throughput_e2e_ratio"], ".3f"),
-                          num(r["latency_ratio"], ".3f"), num(r["latency_p99_ratio"], ".3f"),
-                          points(r["top1_delta"]), points(r["top5_delta"]))
-        console = _console()
-        console.print(table)
-        if data["throughput_ratio_geomean"] is not None:
-            console.print(f"geometric mean throughput ratio B/A: {data['throughput_ratio_geomean']:.3f}")
-        for key, label in (("only_in_a", "only in A"), ("only_in_b", "only in B")):
-            if data[key]:
-                console.print(f"[yellow]batch sizes {label}[/]: {', '.join(map(str, data[key]))}")
-        differences = {**data["differences"], **{f"env.{k}": v for k, v in data["env"].items()}}
-        if differences:
-            diff = make_table("differs", "A", "B", title="run and environment differences", header_style="bold")
-            for key, pair in differences.items():
-                diff.add_row(plain(key), *(plain(json.dumps(pair[s]) if not isinstance(pair[s], str) else pair[s])
-                                           for s in ("a", "b")))
-            console.print(diff)
-        else:
-            console.print("same model, backend, weights, measurement settings and environment")
-    judgement = data["judgement"] or {"not_judged": [], "regressed": []}
-    if judgement["not_judged"]:  # on stderr beside --json, whose stdout is the object alone
-        click.echo("not judged by --fail-below: " + "; ".join(
-            f"batch {r['batch_size']} ({r['reason']})" for r in judgement["not_judged"])
-            + ("; --unstable count judges unstable rows too" if any(
-                r["reason"].startswith("unstable") for r in judgement["not_judged"]) else ""), err=as_json)
-    slow = [r for r in data["rows"] if r["batch_size"] in judgement["regressed"]]
-    if slow:
-        worst = min(slow, key=lambda r: r["throughput_ratio"])
-        raise CheckError(f"throughput regressed at batch {', '.join(str(r['batch_size']) for r in slow)}: "
-                         f"B/A down to {worst['throughput_ratio']:.3f} at batch {worst['batch_size']}, "
-                         f"below --fail-below {fail_below:g}",
-                         note="check the environment differences above, or re-run both on a quiet machine")
+    def num(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    def points(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:+.2f} pp"
+
+    def img_s(value: float | None, stable: bool | None) -> str:
+        return num(value, ".2f") + (" [yellow]unstable[/]" if stable is False else "")
+
+    columns = ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
+               "top-1 delta", "top-5 delta")
+    table = make_table(*columns, right=columns, title=f"B = {run_b} vs A = {run_a}", header_style="bold",
+                       caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
+                       "top-1/top-5 delta = B - A in percentage points")
+    for r in data.rows:
+        table.add_row(str(r.batch_size), img_s(r.throughput_a, r.stable_a), img_s(r.throughput_b, r.stable_b),
+                      num(r.throughput_ratio, ".3f"), num(r.throughput_e2e_ratio, ".3f"),
+                      num(r.latency_ratio, ".3f"), num(r.latency_p99_ratio, ".3f"),
+                      points(r.top1_delta), points(r.top5_delta))
+    console = _console()
+    console.print(table)
+    if data.throughput_ratio_geomean is not None:
+        console.print(f"geometric mean throughput ratio B/A: {data.throughput_ratio_geomean:.3f}")
+    for sizes, label in ((data.only_in_a, "only in A"), (data.only_in_b, "only in B")):
+        if sizes:
+            console.print(f"[yellow]batch sizes {label}[/]: {', '.join(map(str, sizes))}")
+    differences = {**data.differences, **{f"env.{k}": v for k, v in data.env.items()}}
+    if differences:
+        diff = make_table("differs", "A", "B", title="run and environment differences", header_style="bold")
+        for key, pair in differences.items():
+            diff.add_row(plain(key), *(plain(value if isinstance(value, str) else json.dumps(value))
+                                       for value in (pair.a, pair.b)))
+        console.print(diff)
+    else:
+        console.print("same model, backend, weights, measurement settings and environment")
 
 
 def _report_files_line(out: Path) -> str:

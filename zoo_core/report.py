@@ -12,11 +12,15 @@ import csv
 import functools
 import json
 import math
+import sys
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from .errors import CheckError, ZooError
+from .errors import CheckError, UsageError, ZooError
 from .files import atomic_write as _atomic
+from .results import (AccuracyResult, DatasetFacts, Difference, Judgement, NotJudged, Row, RowComparison,
+                      RunComparison, RunResults)
 
 CSV_FILE = "results.csv"
 MARKDOWN_FILE = "report.md"
@@ -52,20 +56,26 @@ FORMULAS = (
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+def typed(results: RunResults | Mapping[str, Any]) -> RunResults:
+    """A results object as :class:`~zoo_core.results.RunResults` (a dict, as read from results.json, is read)."""
+    return results if isinstance(results, RunResults) else RunResults.from_json(dict(results))
+
+
+def rows(results: RunResults | Mapping[str, Any]) -> list[Row]:
     """The results rows, by batch size."""
-    return sorted(results.get("results") or [], key=lambda r: r["batch_size"])
+    return sorted(typed(results).results, key=lambda r: r.batch_size)
 
 
-def chip(results: dict[str, Any]) -> str:
+def chip(results: RunResults | Mapping[str, Any]) -> str:
     """The seed's 芯片型号: the results' ``device_name``, which the backend's plugin named when the run was made
     (e.g. ``Ascend310P3``; the CPU model by default). An older results object has none: the backend's plugin, if
     installed here, names it from the object's ``env`` now."""
-    if results.get("device_name"):
-        return str(results["device_name"])
-    env = results.get("env") or {}
-    backend = _installed_backends().get(str(results.get("backend")))
-    return device_name(backend, env) if backend is not None else str(env.get("cpu") or results.get("device") or "-")
+    results = typed(results)
+    if results.device_name:
+        return results.device_name
+    backend = _installed_backends().get(results.backend)
+    return device_name(backend, results.env.to_json()) if backend is not None else (
+        results.env.cpu or results.device or "-")
 
 
 def device_name(backend: Any, env: dict[str, Any], registry: Any = None) -> str:
@@ -88,29 +98,29 @@ def _installed_backends() -> dict[str, Any]:
     return _installed_registry().backends
 
 
-def _device_count(row: dict[str, Any]) -> int:
-    return len(row.get("devices") or []) or 1
+def _device_count(row: Row) -> int:
+    return len(row.devices or ()) or 1
 
 
-def _num(value: Any, spec: str) -> str:
+def _num(value: float | None, spec: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return format(value, spec)
 
 
-def _pct(value: Any) -> str:
+def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.2f}%"
 
 
-def _windows(row: dict[str, Any]) -> int | None:
+def _windows(row: Row) -> int | None:
     """How many timing windows a row's statistics came from (the row's or its devices' ``windows``)."""
-    if isinstance(row.get("windows"), list):
-        return len(row["windows"])
-    counts = [len(d["windows_ms"]) for d in row.get("devices") or [] if isinstance(d.get("windows_ms"), list)]
+    if row.windows is not None:
+        return len(row.windows)
+    counts = [len(d.windows_ms) for d in row.devices or () if d.windows_ms is not None]
     return sum(counts) if any(counts) else None
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
@@ -134,27 +144,27 @@ def _md_table(header: list[str], body: list[list[str]], align: list[str] | None 
 # ------------------------------------------------------------------------------------------------- CSV
 
 
-def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+def csv_rows(results: RunResults | Mapping[str, Any]) -> list[dict[str, Any]]:
     """One flat row per batch size, full precision, ``None`` for what was not measured."""
+    results = typed(results)
     out = []
     for row in rows(results):
-        latency = row.get("latency_ms") or {}
-        e2e = row.get("latency_e2e_ms") or {}
+        latency, e2e = row.latency_ms, row.latency_e2e_ms
         out.append({
-            "model": results.get("model"), "backend": results.get("backend"), "device": results.get("device"),
-            "chip": chip(results), "batch_size": row["batch_size"], "devices": _device_count(row),
-            "throughput": row.get("throughput"), "throughput_device": row.get("throughput_device"),
-            "throughput_e2e": row.get("throughput_e2e"),
-            **{f"latency_{k}_ms": latency.get(k) for k in LATENCY_KEYS},
-            "latency_e2e_mean_ms": e2e.get("mean"),
-            "top1": row.get("top1"), "top5": row.get("top5"), "images": row.get("images"),
-            "weights": results.get("weights"), "timed_batches": row.get("timed_batches"),
-            "stable": row.get("stable"),
+            "model": results.model, "backend": results.backend, "device": results.device,
+            "chip": chip(results), "batch_size": row.batch_size, "devices": _device_count(row),
+            "throughput": row.throughput, "throughput_device": row.throughput_device,
+            "throughput_e2e": row.throughput_e2e,
+            **{f"latency_{k}_ms": getattr(latency, k) for k in LATENCY_KEYS},
+            "latency_e2e_mean_ms": e2e.mean if e2e is not None else None,
+            "top1": row.top1, "top5": row.top5, "images": row.images,
+            "weights": results.weights, "timed_batches": row.timed_batches,
+            "stable": row.stable,
         })
     return out
 
 
-def write_csv(results: dict[str, Any], path: Path) -> Path:
+def write_csv(results: RunResults | Mapping[str, Any], path: Path) -> Path:
     """``results.csv``: one row per batch size (an empty cell for what was not measured), written atomically."""
     with _atomic(path) as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -167,93 +177,94 @@ def write_csv(results: dict[str, Any], path: Path) -> Path:
 # -------------------------------------------------------------------------------------------- Markdown
 
 
-def markdown(results: dict[str, Any], chart: bool | None = None) -> str:
+def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None) -> str:
     """``report.md``'s text. ``chart``: whether ``throughput.png`` lies beside it (``None``: not mentioned)."""
+    results = typed(results)
     table = rows(results)
-    accuracy = results.get("accuracy") or None
-    dataset = (accuracy or {}).get("dataset") or {}
-    random_weights = results.get("weights") == "random"
-    lines = [f"# {results.get('model')} on {results.get('backend')} ({results.get('device')})", ""]
-    lines += [f"Weights `{results.get('weights')}`, preset `{results.get('preset') or '-'}`, "
-              f"created {results.get('created') or '-'}, zoo {(results.get('env') or {}).get('zoo') or '-'}.", ""]
+    accuracy = results.accuracy
+    dataset = accuracy.dataset if accuracy is not None else None
+    random_weights = results.weights == "random"
+    lines = [f"# {results.model} on {results.backend} ({results.device})", ""]
+    lines += [f"Weights `{results.weights}`, preset `{results.preset or '-'}`, "
+              f"created {results.created or '-'}, zoo {results.env.zoo or '-'}.", ""]
 
     # 1. The seed's table: chip x batch size x dataset x top-1 x throughput.
     body = []
     for row in table:
         name = chip(results) + (f" x{_device_count(row)}" if _device_count(row) > 1 else "")
-        scored = row.get("top1") is not None
-        body.append([name, str(row["batch_size"]), _cell(dataset.get("kind")) if scored else "-",
-                     _pct(row.get("top1")),
-                     _num(row.get("throughput"), ".1f") + (" (unstable)" if row.get("stable") is False else "")])
+        scored = row.top1 is not None
+        body.append([name, str(row.batch_size), _cell(dataset.kind if dataset else None) if scored else "-",
+                     _pct(row.top1), _num(row.throughput, ".1f") + (" (unstable)" if row.stable is False else "")])
     lines += _md_table(list(SEED_COLUMNS), body, ["---", "---:", "---", "---:", "---:"])
     lines.append("")
     notes = ["性能 is `throughput` in images/s = 1000 * batch_size / mean batch latency in ms (formulas below)."]
     if accuracy:
-        others = [row["batch_size"] for row in table if row["batch_size"] != accuracy.get("batch_size")]
-        notes.append(f"精度(top1) was measured once, at batch {accuracy.get('batch_size')} on {accuracy.get('images')} "
+        others = [row.batch_size for row in table if row.batch_size != accuracy.batch_size]
+        notes.append(f"精度(top1) was measured once, at batch {accuracy.batch_size} on {accuracy.images} "
                      + (f"images; batch size{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} "
                         f"{'were' if len(others) > 1 else 'was'} timed only." if others else "images."))
     else:
         notes.append("No dataset was given (`--data`): accuracy was not measured; throughput is timed on generated input.")
     if random_weights:
         notes.append("**Seeded random weights: the timings are real, but any accuracy figure is meaningless.**")
-    engine = results.get("engine") or {}
-    if engine.get("name") == "ray":
-        devices = sorted({w.get("device", "?") for w in engine.get("workers") or []})
-        notes.append(f"Ran on Ray ({engine.get('address')}): {engine.get('actors')} inference actor(s) on "
-                     f"{', '.join(devices) or '-'}, {len(engine.get('decoders') or [])} decoding worker(s), "
-                     f"{engine.get('restarts_seen', 0)} actor restart(s) seen.")
+    engine = results.engine
+    if engine is not None and engine.name == "ray":
+        workers = engine.workers if isinstance(engine.workers, tuple) else ()
+        devices = sorted({w.device or "?" for w in workers})
+        notes.append(f"Ran on Ray ({engine.address}): {engine.actors} inference actor(s) on "
+                     f"{', '.join(devices) or '-'}, {len(engine.decoders or ())} decoding worker(s), "
+                     f"{engine.restarts_seen or 0} actor restart(s) seen.")
     lines += [*notes, ""]
 
     # 2. The details.
     lines += ["## Throughput and latency", ""]
-    has_stable = any("stable" in r for r in table)
+    has_stable = any(r.recorded("stable") for r in table)
     has_windows = any(_windows(r) is not None for r in table)
-    has_timed = any("timed_batches" in r for r in table)
+    has_timed = any(r.recorded("timed_batches") for r in table)
     header = ["batch", "devices", "throughput (img/s)", "throughput_device", "throughput_e2e",
               *(f"{k} ms" for k in LATENCY_KEYS), "e2e mean ms", "top-1", "top-5", "images",
               *(["timed batches"] if has_timed else []), *(["windows timed"] if has_windows else []),
               *(["stable"] if has_stable else [])]
     body = []
     for row in table:
-        latency = row.get("latency_ms") or {}
-        stable = row.get("stable")
+        stable = row.stable
         body.append([
-            str(row["batch_size"]), str(_device_count(row)), _num(row.get("throughput"), ".2f"),
-            _num(row.get("throughput_device"), ".2f"), _num(row.get("throughput_e2e"), ".2f"),
-            *(_num(latency.get(k), ".3f") for k in LATENCY_KEYS),
-            _num((row.get("latency_e2e_ms") or {}).get("mean"), ".3f"),
-            _pct(row.get("top1")), _pct(row.get("top5")), _num(row.get("images"), "d"),
-            *([_num(row.get("timed_batches"), "d")] if has_timed else []),
+            str(row.batch_size), str(_device_count(row)), _num(row.throughput, ".2f"),
+            _num(row.throughput_device, ".2f"), _num(row.throughput_e2e, ".2f"),
+            *(_num(getattr(row.latency_ms, k), ".3f") for k in LATENCY_KEYS),
+            _num(row.latency_e2e_ms.mean if row.latency_e2e_ms is not None else None, ".3f"),
+            _pct(row.top1), _pct(row.top5), _num(row.images, "d"),
+            *([_num(row.timed_batches, "d")] if has_timed else []),
             *([_num(_windows(row), "d")] if has_windows else []),
             *([("-" if stable is None else "yes" if stable else "**no**")] if has_stable else []),
         ])
     lines += _md_table(header, body, ["---:"] * len(header))
-    if any(r.get("stable") is False for r in table):
+    if any(r.stable is False for r in table):
         lines += ["", "A row marked **no** under stable did not settle: its timing windows disagreed until the time "
                       "limit (the window means are in results.json); re-run it on a quieter machine."]
-    elif has_stable and all(r.get("stable") is None for r in table):
+    elif has_stable and all(r.stable is None for r in table):
         lines += ["", "stable `-`: a fixed `--iterations` count was timed, so stability was not judged."]
     lines.append("")
 
     lines += ["## Formulas", ""]
     lines += [f"- **{name}** = {text}." for name, text in FORMULAS]
-    measurement = results.get("measurement") or {}
-    if measurement.get("formula"):
-        lines.append(f"- As recorded by the run: {measurement['formula']}.")
+    measurement = results.measurement
+    if measurement is not None and measurement.formula:
+        lines.append(f"- As recorded by the run: {measurement.formula}.")
     lines.append("")
 
     lines += ["## Measurement", ""]
-    settings = {k: v for k, v in measurement.items() if k != "formula"}
+    # every setting the run recorded, as it recorded them (a newer zoo's too)
+    settings = {k: v for k, v in (measurement.to_json() if measurement else {}).items() if k != "formula"}
     if settings:
         lines += [", ".join(f"{k} {_cell(v)}" for k, v in settings.items()) + ".", ""]
-    stages = results.get("stage_seconds") or {}
+    stages = results.stage_seconds or {}
     if stages:
         lines += ["Seconds in each stage that ran (a cached stage runs none): " + ", ".join(
-            f"{k} {sum(v) if isinstance(v, list) else v:.2f}" for k, v in stages.items()) + ".", ""]
+            f"{k} {sum(v) if isinstance(v, tuple) else v:.2f}" for k, v in stages.items()) + ".", ""]
 
     lines += ["## Export check", ""]
-    export = results.get("export") or {}
+    export = results.export.to_json() if results.export is not None else {}
     if export:
         lines += _md_table(["key", "value"], [[k, _cell(v)] for k, v in export.items()])
         if "max_abs_diff" in export:
@@ -268,7 +279,7 @@ def markdown(results: dict[str, Any], chart: bool | None = None) -> str:
         lines.append("Seeded random weights (`--weights random`), the real architecture: performance only. "
                      "Any accuracy from them is meaningless.")
     else:
-        lines.append(f"`{results.get('weights')}`: the checkpoint's sha256.")
+        lines.append(f"`{results.weights}`: the checkpoint's sha256.")
     lines.append("")
 
     if accuracy:
@@ -280,43 +291,42 @@ def markdown(results: dict[str, Any], chart: bool | None = None) -> str:
         lines.append("")
 
     lines += ["## Environment", ""]
-    env = _flatten(results.get("env") or {})
+    env = _flatten(results.env.to_json())
     lines += _md_table(["key", "value"], [[k, _cell(v)] for k, v in env.items()]) if env else ["-"]
     lines.append("")
     return "\n".join(lines)
 
 
-def _accuracy_section(accuracy: dict[str, Any]) -> list[str]:
-    dataset = accuracy.get("dataset") or {}
+def _accuracy_section(accuracy: AccuracyResult) -> list[str]:
+    dataset = accuracy.dataset or DatasetFacts()
+    skipped = accuracy.skipped
     lines = ["## Accuracy", ""]
     facts = [
-        ["top-1", _pct(accuracy.get("top1"))], ["top-5", _pct(accuracy.get("top5"))],
-        ["images scored", _cell(accuracy.get("images"))], ["batch size", _cell(accuracy.get("batch_size"))],
-        ["dataset", f"{_cell(dataset.get('kind'))} at {_cell(dataset.get('root'))}"],
-        ["preset", _cell(accuracy.get("preset"))],
-        ["images/s while streaming", _num(accuracy.get("images_per_s"), ".1f")],
-        ["unreadable images skipped", _cell((accuracy.get("skipped") or {}).get("count", 0))],
+        ["top-1", _pct(accuracy.top1)], ["top-5", _pct(accuracy.top5)],
+        ["images scored", _cell(accuracy.images)], ["batch size", _cell(accuracy.batch_size)],
+        ["dataset", f"{_cell(dataset.kind)} at {_cell(dataset.root)}"],
+        ["preset", _cell(accuracy.preset)],
+        ["images/s while streaming", _num(accuracy.images_per_s, ".1f")],
+        ["unreadable images skipped", _cell(skipped.count if skipped is not None else 0)],
     ]
     lines += _md_table(["", ""], facts)
     problems = []
-    skipped = (accuracy.get("skipped") or {})
-    if skipped.get("count"):
-        problems.append(f"- {skipped['count']} unreadable images skipped (`--skip-bad`), e.g. "
-                        + ", ".join(f"`{_cell(i)}`" for i in (skipped.get("images") or [])[:5]))
-    for key, label in (("unlabeled", "images without a label (not scored)"),
-                       ("labels_without_image", "labels without an image")):
-        entry = dataset.get(key) or {}
-        if entry.get("count"):
-            problems.append(f"- {entry['count']} {label}, e.g. " + ", ".join(f"`{f}`" for f in entry.get("first", [])[:5]))
-    if dataset.get("ignored_files"):
-        problems.append(f"- {dataset['ignored_files']} files in the folder that are not images, ignored")
+    if skipped is not None and skipped.count:
+        problems.append(f"- {skipped.count} unreadable images skipped (`--skip-bad`), e.g. "
+                        + ", ".join(f"`{_cell(i if isinstance(i, str) else i.to_json())}`" for i in skipped.images[:5]))
+    for entry, label in ((dataset.unlabeled, "images without a label (not scored)"),
+                         (dataset.labels_without_image, "labels without an image")):
+        if entry is not None and entry.count:
+            problems.append(f"- {entry.count} {label}, e.g. " + ", ".join(f"`{f}`" for f in entry.first[:5]))
+    if dataset.ignored_files:
+        problems.append(f"- {dataset.ignored_files} files in the folder that are not images, ignored")
     if problems:
         lines += ["", "Dataset problems:", "", *problems]
     lines.append("")
     return lines
 
 
-def write_markdown(results: dict[str, Any], path: Path, chart: bool | None = None) -> Path:
+def write_markdown(results: RunResults | Mapping[str, Any], path: Path, chart: bool | None = None) -> Path:
     """``report.md``: the seed's table, then latency, formulas, environment, export check, weights, accuracy.
     ``chart``: whether the chart was drawn; ``None`` looks for ``throughput.png`` beside ``path``."""
     path = Path(path)
@@ -330,7 +340,7 @@ def write_markdown(results: dict[str, Any], path: Path, chart: bool | None = Non
 # ----------------------------------------------------------------------------------------------- chart
 
 
-def write_chart(results: dict[str, Any], path: Path) -> bool:
+def write_chart(results: RunResults | Mapping[str, Any], path: Path) -> bool:
     """``throughput.png``: throughput, and mean and p99 latency, versus batch size, in two panels.
     False (and no file) without matplotlib. Uses the Agg canvas directly: no pyplot, no global backend switch."""
     try:
@@ -339,22 +349,23 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
         from matplotlib.figure import Figure
     except ImportError:
         return False
+    results = typed(results)
     table = rows(results)
-    batch = [r["batch_size"] for r in table]
+    batch = [r.batch_size for r in table]
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
-    left.plot(batch, [r.get("throughput") for r in table], "o-", label="throughput")
-    shaky = [r for r in table if r.get("stable") is False]
+    left.plot(batch, [r.throughput for r in table], "o-", label="throughput")
+    shaky = [r for r in table if r.stable is False]
     if shaky:
-        left.plot([r["batch_size"] for r in shaky], [r.get("throughput") for r in shaky], "x", color="red",
+        left.plot([r.batch_size for r in shaky], [r.throughput for r in shaky], "x", color="red",
                   markersize=12, label="unstable: did not settle")
-    if any(r.get("throughput_device") is not None for r in table):
-        left.plot(batch, [r.get("throughput_e2e") for r in table], "s--", label="throughput_e2e")
+    if any(r.throughput_device is not None for r in table):
+        left.plot(batch, [r.throughput_e2e for r in table], "s--", label="throughput_e2e")
     left.set(title="throughput = 1000 * batch / mean ms", xlabel="batch size", ylabel="images/s")
     left.set_ylim(bottom=0)
     for key, style in (("mean", "o-"), ("p99", "^--")):
-        right.plot(batch, [(r.get("latency_ms") or {}).get(key) for r in table], style, label=key)
+        right.plot(batch, [getattr(r.latency_ms, key) for r in table], style, label=key)
     right.set(title="latency per batch", xlabel="batch size", ylabel="ms")
     right.set_ylim(bottom=0)
     for ax in (left, right):
@@ -363,8 +374,7 @@ def write_chart(results: dict[str, Any], path: Path) -> bool:
         ax.set_xticks(batch, [str(b) for b in batch])
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{results.get('model')} on {results.get('backend')}, {chip(results)}, "
-                 f"weights {results.get('weights')}")
+    fig.suptitle(f"{results.model} on {results.backend}, {chip(results)}, weights {results.weights}")
     with _atomic(Path(path), "wb") as fh:
         fig.savefig(fh, format="png", dpi=100)
     return True
@@ -412,9 +422,9 @@ def validate(results: Any) -> None:
 # --------------------------------------------------------------------------------------------- compare
 
 
-def load_results(path: Path) -> dict[str, Any]:
-    """A results object from ``results.json`` (or a run's output folder holding one), with a clear ZooError for
-    a missing file or one that is not a zoo results object."""
+def load_results(path: Path) -> RunResults:
+    """The results object of ``results.json`` (or of a run's output folder holding one), with a clear ZooError
+    for a missing file or one that is not a zoo results object (naming the field that is wrong)."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
@@ -438,7 +448,7 @@ def load_results(path: Path) -> dict[str, Any]:
     problem = _results_problem(data)
     if problem:
         raise ZooError(f"{path} is not a zoo results file: {problem}", note=note)
-    return data
+    return RunResults.from_json(data, str(path))
 
 
 class _NotANumber(ValueError):
@@ -491,58 +501,73 @@ def _row_errors(rows: list[Any]) -> list[str]:
             validation_errors(rows, {"$defs": defs, "type": "array", "items": {"$ref": "#/$defs/row"}})]
 
 
-def _ratio(b: Any, a: Any) -> float | None:
-    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not a:
-        return None
-    return b / a
+def _ratio(b: float | None, a: float | None) -> float | None:
+    return b / a if a and b is not None else None
 
 
-def _delta(b: Any, a: Any) -> float | None:
-    return b - a if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
+def _delta(b: float | None, a: float | None) -> float | None:
+    return b - a if a is not None and b is not None else None
 
 
-def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def compare_runs(a: RunResults | Mapping[str, Any], b: RunResults | Mapping[str, Any], a_name: str | None = None,
+                 b_name: str | None = None) -> RunComparison:
     """Run B against run A, row by row (matched by batch size): ratios are B / A (throughput above 1 and
-    latency below 1 mean B is faster), top-1/top-5 deltas are B - A; then what differs between the runs."""
-    rows_a = {r["batch_size"]: r for r in a.get("results") or []}
-    rows_b = {r["batch_size"]: r for r in b.get("results") or []}
+    latency below 1 mean B is faster), top-1/top-5 deltas are B - A; then what differs between the runs.
+    ``a_name``/``b_name``: what each was read from."""
+    a, b = typed(a), typed(b)
+    rows_a = {r.batch_size: r for r in a.results}
+    rows_b = {r.batch_size: r for r in b.results}
     matched = []
     for bs in sorted(set(rows_a) & set(rows_b)):
         ra, rb = rows_a[bs], rows_b[bs]
-        lat_a, lat_b = ra.get("latency_ms") or {}, rb.get("latency_ms") or {}
-        matched.append({
-            "batch_size": bs,
-            "throughput_a": ra.get("throughput"), "throughput_b": rb.get("throughput"),
-            "throughput_ratio": _ratio(rb.get("throughput"), ra.get("throughput")),
-            "throughput_e2e_ratio": _ratio(rb.get("throughput_e2e"), ra.get("throughput_e2e")),
-            "latency_ratio": _ratio(lat_b.get("mean"), lat_a.get("mean")),
-            "latency_p99_ratio": _ratio(lat_b.get("p99"), lat_a.get("p99")),
-            "top1_a": ra.get("top1"), "top1_b": rb.get("top1"), "top1_delta": _delta(rb.get("top1"), ra.get("top1")),
-            "top5_a": ra.get("top5"), "top5_b": rb.get("top5"), "top5_delta": _delta(rb.get("top5"), ra.get("top5")),
-            "stable_a": ra.get("stable"), "stable_b": rb.get("stable"),
-        })
-    ratios = [r["throughput_ratio"] for r in matched if r["throughput_ratio"]]
-    run_keys = {k: (a.get(k), b.get(k)) for k in ("model", "backend", "device", "weights", "preset")}
-    measurement_a = {k: v for k, v in (a.get("measurement") or {}).items() if k != "formula"}
-    measurement_b = {k: v for k, v in (b.get("measurement") or {}).items() if k != "formula"}
+        e2e_a, e2e_b = ra.throughput_e2e, rb.throughput_e2e
+        matched.append(RowComparison(
+            batch_size=bs,
+            throughput_a=ra.throughput, throughput_b=rb.throughput,
+            throughput_ratio=_ratio(rb.throughput, ra.throughput),
+            throughput_e2e_ratio=_ratio(e2e_b, e2e_a),
+            latency_ratio=_ratio(rb.latency_ms.mean, ra.latency_ms.mean),
+            latency_p99_ratio=_ratio(rb.latency_ms.p99, ra.latency_ms.p99),
+            top1_a=ra.top1, top1_b=rb.top1, top1_delta=_delta(rb.top1, ra.top1),
+            top5_a=ra.top5, top5_b=rb.top5, top5_delta=_delta(rb.top5, ra.top5),
+            stable_a=ra.stable, stable_b=rb.stable,
+        ))
+    ratios = [r.throughput_ratio for r in matched if r.throughput_ratio]
+    run_keys: dict[str, tuple[Any, Any]] = {
+        k: (getattr(a, k), getattr(b, k)) for k in ("model", "backend", "device", "weights", "preset")}
+    # every measurement setting each run recorded, as recorded (a newer zoo's too)
+    measurement_a, measurement_b = ({k: v for k, v in (r.measurement.to_json() if r.measurement else {}).items()
+                                     if k != "formula"} for r in (a, b))
     for key in sorted(set(measurement_a) | set(measurement_b)):
         run_keys[f"measurement.{key}"] = (measurement_a.get(key), measurement_b.get(key))
-    env_a, env_b = _flatten(a.get("env") or {}), _flatten(b.get("env") or {})
-    return {
-        "rows": matched,
-        "only_in_a": sorted(set(rows_a) - set(rows_b)),
-        "only_in_b": sorted(set(rows_b) - set(rows_a)),
-        "throughput_ratio_geomean": math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None,
-        "differences": {k: {"a": va, "b": vb} for k, (va, vb) in run_keys.items() if va != vb},
-        "env": {k: {"a": env_a.get(k), "b": env_b.get(k)}
-                for k in sorted(set(env_a) | set(env_b)) if env_a.get(k) != env_b.get(k)},
-    }
+    env_a, env_b = _flatten(a.env.to_json()), _flatten(b.env.to_json())
+    return RunComparison(
+        a=a_name, b=b_name,
+        rows=tuple(matched),
+        only_in_a=tuple(sorted(set(rows_a) - set(rows_b))),
+        only_in_b=tuple(sorted(set(rows_b) - set(rows_a))),
+        throughput_ratio_geomean=math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None,
+        differences={k: Difference(a=va, b=vb) for k, (va, vb) in run_keys.items() if va != vb},
+        env={k: Difference(a=env_a.get(k), b=env_b.get(k))
+             for k in sorted(set(env_a) | set(env_b)) if env_a.get(k) != env_b.get(k)},
+    )
 
 
 UNSTABLE_CHOICES = ("skip", "count")
 
 
-def judge(rows_: list[dict[str, Any]], fail_below: float, unstable: str = "skip") -> dict[str, Any]:
+def check_judgement(fail_below: float | None, unstable: str | None) -> None:
+    """``--fail-below`` and ``--unstable`` as ``zoo report`` takes them: a usage error otherwise."""
+    if fail_below is None and unstable is not None:
+        raise UsageError("--unstable only applies with --fail-below", note="add --fail-below RATIO, or leave it out")
+    if fail_below is not None and not 0 < fail_below < math.inf:  # NaN would judge nothing
+        raise UsageError(f"--fail-below: {fail_below:g} is not a ratio above 0", note="write e.g. --fail-below 0.95")
+    if unstable is not None and unstable not in UNSTABLE_CHOICES:
+        raise UsageError(f"--unstable: {unstable!r} is not one of {', '.join(UNSTABLE_CHOICES)}",
+                         note="write --unstable skip or --unstable count")
+
+
+def judge(rows_: Sequence[RowComparison], fail_below: float, unstable: str = "skip") -> Judgement:
     """Which compared rows ``--fail-below`` judges, and which of those regressed (throughput ratio B/A below
     ``fail_below``). A row whose timing did not settle in A or B (``stable`` false) is noise, not a regression:
     ``unstable="skip"`` leaves it unjudged, with the reason; ``"count"`` judges it like any other row."""
@@ -550,15 +575,54 @@ def judge(rows_: list[dict[str, Any]], fail_below: float, unstable: str = "skip"
         raise ValueError(f"unstable must be one of {UNSTABLE_CHOICES}, not {unstable!r}")
     judged, not_judged, regressed = [], [], []
     for r in rows_:
-        shaky = [side.upper() for side in ("a", "b") if r.get(f"stable_{side}") is False]
-        if r["throughput_ratio"] is None:
-            not_judged.append({"batch_size": r["batch_size"], "reason": "no throughput ratio (A's throughput is 0)"})
+        shaky = [side for side, stable in (("A", r.stable_a), ("B", r.stable_b)) if stable is False]
+        if r.throughput_ratio is None:
+            not_judged.append(NotJudged(batch_size=r.batch_size, reason="no throughput ratio (A's throughput is 0)"))
         elif shaky and unstable == "skip":
-            not_judged.append({"batch_size": r["batch_size"],
-                               "reason": f"unstable in {' and '.join(shaky)}: the timing did not settle"})
+            not_judged.append(NotJudged(batch_size=r.batch_size,
+                                        reason=f"unstable in {' and '.join(shaky)}: the timing did not settle"))
         else:
-            judged.append(r["batch_size"])
-            if r["throughput_ratio"] < fail_below:
-                regressed.append(r["batch_size"])
-    return {"fail_below": fail_below, "unstable": unstable, "judged": judged, "not_judged": not_judged,
-            "regressed": regressed}
+            judged.append(r.batch_size)
+            if r.throughput_ratio < fail_below:
+                regressed.append(r.batch_size)
+    return Judgement(fail_below=fail_below, unstable=unstable, judged=tuple(judged), not_judged=tuple(not_judged),
+                     regressed=tuple(regressed))
+
+
+def not_judged_line(comparison: RunComparison) -> str | None:
+    """The line saying which rows ``--fail-below`` did not judge, and why; ``None`` when it judged them all."""
+    judgement = comparison.judgement
+    if judgement is None or not judgement.not_judged:
+        return None
+    return "not judged by --fail-below: " + "; ".join(
+        f"batch {r.batch_size} ({r.reason})" for r in judgement.not_judged) + (
+        "; --unstable count judges unstable rows too" if any(
+            r.reason.startswith("unstable") for r in judgement.not_judged) else "")
+
+
+def raise_if_regressed(comparison: RunComparison) -> None:
+    """A CheckError naming the batch sizes whose throughput ratio B/A fell below the judgement's ``fail_below``."""
+    judgement = comparison.judgement
+    slow = [r for r in comparison.rows if judgement is not None and r.batch_size in judgement.regressed]
+    if not slow or judgement is None:
+        return
+    worst = min(slow, key=lambda r: r.throughput_ratio if r.throughput_ratio is not None else math.inf)
+    raise CheckError(f"throughput regressed at batch {', '.join(str(r.batch_size) for r in slow)}: "
+                     f"B/A down to {worst.throughput_ratio:.3f} at batch {worst.batch_size}, "
+                     f"below --fail-below {judgement.fail_below:g}",
+                     note="check the environment differences above, or re-run both on a quiet machine")
+
+
+class _CallableModule(types.ModuleType):
+    """This module, which ``zoo_core.report`` names, is also the Python API's ``report``: ``zoo_core.report(a, b)``
+    compares two runs as ``zoo report A B`` does (:func:`zoo_core.python_api.report`), while
+    ``zoo_core.report.markdown(...)`` and the rest stay where they were."""
+
+    def __call__(self, a: Any, b: Any, *, fail_below: float | None = None, unstable: str | None = None
+                 ) -> RunComparison:
+        from .python_api import report
+
+        return report(a, b, fail_below=fail_below, unstable=unstable)
+
+
+sys.modules[__name__].__class__ = _CallableModule

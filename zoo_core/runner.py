@@ -21,6 +21,7 @@ from .measure import results_row
 from .plugins import plugin_source, plugin_version, source_hash
 from .plugin_options import cache_pairs
 from .progress import Progress
+from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
 from .specs import BackendSpec, ModelSpec, RunOptions
 from .weights import WeightsRef, resolve_weights
@@ -28,7 +29,8 @@ from .weights import WeightsRef, resolve_weights
 SCHEMA = 1
 EXPORT_FILE = "model.onnx"
 SIMPLIFIED_FILE = "model.sim.onnx"
-__all__ = ["Zoo", "Prepared", "prepare", "run", "plan", "export_to_file", "write_results"]  # Zoo lives in app.py
+__all__ = ["Zoo", "Prepared", "prepare", "run", "run_results", "plan", "export_to_file",  # Zoo lives in app.py
+           "write_results"]
 
 
 @dataclass
@@ -174,7 +176,13 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> 
 
 
 def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
-    """The whole recipe for one model on one backend and every batch size: the results object."""
+    """The whole recipe for one model on one backend and every batch size: the results object, as JSON."""
+    return run_results(zoo, options, progress).to_json()
+
+
+def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> RunResults:
+    """The whole recipe for one model on one backend and every batch size: the typed results, written to
+    ``options.out`` when it is set."""
     progress = progress or Progress()
     zoo.timer.seconds.clear()
     backend = zoo.registry.backend(options.backend)
@@ -235,9 +243,13 @@ def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict
         "accuracy": accuracy,
         "results": rows,
     }
+    try:
+        typed = RunResults.from_json(results, "the results of this run")
+    except ZooError as exc:  # what zoo or a plugin measured has the wrong shape: a bug, with its traceback
+        raise RuntimeError(exc.message) from None
     if options.out is not None:
-        write_results(results, options.out)
-    return results
+        write_results(typed, options.out)
+    return typed
 
 
 def check_devices(backend: BackendSpec, options: RunOptions) -> None:
@@ -264,13 +276,15 @@ def _device_name(zoo: Zoo, backend: BackendSpec, env: dict[str, Any]) -> str:
     return device_name(backend, env, zoo.registry)
 
 
-def write_results(results: dict[str, Any], out: Path) -> Path:
+def write_results(results: RunResults | dict[str, Any], out: Path) -> Path:
     """Write ``results.json``, ``results.csv``, ``report.md`` and ``throughput.png`` (when matplotlib is
     installed; else a stale chart is removed and report.md says so) into ``out`` (created if needed), each
     atomically, once ``results`` validates against the shipped schema."""
     from . import report
 
-    report.validate(results)  # the shipped schema; and strict JSON below: a NaN that got this far raises
+    data = results.to_json() if isinstance(results, RunResults) else results
+    report.validate(data)  # the shipped schema; and strict JSON below: a NaN that got this far raises
+    results = report.typed(results)
     from .files import atomic_write
 
     target = out / "results.json"
@@ -279,7 +293,7 @@ def write_results(results: dict[str, Any], out: Path) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         writing = target
         with atomic_write(target) as fh:  # a half-written results.json never stays behind
-            fh.write(json.dumps(results, indent=2, allow_nan=False) + "\n")
+            fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
         writing = out / report.CSV_FILE
         report.write_csv(results, writing)
         writing = out / report.CHART_FILE
