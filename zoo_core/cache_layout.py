@@ -127,9 +127,9 @@ def _about(artifacts: list[Entry]) -> dict[tuple[str, str], dict[str, Any]]:
         model = given.get("model")
         row = {"model": model.get("name") if isinstance(model, dict) else None, "backend": None, "batch_size": None}
         if stage == "simplify":
-            row = {**about.get(("export", given.get("export")), row), "batch_size": given.get("batch_size")}
+            row = {**about.get(("export", given.get("export", "")), row), "batch_size": given.get("batch_size")}
         elif stage == "compile":
-            row = {**about.get(("simplify", given.get("simplified")), row), "backend": given.get("backend")}
+            row = {**about.get(("simplify", given.get("simplified", "")), row), "backend": given.get("backend")}
         about[(stage, key)] = row
     return about
 

@@ -212,13 +212,15 @@ class Preprocessor:
                 yield index, str(sample.path), str(targets[index]) if targets else None, index % self.ahead
 
         results = self.pool.imap(_preprocess, tasks(), chunksize=2)  # the workers start now, not on first next()
+        expected = self.sample
+        assert expected is not None  # __enter__ sets it
 
         def drain() -> Iterator[tuple[int, Any, str | None]]:
             for index, value, error in results:
                 if isinstance(value, int):
-                    value = _slot(self.slots, self.sample, value).copy()
+                    value = _slot(self.slots, expected, value).copy()
                 elif value is not None:  # a sample of another shape or dtype than the model takes
-                    raise wrong_sample(self.pm, self.model, self.preset, samples[index].path, value, self.sample)
+                    raise wrong_sample(self.pm, self.model, self.preset, samples[index].path, value, expected)
                 room.release()  # the slot is read: the image `ahead` places on may be decoded into it
                 yield index, value, error
 
@@ -488,7 +490,8 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
 
     from .datasets import list_images, text_of
 
-    path = check_folder(Path(options.data))  # type: ignore[arg-type]
+    assert options.data is not None  # `zoo preprocess` requires --data
+    path = check_folder(Path(options.data))
     images, _ = list_images(path)
     shared = sorted(stem for stem, count in Counter(p.stem for p in images).items() if count > 1)
     if shared:  # a.JPEG and a.png would both become a.bin, the second over the first
@@ -503,8 +506,8 @@ def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, pr
                        note="choose a writable folder with -o") from None
     written, skipped = 0, []
     label = f"preprocess {len(samples)} images"
-    sample = expected_sample(model, options.preset)  # checked before any file is written
-    with Preprocessor(model, options.preset, options.workers, zoo.pm, sample) as pre, \
+    expected = expected_sample(model, options.preset)  # checked before any file is written
+    with Preprocessor(model, options.preset, options.workers, zoo.pm, expected) as pre, \
             progress.loop(label, len(samples)) as advance:
         for (_, _, error), sample in zip(pre.map(samples, [target / f"{s.path.stem}.bin" for s in samples]), samples,
                                      strict=True):

@@ -23,7 +23,8 @@ def atomic_write(path: Path | str, mode: str = "w", *, fsync: bool = False) -> I
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with writing(path, tmp):
-        with open(tmp, mode, **({"newline": "", "encoding": "utf-8"} if "b" not in mode else {})) as fh:
+        text: dict[str, Any] = {"newline": "", "encoding": "utf-8"} if "b" not in mode else {}
+        with open(tmp, mode, **text) as fh:
             yield fh
             if fsync:
                 fh.flush()

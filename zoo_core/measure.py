@@ -187,7 +187,7 @@ def results_row(batch_size: int, per_device: list[tuple[int, Timing]]) -> dict[s
     """A results row from each device's timings: device throughput where the backend measures it (the
     ais_bench number), end-to-end throughput from wall time, both summed over devices."""
     measured_on_device = all(t.device for _, t in per_device)
-    devices = [
+    devices: list[dict[str, Any]] = [
         {
             "device": d,
             "throughput_e2e": throughput(batch_size, latency_stats(t.wall)["mean"]),

@@ -69,7 +69,8 @@ class OptionSpec:
         except UsageError:
             raise
         except (ValueError, TypeError) as exc:
-            what = {int: "a whole number", float: "a number"}.get(self.type) or str(exc) or "a valid value"
+            number = "a whole number" if self.type is int else "a number" if self.type is float else ""
+            what = number or str(exc) or "a valid value"
             raise UsageError(f"{given_as}: {text!r} is not {what}" if self.type in (int, float)
                              else f"{given_as}: {text!r}: {what}",
                              note=f"`zoo run --help` describes {self.flag} ({self.owner})") from None
@@ -93,6 +94,7 @@ class OptionValues(Mapping[str, Any]):
     device processes and Ray actors with the run's options). A repeatable option's value is a tuple."""
 
     __slots__ = ("_pairs",)
+    _pairs: tuple[tuple[str, Any], ...]
 
     def __init__(self, values: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
         items = values.items() if isinstance(values, Mapping) else values

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import weakref
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NoReturn, Sequence
 
 from .errors import UsageError
 from .options import OptionSpec, OptionValues, key_value
@@ -88,7 +88,11 @@ def resolve(specs: Sequence[OptionSpec], backends: Sequence[BackendSpec], engine
     for key, raw in given.items():
         spec = next((s for s in mine if s.key == key), None)
         if spec is None:
-            _refuse_misplaced([s for s in specs if s.key == key], names, engine)
+            owners = [s for s in specs if s.key == key]
+            if not owners:  # the command line refuses an unknown flag itself; the Python API passes any key
+                raise UsageError(f"no plugin declares the option {key!r}",
+                                 note="`zoo run --help` lists the options of each backend and engine")
+            _refuse_misplaced(owners, names, engine)
         texts = raw if isinstance(raw, tuple) else (raw,)
         for text in texts:
             value = True if text is True else spec.convert(text, spec.flag)
@@ -113,7 +117,7 @@ def _store(values: dict[str, Any], origin: dict[str, str], spec: OptionSpec, val
     values[spec.key], origin[spec.key] = value, given_as
 
 
-def _refuse_misplaced(owners: list[OptionSpec], backends: list[str], engine: str) -> None:
+def _refuse_misplaced(owners: list[OptionSpec], backends: list[str], engine: str) -> NoReturn:
     flag = owners[0].flag
     where = " or ".join(s.owner for s in owners)
     if owners[0].backend:
@@ -128,7 +132,7 @@ def _refuse_misplaced(owners: list[OptionSpec], backends: list[str], engine: str
                      note=f"leave {flag} out, or add {add}")
 
 
-def _refuse_unknown_key(key: str, pair: str, known: list[OptionSpec], backends: list[str]) -> None:
+def _refuse_unknown_key(key: str, pair: str, known: list[OptionSpec], backends: list[str]) -> NoReturn:
     keys = sorted({s.key for s in known})
     if len(backends) == 1:
         whose, have = f"backend {backends[0]} has no", f"backend {backends[0]} takes"

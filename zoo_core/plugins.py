@@ -191,7 +191,7 @@ class Registry:
         # Each implementation is called on its own so that the core knows who registered what,
         # and so that one plugin raising does not hide the others' registrations.
         for impl in hook.get_hookimpls():  # registration order: the first to claim a name keeps it
-            owner = impl.plugin_name
+            owner: str = impl.plugin_name
 
             def register(spec: S, _owner: str = owner) -> None:
                 if not isinstance(spec, kind):

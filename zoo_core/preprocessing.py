@@ -28,12 +28,13 @@ import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Union, cast
 
 from .errors import EXIT_BUG, ZooError
 
 if TYPE_CHECKING:
     import numpy as np
+    from PIL import Image
 
     from .specs import ModelSpec
 
@@ -176,7 +177,11 @@ class CenterCrop:
                 top, left = int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
             return left, top, left + crop_w, top + crop_h
         side = min(model_size)
-        share = self.fraction if self.fraction is not None else float(side) / (side + self.margin)
+        if self.fraction is not None:
+            share = self.fraction
+        else:
+            assert self.margin is not None  # margin=None with fraction=None returned above
+            share = float(side) / (side + self.margin)
         crop = share * min(width, height)
         if self.rounding == "floor":
             whole = max(1, math.floor(crop))
@@ -314,18 +319,18 @@ def _resample(name: str) -> int:
     return getattr(getattr(Image, "Resampling", Image), name.upper())
 
 
-def beyond_8_bits(img) -> str:  # noqa: ANN001
+def beyond_8_bits(img: Image.Image) -> str:
     """Why ``img``'s pixels do not fit 8 bits (a 16-bit or float image with values outside 0..255, which
     ``convert('RGB')`` would clip), or ``""``."""
     if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
         return ""
-    low, high = img.getextrema()
+    low, high = cast("tuple[float, float]", img.getextrema())  # modes I, F and I;16 have one band
     if 0 <= low and high <= 255:
         return ""
     return f"its pixels (mode {img.mode}) range {low:g}..{high:g}: zoo reads images of 8 bits a channel"
 
 
-def _rgb(img):  # noqa: ANN001, ANN202
+def _rgb(img: Image.Image) -> Image.Image:
     """``img.convert('RGB')``, without the copy that convert makes of an image already RGB."""
     deep = beyond_8_bits(img)
     if deep:  # clipped to 255, the image would become another one, silently
@@ -336,7 +341,7 @@ def _rgb(img):  # noqa: ANN001, ANN202
     return img.convert("RGB")
 
 
-def _resize(img, step: Resize, model_size: tuple[int, int]):  # noqa: ANN001, ANN202
+def _resize(img: Image.Image, step: Resize, model_size: tuple[int, int]) -> Image.Image:
     width, height = img.size
     if step.mode == "squash":
         size = (step.target(model_size[1]), step.target(model_size[0]))
@@ -365,7 +370,7 @@ def _crop_array(hwc: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return out
 
 
-def _padded_box(step: CenterCrop, width: int, height: int, model_size: tuple[int, int]) -> tuple[int, ...]:
+def _padded_box(step: CenterCrop, width: int, height: int, model_size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The crop box, shifted as torchvision's pad-then-crop places it when the box is larger than the image."""
     left, top, right, bottom = step.box(width, height, model_size)
     crop_w, crop_h = right - left, bottom - top
@@ -382,16 +387,18 @@ def _pixels(image_path: Path, steps: tuple[Step, ...], model_size: tuple[int, in
     from PIL import Image
 
     last_resize = max((i for i, s in enumerate(steps) if isinstance(s, Resize)), default=-1)
-    with Image.open(image_path) as img:
-        img = _rgb(img)
+    with Image.open(image_path) as opened:
+        img = _rgb(opened)
         for step in steps[: last_resize + 1]:  # on the image: a crop before a resize stays in Pillow
             if isinstance(step, Resize):
                 img = _resize(img, step, model_size)
             else:
-                box = _padded_box(step, *img.size, model_size)
+                width, height = img.size
+                box = _padded_box(step, width, height, model_size)
                 img = Image.fromarray(_crop_array(np.asarray(img), box)) if min(box[:2]) < 0 else img.crop(box)
         hwc = np.asarray(img)
     for step in steps[last_resize + 1 :]:  # crops after the last resize: views of the uint8 pixels
+        assert isinstance(step, CenterCrop)  # every step after the last Resize is a crop
         hwc = _crop_array(hwc, _padded_box(step, hwc.shape[1], hwc.shape[0], model_size))
     return hwc
 

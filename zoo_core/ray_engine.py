@@ -67,7 +67,7 @@ def status() -> dict[str, Any]:
     """Whether ``--engine ray`` can run here, from the installed distributions (Ray itself is not imported)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {}
+    found: dict[str, str | None] = {}
     for dist in ("ray", "pyarrow", "pandas"):  # Ray Data needs the two others ([data] extra)
         try:
             found[dist] = version(dist)
@@ -138,10 +138,10 @@ def placement(backend: BackendSpec, options: RunOptions, cluster: dict[str, floa
                        note="lower --actors, --actor-cpus or --workers, or add nodes to the cluster")
     if resource is None:
         return Placement(actors, kind, actor_cpus)
-    device = dict(resource=resource, device_env=backend.device_env)
     if resource == "GPU":  # Ray's own accelerator, reserved through num_gpus rather than a custom resource
-        return Placement(actors, kind, actor_cpus, num_gpus=1.0, **device)
-    return Placement(actors, kind, actor_cpus, resources={resource: 1.0}, **device)
+        return Placement(actors, kind, actor_cpus, num_gpus=1.0, resource=resource, device_env=backend.device_env)
+    return Placement(actors, kind, actor_cpus, resources={resource: 1.0}, resource=resource,
+                     device_env=backend.device_env)
 
 
 # -------------------------------------------------------------------------
@@ -354,7 +354,7 @@ class RayEngine:
             try:
                 ray.init(address=options.address, **common)
             except Exception as exc:  # noqa: BLE001  # Ray raises ConnectionError, RuntimeError, ValueError, ...
-                root = exc
+                root: BaseException = exc
                 while root.__cause__ is not None:  # Ray's own reason is at the bottom of the chain
                     root = root.__cause__
                 note = "check the address (`ray status` on the head node prints it)"

@@ -257,7 +257,7 @@ def write_image_dataset(folder: Path | str, count: int = 8, num_classes: int = 1
     for index in range(1, count + 1):
         width, height = (int(v) for v in rng.integers(40, 120, size=2))
         cells = rng.uniform(0, 255, (4, 4, 3)).astype(np.uint8)
-        image = Image.fromarray(cells).resize((width, height), Image.BICUBIC)
+        image = Image.fromarray(cells).resize((width, height), Image.Resampling.BICUBIC)
         name = IMAGE_NAME.format(index)
         image.save(folder / name, quality=90)
         labels[name] = int(rng.integers(0, num_classes))

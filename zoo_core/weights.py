@@ -325,7 +325,7 @@ def _download(model: ModelSpec, dest: Path, *, progress: bool) -> str:
     import urllib.request
 
     spec = model.weights
-    assert spec is not None
+    assert spec is not None and spec.url is not None  # resolve_weights downloads a url's file only
     tmp = dest.parent / f".{dest.name}.{os.getpid()}.part"
     stage = "disk"  # which side an OSError comes from: the cache folder or the network
     try:

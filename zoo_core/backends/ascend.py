@@ -327,10 +327,11 @@ def zoo_compile(
         # The success line is anywhere in stdout: warning lines (W11001, ...) can follow it.
         if proc.returncode != 0 or ATC_SUCCESS not in proc.stdout or not produced:
             log_dir = _failure_log_dir(options)
-            log: Path | None = log_dir / f"atc-{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            log_file = log_dir / f"atc-{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            log: Path | None = log_file
             try:
                 log_dir.mkdir(parents=True, exist_ok=True)
-                log.write_text(" ".join(args) + "\n\n" + output)
+                log_file.write_text(" ".join(args) + "\n\n" + output)
             except OSError:
                 log = None
             if proc.returncode == 0 and not produced:

@@ -53,7 +53,7 @@ def _static_finalize(session_class: type) -> bool:
 _FINALIZE_AT_EXIT: set[type] = set()
 
 
-def _finalize_at_exit(session_class: type) -> None:
+def _finalize_at_exit(session_class: Any) -> None:  # ais_bench's InferSession class
     """The newer generation's static ``finalize()`` releases every ACL resource of the process: called once, at
     exit, and only in a process that opened a session (never per runner: a sweep's next runner, or another
     runner of this process, would lose its device)."""

@@ -97,7 +97,7 @@ class OnnxRuntimeRunner(Runner):
         return self.session.run(None, dict(feed))
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None
 
 
 @hookimpl
