@@ -18,8 +18,9 @@ __version__ = "0.2.0"
 hookimpl = pluggy.HookimplMarker("zoo")
 
 if TYPE_CHECKING:
-    from .python_api import compare, run
-    from .results import CompareResult, RunComparison, RunResults
+    # `name as name`: an explicit re-export (PEP 484) of what __getattr__ serves
+    from .python_api import compare as compare, run as run
+    from .results import CompareResult as CompareResult, RunComparison as RunComparison, RunResults as RunResults
 
 # name -> the module that defines it, imported when the name is first used. ``report`` is the module
 # zoo_core.report (where the report files are made), which called is zoo_core.python_api.report: a submodule's

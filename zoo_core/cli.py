@@ -172,7 +172,9 @@ class _WithPluginOptions(click.Command):
         sections: dict[str, list[tuple[str, str]]] = {"Options": []}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
-            for owner in (getattr(param, "zoo_owners", None) or ["Options"]) if record else []:
+            if record is None:
+                continue
+            for owner in getattr(param, "zoo_owners", None) or ["Options"]:
                 sections.setdefault(owner if owner == "Options" else f"Options of {owner}", []).append(record)
         for title, records in sections.items():
             with formatter.section(title):
@@ -226,7 +228,8 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
 @click.option("--onnx", type=click.Path(path_type=Path), default=None,
               help="Use this ONNX file instead of exporting the model.")
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset folder for an accuracy run.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default DATA/val_label.txt).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Label file (default DATA/val_label.txt).")
 @click.option("--classes", type=click.Path(path_type=Path), default=None,
               help="Class folder names, one a line in class-index order (default: ImageNet-1k synsets, else sorted).")
 @click.option("--dataset", default=None, help="Dataset kind: imagenet-val or folder (default: guessed).")
@@ -249,7 +252,8 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
 @click.option("--threads", type=int, default=None, help="Inference threads, at least 1 (default: one per core).")
 @click.option("--opset", type=int, default=None, help="ONNX opset for export (default: the model's).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
-@click.option("--device", "devices", default=None, help="Accelerator ids, e.g. 0 or 0,1,2,3 (one process each; several only where the backend has separate "
+@click.option("--device", "devices", default=None,
+              help="Accelerator ids, e.g. 0 or 0,1,2,3 (one process each; several only where the backend has separate "
               "devices, not on the CPU).")
 @click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE", help=_BACKEND_OPT_HELP)
 @click.option("--engine", default=None, metavar="NAME",
@@ -258,7 +262,8 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
 @click.option("--address", default=None, help="Ray: the cluster to join, e.g. 10.0.0.1:6379 (default: a local Ray).")
 @click.option("--actors", type=int, default=None,
               help="Ray: inference actors (default: one per NPU or GPU of the cluster; 1 on CPUs).")
-@click.option("--actor-cpus", type=float, default=None, help="Ray: CPUs each inference actor reserves.  [default: 1 on CPUs, 0 beside an NPU or GPU]")
+@click.option("--actor-cpus", type=float, default=None,
+              help="Ray: CPUs each inference actor reserves.  [default: 1 on CPUs, 0 beside an NPU or GPU]")
 @click.option("--json", "as_json", is_flag=True, help="Print only the results object on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the commands that would do the same by hand; run nothing.")
 def run_cmd(

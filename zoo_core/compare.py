@@ -158,7 +158,7 @@ def compare(zoo: Zoo, options: RunOptions, backends: list[str], samples: int, at
         outputs = runs[name][1]
         if len(outputs) != len(ref_outputs):
             raise CheckError(f"{name} returns {len(outputs)} outputs, {reference} {len(ref_outputs)}")
-        for output, actual, expected in zip(names, outputs, ref_outputs):
+        for output, actual, expected in zip(names, outputs, ref_outputs, strict=True):
             errors = output_errors(actual, expected, atol, rtol)
             comparisons.append({"backend": name, "reference": reference, "output": output,
                                 "shape": list(actual.shape), **asdict(errors)})

@@ -145,14 +145,14 @@ def compare_with(zoo: Zoo, options: RunOptions, backends: list[str], samples: in
                  atol: float | None = None, rtol: float | None = None, progress: Progress | None = None
                  ) -> CompareResult:
     """Compare ``backends`` under ``options`` (from :func:`compare_options`); the defaults are the CLI's."""
-    from . import compare as compare_module
+    # Not `from . import compare`: until the submodule is imported, that is zoo_core.compare, this module's function.
+    from .compare import DEFAULT_ATOL, DEFAULT_RTOL, default_samples
+    from .compare import compare as compare_backends
     from .results import CompareResult
 
-    data = compare_module.compare(
-        zoo, options, backends,
-        compare_module.default_samples(options.batch_sizes[0]) if samples is None else samples,
-        compare_module.DEFAULT_ATOL if atol is None else atol, compare_module.DEFAULT_RTOL if rtol is None else rtol,
-        progress)
+    data = compare_backends(
+        zoo, options, backends, default_samples(options.batch_sizes[0]) if samples is None else samples,
+        DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol, progress)
     return CompareResult.from_json(data, "the comparison of this run")
 
 

@@ -204,7 +204,8 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
                      + (f"images; batch size{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} "
                         f"{'were' if len(others) > 1 else 'was'} timed only." if others else "images."))
     else:
-        notes.append("No dataset was given (`--data`): accuracy was not measured; throughput is timed on generated input.")
+        notes.append("No dataset was given (`--data`): accuracy was not measured; "
+                     "throughput is timed on generated input.")
     if random_weights:
         notes.append("**Seeded random weights: the timings are real, but any accuracy figure is meaningless.**")
     engine = results.engine
@@ -395,7 +396,7 @@ def load_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of the results object, shipped in the package."""
     from importlib.resources import files
 
-    return json.loads(files("zoo_core").joinpath("schema", SCHEMA_FILE).read_text(encoding="utf-8"))
+    return json.loads(files("zoo_core").joinpath("schema").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
 
 
 def validation_errors(results: Any, schema: dict[str, Any] | None = None) -> list[str]:
@@ -439,10 +440,10 @@ def load_results(path: Path) -> RunResults:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         where = f" ({exc.msg}, line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise ZooError(f"{path} is not a zoo results file: not JSON{where}", note=note) from None
-    except _BeyondFloat as exc:
+    except _BeyondFloatError as exc:
         raise ZooError(f"{path} holds {exc}, a number beyond any float: its figures cannot be compared",
                        note="no run measures it: compare the results.json that `zoo run` wrote, unedited") from None
-    except _NotANumber as exc:
+    except _NotANumberError as exc:
         raise ZooError(f"{path} holds {exc}, which is not a number and not JSON: its figures cannot be compared",
                        note="run it again with this zoo, which stops instead of writing NaN") from None
     problem = _results_problem(data)
@@ -451,15 +452,15 @@ def load_results(path: Path) -> RunResults:
     return RunResults.from_json(data, str(path))
 
 
-class _NotANumber(ValueError):
+class _NotANumberError(ValueError):
     """``NaN`` or ``Infinity`` in a results file: Python's json reads them, strict JSON does not."""
 
 
 def _no_constant(name: str) -> Any:
-    raise _NotANumber(name)
+    raise _NotANumberError(name)
 
 
-class _BeyondFloat(ValueError):
+class _BeyondFloatError(ValueError):
     """A JSON number such as ``1e999`` that Python would read as infinity, or an integer no float holds."""
 
 
@@ -470,7 +471,7 @@ def _finite_number(text: str) -> int | float:
     except (OverflowError, ValueError):  # an int beyond float's range, or beyond the digits int() reads
         finite = False
     if not finite:
-        raise _BeyondFloat(text if len(text) <= 24 else f"{text[:22]}…")
+        raise _BeyondFloatError(text if len(text) <= 24 else f"{text[:22]}…")
     return value
 
 

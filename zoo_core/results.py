@@ -129,7 +129,7 @@ def _record(cls: type[R], data: object, where: str) -> R:
     return cls(**values, extra=extra, _keys=tuple(data))
 
 
-def _value(tp: object, value: object, where: str) -> object:  # noqa: C901  (one branch per kind of type)
+def _value(tp: object, value: object, where: str) -> object:  # one branch per kind of type
     origin = typing.get_origin(tp)
     if tp is JSON:
         if not _is_json(value):

@@ -348,8 +348,9 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     check_devices(backend, options)
     weights = options.weights or (model.weights.where if model.weights else "? (none declared)")
     onnx_name = f"{model.name}.onnx"
-    steps = [["zoo", "export", model.name, "-o", onnx_name, *(["--weights", options.weights] if options.weights else [])]]
-    per_batch = []
+    steps = [["zoo", "export", model.name, "-o", onnx_name,
+              *(["--weights", options.weights] if options.weights else [])]]
+    per_batch: list[dict[str, Any]] = []
     for bs in options.batch_sizes:
         sim = f"{model.name}_bs{bs}_sim.onnx"
         shapes = [f"{n}:{','.join(map(str, (bs, *model.input_shape)))}" for n in model.input_names]
@@ -385,7 +386,8 @@ def shell_join(argv: list[str]) -> str:
 def _export_sources(zoo: Zoo, model: ModelSpec) -> dict[str, Any]:
     """Hashes of the code an export runs: the model's plugin (its zoo_export, if any), its factory's package, and
     the core's generic export."""
-    return {"model_plugin": plugin_source(zoo.pm, model.plugin), "factory": source_hash(model.factory.partition(":")[0]),
+    return {"model_plugin": plugin_source(zoo.pm, model.plugin),
+            "factory": source_hash(model.factory.partition(":")[0]),
             "exporter": source_hash("zoo_core.export")}
 
 
