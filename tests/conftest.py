@@ -1,8 +1,8 @@
-"""Shared fixtures: an isolated cache and torch hub folder, the tiny model plugin, a CLI runner."""
+"""Shared fixtures: an isolated cache and torch hub folder, the tiny model plugin, CLI runners (in this process
+and in a new one)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 sys.path.insert(0, str(TEST_PLUGINS))
+
+import cli_runner  # noqa: E402 -- tests/ is on sys.path (rootdir conftest)
 
 
 @pytest.fixture(scope="session")
@@ -52,32 +54,32 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: 
     monkeypatch.setenv("COLUMNS", "200")
 
 
-class Result:
+class Result(cli_runner.Result):
+    """A finished process's code, stdout and stderr (``subprocess.run(..., capture_output=True, text=True)``)."""
+
     def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        self.code = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
+        super().__init__(proc.returncode, proc.stdout, proc.stderr)
 
-    def json(self):
-        return json.loads(self.stdout)
 
-    def __repr__(self) -> str:
-        return f"<exit {self.code}\nstdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}>"
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "zoo_process(why): the zoo_cli fixture runs `python -m zoo_core` in a new "
+                            "process for this test, for the reason given (signals, kills, what a fresh process imports)")
 
 
 @pytest.fixture
-def zoo_cli():
-    """Run the real ``zoo`` command in a subprocess, as a user would; returns code, stdout, stderr."""
+def zoo_cli(request: pytest.FixtureRequest):
+    """Run the real ``zoo`` command; returns code, stdout, stderr. In this process through the console script's
+    entry point (``tests/cli_runner.py``: what a process would report, in milliseconds), or in a process of its own
+    for a test marked ``@pytest.mark.zoo_process("why")`` (and for every test with ``ZOO_TEST_CLI=process``)."""
+    if request.node.get_closest_marker("zoo_process") is not None or os.environ.get("ZOO_TEST_CLI") == "process":
+        return cli_runner.run_process
+    return cli_runner.run_in_process
 
-    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
-        full_env = {**os.environ, **(env or {})}
-        proc = subprocess.run(
-            [sys.executable, "-m", "zoo_core", *args], capture_output=True, text=True, env=full_env,
-            cwd=cwd, timeout=600,
-        )
-        return Result(proc)
 
-    return run
+@pytest.fixture
+def zoo_process():
+    """Run ``python -m zoo_core`` in a new process, whatever the test's marks."""
+    return cli_runner.run_process
 
 
 @pytest.fixture(params=["older", "newer"])

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from zoo_core.artifacts import verify
 from zoo_core.cache_layout import BLOBS, disk_bytes
@@ -154,3 +155,20 @@ def test_the_cache_folder_follows_the_platform(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, "-c", linux], capture_output=True, text=True,
                                 env={**env, "HOME": str(tmp_path), **extra})
         assert result.stdout.strip() == str(expected), result.stderr
+
+
+def test_a_failed_write_of_the_verified_stats_leaves_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    """`.verified.json` is rewritten while an artifact is used; a full disk then (the error is ignored: the cache
+    is still used) must not leave its temporary file in the cache. Found by the in-process test runner, whose
+    faster first run left the stats too fresh to trust, so the second run rewrote them under a file-size limit."""
+    import errno
+
+    from zoo_core import artifacts
+
+    def full(fd: int) -> None:
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(artifacts.os, "fsync", full)
+    with pytest.raises(OSError, match="File too large"):
+        artifacts._write_json_atomic(tmp_path / artifacts.VERIFIED, {"model.onnx": [1, 2, 3, 4]})
+    assert list(tmp_path.iterdir()) == []
