@@ -1,8 +1,8 @@
 """zoo: one command from PyTorch weights to an accuracy and throughput table, on any backend.
 
 From Python, ``zoo_core.run``, ``zoo_core.compare`` and ``zoo_core.report`` do what the commands of the same name
-do and return typed results (``zoo_core.results``); they load on first use (PEP 562), so ``import zoo_core``
-imports neither torch nor numpy nor onnx.
+do and return typed results (``zoo_core.results``), and ``zoo_core.load`` reads a results.json; they load on first
+use (PEP 562), so ``import zoo_core`` imports neither torch nor numpy nor onnx.
 """
 
 from __future__ import annotations
@@ -19,21 +19,22 @@ hookimpl = pluggy.HookimplMarker("zoo")
 
 if TYPE_CHECKING:
     # `name as name`: an explicit re-export (PEP 484) of what __getattr__ serves
-    from .python_api import compare as compare, run as run
+    from .python_api import load as load, run as run
     from .results import CompareResult as CompareResult, RunComparison as RunComparison, RunResults as RunResults
 
-# name -> the module that defines it, imported when the name is first used. ``report`` is the module
-# zoo_core.report (where the report files are made), which called is zoo_core.python_api.report: a submodule's
-# name would hide a function of that name as soon as the submodule is imported.
-_LAZY = {"run": "python_api", "compare": "python_api", "RunResults": "results", "CompareResult": "results",
+# name -> the module that defines it, imported when the name is first used
+_LAZY = {"run": "python_api", "load": "python_api", "RunResults": "results", "CompareResult": "results",
          "RunComparison": "results"}
+# ``compare`` and ``report`` are the modules zoo_core.compare and zoo_core.report, which, called, are the Python API's
+# compare and report (a submodule's name would hide a function of that name once the submodule is imported).
+_CALLABLE_MODULES = ("compare", "report")
 
-__all__ = ["__version__", "hookimpl", "report", *_LAZY]
+__all__ = ["__version__", "hookimpl", *_CALLABLE_MODULES, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "report":
-        return importlib.import_module("zoo_core.report")
+    if name in _CALLABLE_MODULES:
+        return importlib.import_module(f"zoo_core.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'zoo_core' has no attribute {name!r}")

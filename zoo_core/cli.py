@@ -182,10 +182,10 @@ class _WithPluginOptions(click.Command):
 
 
 def _plugin_options(zoo: Any) -> list[Any]:
-    """The plugins' options, found once per command (``zoo_core.python_api.plugin_options``)."""
-    from .python_api import plugin_options
+    """The plugins' options, found once per command (``zoo_core.arguments.plugin_options``)."""
+    from .arguments import plugin_options
 
-    return plugin_options(zoo, click.get_current_context().meta)
+    return plugin_options(zoo, click.get_current_context().meta, core_flags())
 
 
 def core_flags() -> set[str]:
@@ -400,7 +400,7 @@ def compare_cmd(
 ) -> None:
     """Run the same inputs through several backends and check every output against the reference's."""
     from .progress import RichProgress
-    from .python_api import compare_options, compare_with
+    from .compare import compare_options, compare_with
 
     zoo = _zoo()
     plugin_flags = _pop_plugin_flags(flags)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
+import sys
+import types
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from . import arguments as args
+from .arguments import PathLike
 from .errors import CheckError, UsageError
 from .export import sample_input
 from .progress import Progress
+from .results import CompareResult
+from .results import ceil_sig as ceil_sig, raise_if_failed as raise_if_failed  # the check of a result's JSON
 from .app import Zoo
 from .runner import Prepared, prepare
 from .runtime import infer_batches
@@ -78,15 +84,6 @@ def _needed_rtol(diff: np.ndarray, scale: np.ndarray, atol: float) -> float | No
     if (scale[over] == 0).any():
         return None
     return float(((diff[over] - atol) / scale[over]).max())
-
-
-def ceil_sig(value: float, digits: int = 3) -> float:
-    """``value`` rounded up to ``digits`` significant digits: a tolerance to pass on the command line."""
-    if value <= 0 or not math.isfinite(value):
-        return value
-    step = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
-    up = float(f"{math.ceil(value / step) * step:.{digits}g}")
-    return up if up >= value else float(f"{up + step:.{digits}g}")
 
 
 def parse_backends(text: str) -> list[str]:
@@ -187,26 +184,63 @@ def _worst(values: Any) -> float | None:
     return None if any(v is None for v in values) else max(values, default=0.0)
 
 
-def raise_if_failed(result: dict[str, Any]) -> None:
-    """A :class:`CheckError` naming the worst failing output and the tolerance it would have needed."""
-    failed = [c for c in result["comparisons"] if not c["passed"]]
-    if not failed:
-        return
-    worst = max(failed, key=lambda c: math.inf if c["needed_atol"] is None else c["needed_atol"])
-    atol, rtol = result["atol"], result["rtol"]
-    where = f"{worst['backend']} differs from {worst['reference']} on {worst['output']}"
-    if worst["max_abs"] is None:
-        size = math.prod(worst["shape"])
-        sides = ", ".join(f"{n} of {size} values from {who}" for who, n in (
-            (worst["backend"], worst["nonfinite"]), (worst["reference"], worst["reference_nonfinite"])) if n)
-        raise CheckError(f"{where}: NaN or infinity in the outputs, {sides}",
-                         note="no tolerance covers it; check the weights or ONNX file, the backend's precision mode "
-                         "and the model's inputs")
-    rtol_hint = (f" or --rtol {ceil_sig(result['needed_rtol']):.3g} (at --atol {atol:g})"
-                 if result["needed_rtol"] is not None else "")
-    raise CheckError(
-        f"{where} beyond --atol {atol:g} --rtol {rtol:g} ({len(failed)} of {len(result['comparisons'])} "
-        f"output(s) fail): max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}",
-        note=f"needed --atol {ceil_sig(result['needed_atol']):.3g} (at --rtol {rtol:g}){rtol_hint}; "
-        "an fp16 backend needs looser tolerances than the fp32 defaults",
-    )
+# ---------------------------------------------------------------------------- from Python: zoo_core.compare(...)
+
+
+def compare_models(
+    model: str, *, backends: str | Sequence[str], bs: int | str = 8, weights: PathLike | None = None,
+    onnx: PathLike | None = None, atol: float | None = None, rtol: float | None = None, samples: int | None = None,
+    seed: int | None = None, backend_options: Mapping[str, object] | None = None, progress: bool = False,
+    zoo: Zoo | None = None,
+) -> CompareResult:
+    """``zoo compare MODEL --backends A,B``: the same seeded inputs through every backend, each output against
+    the reference's (torch when named, else the first). A failed comparison is ``passed=False`` in the result;
+    ``result.raise_if_failed()`` makes it the CheckError the CLI exits 4 with."""
+    flags = args.checked("compare", {"weights": weights, "onnx": onnx, "seed": seed, "atol": atol, "rtol": rtol,
+                                 "samples": samples})
+    tolerances = {k: flags.pop(k) for k in ("atol", "rtol", "samples") if k in flags}
+    zoo = zoo or args.app()
+    options, names = compare_options(zoo, model, args.listed(bs), args.listed(backends), flags, {},
+                                     args.pairs(backend_options))
+    return compare_with(zoo, options, names, progress=args.progress_for(progress), **tolerances)
+
+
+def compare_options(zoo: Zoo, model: str, bs: str, backends: str, flags: Mapping[str, Any],
+                    plugin_flags: Mapping[str, Any] | None = None, backend_opts: Iterable[str] = (),
+                    cache: dict[str, Any] | None = None) -> tuple[RunOptions, list[str]]:
+    """The options of ``zoo compare`` and its backends, checked in the CLI's order: one batch size (``bs`` as
+    ``--bs`` takes it), the flags, the backends (``"onnxruntime,torch"``), the plugins' options."""
+    from .specs import parse_batch_sizes, resolve_options
+
+    spec = zoo.registry.model(model)
+    sizes = parse_batch_sizes(bs, single="compare")
+    options = resolve_options(spec, {**flags, "batch_sizes": sizes})
+    names = parse_backends(backends)
+    return args.with_plugin_options(zoo, options, names, plugin_flags or {}, tuple(backend_opts), cache), names
+
+
+def compare_with(zoo: Zoo, options: RunOptions, backends: list[str], samples: int | None = None,
+                 atol: float | None = None, rtol: float | None = None, progress: Progress | None = None
+                 ) -> CompareResult:
+    """Compare ``backends`` under ``options`` (from :func:`compare_options`); the defaults are the CLI's."""
+    # Not `from . import compare`: until the submodule is imported, that is zoo_core.compare, this module's function.
+    from .compare import DEFAULT_ATOL, DEFAULT_RTOL, default_samples
+    from .compare import compare as compare_backends
+    from .results import CompareResult
+
+    data = compare_backends(
+        zoo, options, backends, default_samples(options.batch_sizes[0]) if samples is None else samples,
+        DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol, progress)
+    return CompareResult.from_json(data, "the comparison of this run")
+
+
+class _CallableModule(types.ModuleType):
+    """This module, which ``zoo_core.compare`` names, is also the Python API's ``compare``:
+    ``zoo_core.compare("resnest50", backends=["onnxruntime", "torch"])`` is :func:`compare_models` (a submodule's
+    name hides a function of the package of that name once the submodule is imported)."""
+
+    def __call__(self, model: str, **kwargs: Any) -> CompareResult:
+        return compare_models(model, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -601,29 +601,42 @@ def not_judged_line(comparison: RunComparison) -> str | None:
             r.reason.startswith("unstable") for r in judgement.not_judged) else "")
 
 
-def raise_if_regressed(comparison: RunComparison) -> None:
-    """A CheckError naming the batch sizes whose throughput ratio B/A fell below the judgement's ``fail_below``."""
-    judgement = comparison.judgement
-    slow = [r for r in comparison.rows if judgement is not None and r.batch_size in judgement.regressed]
-    if not slow or judgement is None:
-        return
-    worst = min(slow, key=lambda r: r.throughput_ratio if r.throughput_ratio is not None else math.inf)
-    raise CheckError(f"throughput regressed at batch {', '.join(str(r.batch_size) for r in slow)}: "
-                     f"B/A down to {worst.throughput_ratio:.3f} at batch {worst.batch_size}, "
-                     f"below --fail-below {judgement.fail_below:g}",
-                     note="check the environment differences above, or re-run both on a quiet machine")
+def compare_two(a: str | Path | RunResults | Mapping[str, Any], b: str | Path | RunResults | Mapping[str, Any], *,
+                fail_below: float | None = None, unstable: str | None = None) -> RunComparison:
+    """``zoo report A B`` (and ``zoo_core.report(a, b)``): the flags checked, each side read (a results.json, a
+    run's folder, a results object or its JSON), then the comparison, judged with ``fail_below``."""
+    from dataclasses import replace
+
+    from .limits import check_path
+
+    check_judgement(fail_below, unstable)
+    sides: list[RunResults] = []
+    names: list[str | None] = []
+    for label, side in (("A", a), ("B", b)):
+        if isinstance(side, (str, Path)):
+            check_path(label, side)
+            sides.append(load_results(Path(side)))
+            names.append(str(side))
+        elif isinstance(side, (RunResults, Mapping)):
+            sides.append(typed(side))
+            names.append(None)
+        else:
+            raise UsageError(f"{label}: a {type(side).__name__} is not a run",
+                             note="pass a results.json, a run's folder, or the results of zoo_core.run")
+    comparison = compare_runs(sides[0], sides[1], names[0], names[1])
+    if fail_below is None:
+        return comparison
+    return replace(comparison, judgement=judge(comparison.rows, fail_below, unstable or "skip"))
 
 
 class _CallableModule(types.ModuleType):
     """This module, which ``zoo_core.report`` names, is also the Python API's ``report``: ``zoo_core.report(a, b)``
-    compares two runs as ``zoo report A B`` does (:func:`zoo_core.python_api.report`), while
+    compares two runs as ``zoo report A B`` does (:func:`compare_two`), while
     ``zoo_core.report.markdown(...)`` and the rest stay where they were."""
 
     def __call__(self, a: Any, b: Any, *, fail_below: float | None = None, unstable: str | None = None
                  ) -> RunComparison:
-        from .python_api import report
-
-        return report(a, b, fail_below=fail_below, unstable=unstable)
+        return compare_two(a, b, fail_below=fail_below, unstable=unstable)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union
 
-from .errors import ZooError
+from .errors import CheckError, ZooError
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -403,19 +403,6 @@ class RunResults(Record):
                 return row
         raise KeyError(f"no row of batch size {batch_size}: {', '.join(str(r.batch_size) for r in self.results)}")
 
-    @classmethod
-    def load(cls, path: str | Path) -> RunResults:
-        """The results.json at ``path`` (or in the run folder ``path``), checked as ``zoo report`` checks it."""
-        from .report import load_results
-
-        return load_results(Path(path))
-
-    def save(self, out: str | Path) -> Path:
-        """Write results.json, results.csv, report.md and the chart into ``out``, as ``zoo run --out`` does."""
-        from .runner import write_results
-
-        return write_results(self, Path(out))
-
 
 # ------------------------------------------------------------------------------------------ zoo compare
 
@@ -463,8 +450,6 @@ class CompareResult(Record):
 
     def raise_if_failed(self) -> None:
         """A CheckError naming the worst failing output and the tolerance it needed; nothing when all passed."""
-        from .compare import raise_if_failed
-
         raise_if_failed(self.to_json())
 
 
@@ -536,6 +521,50 @@ class RunComparison(Record):
     def raise_if_regressed(self) -> None:
         """A CheckError naming the batch sizes whose throughput ratio fell below ``fail_below``, as
         ``zoo report --fail-below`` exits 4; nothing without a judgement or a regression."""
-        from .report import raise_if_regressed
+        judgement = self.judgement
+        slow = [r for r in self.rows if judgement is not None and r.batch_size in judgement.regressed]
+        if not slow or judgement is None:
+            return
+        worst = min(slow, key=lambda r: r.throughput_ratio if r.throughput_ratio is not None else math.inf)
+        raise CheckError(f"throughput regressed at batch {', '.join(str(r.batch_size) for r in slow)}: "
+                         f"B/A down to {worst.throughput_ratio:.3f} at batch {worst.batch_size}, "
+                         f"below --fail-below {judgement.fail_below:g}",
+                         note="check the environment differences above, or re-run both on a quiet machine")
 
-        raise_if_regressed(self)
+
+# ------------------------------------------------------------------------- the check of a compare result
+
+
+def ceil_sig(value: float, digits: int = 3) -> float:
+    """``value`` rounded up to ``digits`` significant digits: a tolerance to pass on the command line."""
+    if value <= 0 or not math.isfinite(value):
+        return value
+    step = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    up = float(f"{math.ceil(value / step) * step:.{digits}g}")
+    return up if up >= value else float(f"{up + step:.{digits}g}")
+
+
+def raise_if_failed(result: Mapping[str, Any]) -> None:
+    """A :class:`CheckError` naming the worst failing output of a compare result (its JSON) and the tolerance it
+    would have needed."""
+    failed = [c for c in result["comparisons"] if not c["passed"]]
+    if not failed:
+        return
+    worst = max(failed, key=lambda c: math.inf if c["needed_atol"] is None else c["needed_atol"])
+    atol, rtol = result["atol"], result["rtol"]
+    where = f"{worst['backend']} differs from {worst['reference']} on {worst['output']}"
+    if worst["max_abs"] is None:
+        size = math.prod(worst["shape"])
+        sides = ", ".join(f"{n} of {size} values from {who}" for who, n in (
+            (worst["backend"], worst["nonfinite"]), (worst["reference"], worst["reference_nonfinite"])) if n)
+        raise CheckError(f"{where}: NaN or infinity in the outputs, {sides}",
+                         note="no tolerance covers it; check the weights or ONNX file, the backend's precision mode "
+                         "and the model's inputs")
+    rtol_hint = (f" or --rtol {ceil_sig(result['needed_rtol']):.3g} (at --atol {atol:g})"
+                 if result["needed_rtol"] is not None else "")
+    raise CheckError(
+        f"{where} beyond --atol {atol:g} --rtol {rtol:g} ({len(failed)} of {len(result['comparisons'])} "
+        f"output(s) fail): max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}",
+        note=f"needed --atol {ceil_sig(result['needed_atol']):.3g} (at --rtol {rtol:g}){rtol_hint}; "
+        "an fp16 backend needs looser tolerances than the fp32 defaults",
+    )
