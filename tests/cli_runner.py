@@ -6,12 +6,13 @@ uncaught exception), stdout and stderr apart (captured at the file descriptors t
 process writes is there as it would be), the environment and folder the test gives, no terminal on any stream, and
 Python's default warning filters. Afterwards it puts back what a call changes in this process and a process would
 have dropped at exit: environment, folder, argv, streams, signal handlers, warning filters, torch's thread count, the
-cache's folder locks, the test plugins it imported (they read the environment at import time) and the cached
-registry of installed plugins.
+cache's folder locks, the test plugins it imported (they read the environment at import time), the cached registry
+of installed plugins and the hashes of plugin sources. A Ctrl-C that zoo took for its own (exit 130) stops pytest.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -24,6 +25,8 @@ import warnings
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
+
+from zoo_core.errors import EXIT_INTERRUPTED
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -74,6 +77,8 @@ def run_in_process(*args: str, env: Mapping[str, str] | None = None, cwd: Path |
             code = _call(main, list(args))
     finally:
         _forget_test_modules(before)
+    if code == EXIT_INTERRUPTED:  # Ctrl-C on pytest, which zoo's handler took for its own: stop the session
+        raise KeyboardInterrupt(f"zoo {' '.join(args)}: {err.text.strip()}")
     return Result(code, out.text, err.text)
 
 
@@ -93,8 +98,13 @@ def _call(main: Any, argv: list[str]) -> int:
 
 @contextmanager
 def _environment(env: dict[str, str], cwd: Path | None) -> Iterator[None]:
-    """``env`` as os.environ (and its PYTHONPATH on sys.path), ``cwd`` as the folder, ``zoo`` as argv[0]."""
+    """``env`` as os.environ (and its PYTHONPATH on sys.path), ``cwd`` as the folder, ``zoo``'s __main__ as
+    argv[0]; no bytecode written, and the import system's folder listings read afresh."""
     saved_env, saved_cwd, saved_argv, saved_path = dict(os.environ), os.getcwd(), sys.argv, list(sys.path)
+    saved_bytecode = sys.dont_write_bytecode
+    # A module a test writes, imports, then edits within the second (same size): no stale .pyc of it is used.
+    sys.dont_write_bytecode = True
+    importlib.invalidate_caches()
     os.environ.clear()
     os.environ.update(env)
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
@@ -110,19 +120,20 @@ def _environment(env: dict[str, str], cwd: Path | None) -> Iterator[None]:
         os.environ.update(saved_env)
         sys.argv = saved_argv
         sys.path[:] = saved_path
+        sys.dont_write_bytecode = saved_bytecode
 
 
 @contextmanager
 def _process_state() -> Iterator[None]:
-    """Signal handlers, warning filters and torch's thread count as they were; the cache's folder locks released
-    and the cached registry of installed plugins dropped, as at a process's exit."""
+    """Signal handlers, warning filters and torch's thread count as they were; the cache's folder locks released,
+    the cached registry of installed plugins and the hashes of plugin sources dropped, as at a process's exit."""
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     fds = _open_fds()
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     with warnings.catch_warnings():
         warnings.resetwarnings()
-        for action, message, category, module, lineno in reversed(_DEFAULT_FILTERS):
+        for action, _, category, module, lineno in reversed(_DEFAULT_FILTERS):
             warnings.filterwarnings(action, category=category, module=module or "", lineno=lineno)
         warnings.showwarning = _show_warning
         try:
@@ -136,6 +147,9 @@ def _process_state() -> Iterator[None]:
             report = sys.modules.get("zoo_core.report")
             if report is not None:
                 report._installed_registry.cache_clear()
+            plugins = sys.modules.get("zoo_core.plugins")
+            if plugins is not None:  # "once per process": the hashes of the plugins' sources
+                plugins._source_hashes.clear()
 
 
 def _open_fds() -> set[int]:
@@ -182,8 +196,8 @@ def _captured() -> Iterator[tuple[_Stream, _Stream]]:
     for s in streams:
         os.dup2(s.file.fileno(), s.fd)
     sys.stdin = io.TextIOWrapper(io.BytesIO(b""), encoding="utf-8")
-    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115 -- flushed and closed below
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False,  # noqa: SIM115
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # flushed and closed below
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False,
                       buffering=1)
     try:
         yield streams

@@ -63,7 +63,16 @@ class Result(cli_runner.Result):
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "zoo_process(why): the zoo_cli fixture runs `python -m zoo_core` in a new "
-                            "process for this test, for the reason given (signals, kills, what a fresh process imports)")
+                            "process for this test, for the reason given (Ray, what a fresh interpreter imports)")
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject's addopts): a worker per core for the whole suite, but none (this process alone, no
+    workers to start) when the command line names tests: ``python -m pytest tests/test_x.py -k ...``."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") or config.args_source != pytest.Config.ArgsSource.ARGS:
+        return None  # xdist's own answer: that variable, else the number of cores
+    return 0
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ Which commands run: a fenced block whose info string is ``console`` holds comman
 with ``$ `` (a ``#`` comment runs to the end of the line). Every other block (a plain fence, ``toml``, ``python``)
 is shown, not run: it needs the network, published weights, a dataset of one's own, an Ascend chip or a Ray
 cluster. Every ``$`` line must be a ``zoo`` command; a page's commands run in order, in a new folder of their own
-(so one may read what an earlier one wrote), through the real command (``python -m zoo_core``), offline
+(so one may read what an earlier one wrote), through the real command (the ``zoo_cli`` fixture), offline
 (``ZOO_OFFLINE=1``), on one cache for this module (docs/cache.md, which cleans it, last), and each must exit 0
 without a traceback (and, with ``--json``, print JSON on stdout). docs/writing-plugins.md has its own tests
 (tests/test_docs.py).

@@ -117,6 +117,7 @@ def test_an_actor_error_reaches_the_user_as_its_own_line() -> None:
 # -------------------------------------------------------------------------
 
 
+@pytest.mark.zoo_process("a fake on PYTHONPATH hides ray from a fresh interpreter; this one may have imported it")
 def test_without_ray_installed_the_error_names_the_extra(zoo_cli) -> None:
     env = {"PYTHONPATH": os.pathsep.join([str(FAKES / "noray"), os.environ["PYTHONPATH"]])}
     result = zoo_cli("run", "resnest-tiny", "--weights", "random", "--engine", "ray", env=env)
@@ -153,6 +154,7 @@ def test_engine_flags_that_do_not_fit_are_usage_errors(zoo_cli, args: list[str],
 
 
 @pytest.mark.slow
+@pytest.mark.zoo_process("starts a local Ray instance, which lives as long as its process")
 def test_a_cluster_without_npus_is_a_clear_error_for_ascend(zoo_cli, ascend_env) -> None:
     result = zoo_cli("run", "resnest-tiny", "--weights", "random", "--backend", "ascend", "--engine", "ray",
                      env=ascend_env)
@@ -268,6 +270,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.zoo_process("joins a Ray cluster: ray.init holds its process")
 def test_ascend_on_a_joined_ray_cluster_uses_one_actor_per_npu(zoo_cli, ascend_env, tmp_path: Path) -> None:
     env = {**ascend_env, "FAKE_NPU_COUNT": "2"}  # npu-smi and ais_bench see two chips on this host
     data = tmp_path / "val"

@@ -229,6 +229,7 @@ def test_without_matplotlib_no_chart_and_one_line_saying_so(tmp_path: Path, no_m
     assert report.files_line(out) == f"report: {out / 'results.csv'}, {out / 'report.md'}; {report.NO_CHART}"
 
 
+@pytest.mark.zoo_process("a package on PYTHONPATH hides matplotlib from a fresh interpreter; this one may have it")
 def test_run_without_matplotlib_prints_the_line(zoo_cli, tmp_path: Path) -> None:
     hidden = tmp_path / "hide"
     (hidden / "matplotlib").mkdir(parents=True)
