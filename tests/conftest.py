@@ -64,6 +64,22 @@ class Result(cli_runner.Result):
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "zoo_process(why): the zoo_cli fixture runs `python -m zoo_core` in a new "
                             "process for this test, for the reason given (Ray, what a fresh interpreter imports)")
+    config.addinivalue_line("markers", "ray: starts or stops Ray on this machine; such tests run one at a time across "
+                            "xdist workers (`ray stop` ends every instance of the machine)")
+
+
+@pytest.fixture(autouse=True)
+def one_ray_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test marked ``ray`` holds a lock shared by the session's workers while it runs."""
+    if request.node.get_closest_marker("ray") is None:
+        yield
+        return
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # pytest-N/, above popen-gwN/
+    with FileLock(str(shared / "ray.lock")):
+        yield
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook

@@ -106,6 +106,7 @@ def test_the_ascend_fakes_score_top1_one_on_the_same_predictions(zoo_cli, ascend
     assert_self_consistent(data, out, dataset)
 
 
+@pytest.mark.ray
 @pytest.mark.zoo_process("starts a local Ray instance, which lives as long as its process")
 def test_ray_with_two_actors_gives_the_single_process_results(zoo_cli, dataset, tmp_path) -> None:
     single = run_accuracy(zoo_cli, dataset, dataset.data, tmp_path / "single")

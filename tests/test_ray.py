@@ -21,6 +21,8 @@ from zoo_core.ray_engine import Placement, Shipped, _as_zoo_error, pack, placeme
 from zoo_core.runtime import CompiledModel, InputInfo, save_compiled
 from zoo_core.specs import BackendSpec, RunOptions
 
+pytestmark = pytest.mark.ray  # one Ray test at a time across workers (conftest.py)
+
 FAKES = Path(__file__).resolve().parent / "fakes"
 CPU = BackendSpec("onnxruntime", device="cpu")
 NPU = BackendSpec("ascend", device="npu", ray_resource="NPU", device_env="ASCEND_RT_VISIBLE_DEVICES")
