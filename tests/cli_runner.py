@@ -144,7 +144,7 @@ def _process_state() -> Iterator[None]:
             if threads is not None:
                 torch.set_num_threads(threads)
             _close_cache_locks(fds)
-            report = sys.modules.get("zoo_core.report")
+            report = sys.modules.get("zoo_core.reporting")
             if report is not None:
                 report._installed_registry.cache_clear()
             plugins = sys.modules.get("zoo_core.plugins")

@@ -128,7 +128,7 @@ def test_ray_with_two_actors_gives_the_single_process_results(zoo_cli, dataset, 
     assert len(data["stage_seconds"]["compile"]) == 1
     assert all(w["stages"] == ["open_runner"] for w in engine["workers"])
     assert single["engine"] == {"name": "local", "workers": single["engine"]["workers"], "devices": [0]}
-    from zoo_core import report
+    from zoo_core import reporting as report
 
     assert report.validation_errors(data) == [] and report.validation_errors(single) == []
     assert "Ran on Ray (local): 2 inference actor(s) on cpu" in (out / "report.md").read_text()

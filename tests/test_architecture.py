@@ -302,7 +302,7 @@ def test_a_plugin_engine_is_chosen_by_name_and_runs_the_measurement(tmp_path: Pa
     assert results["engine"] == {"name": "inline", "asked": ["enter", "measure 1", "measure 2"]}
     assert plugin.opened[0].asked[-1] == "exit"
     assert [r["batch_size"] for r in results["results"]] == [1, 2] and results["results"][0]["throughput"] > 0
-    from zoo_core.report import validate
+    from zoo_core.reporting import validate
 
     validate(results)  # the shipped schema takes an engine a plugin registered (results.json is written after it)
 

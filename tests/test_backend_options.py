@@ -13,7 +13,7 @@ import pytest
 import zoo_optioned
 import zoo_tiny
 from test_bad_inputs import one_error
-from zoo_core import report
+from zoo_core import reporting as report
 from zoo_core.options import OptionSpec, OptionValues
 from zoo_core.runner import Zoo, prepare
 from zoo_core.specs import RunOptions, resolve_options

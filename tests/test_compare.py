@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo_core.compare import (
+from zoo_core.comparison import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     ceil_sig,

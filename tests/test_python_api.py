@@ -14,7 +14,7 @@ import pytest
 
 import zoo_core
 from test_bad_inputs import one_error
-from zoo_core import report
+from zoo_core import python_api, reporting
 from zoo_core.errors import EXIT_ENV, UsageError, ZooError
 from zoo_core.results import CompareResult, RunComparison, RunResults
 
@@ -67,7 +67,7 @@ def test_run_draws_nothing_unless_asked(capfd: pytest.CaptureFixture[str], tmp_p
 def test_results_validate_against_the_schema_and_round_trip(api_run) -> None:
     results, out = api_run
     data = results.to_json()
-    assert report.validation_errors(data) == []
+    assert reporting.validation_errors(data) == []
     assert data == json.loads((out / "results.json").read_text(encoding="utf-8"))  # what was written
     again = RunResults.from_json(json.loads(json.dumps(data)))
     assert again == results and again.to_json() == data
@@ -212,7 +212,7 @@ def test_import_zoo_core_and_its_api_names_import_neither_torch_nor_numpy_nor_on
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
-    assert callable(zoo_core.report) and zoo_core.report.markdown is report.markdown
+    assert zoo_core.report is python_api.report and zoo_core.compare is python_api.compare
 
 
 # ------------------------------------------------------------------------------------- docs/python-api.md

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo_core import report
+from zoo_core import reporting as report
 from zoo_core.errors import CheckError, ZooError
 from zoo_core.runner import write_results
 

@@ -171,7 +171,7 @@ def test_compare_fails_on_a_non_finite_reference_and_reports_no_tolerance(
 
 
 def test_the_same_infinity_on_both_sides_is_not_a_pass() -> None:
-    from zoo_core.compare import output_errors
+    from zoo_core.comparison import output_errors
 
     # numpy.allclose(inf, inf) is True: the comparison must not be.
     errors = output_errors(np.array([np.inf, 1.0]), np.array([np.inf, 1.0]), atol=1e-4, rtol=1e-3)
@@ -249,7 +249,7 @@ def test_every_json_output_is_strict_json(zoo_cli, tmp_path: Path, files) -> Non
 
 
 def test_results_are_validated_and_strict_when_written(tmp_path: Path) -> None:
-    from zoo_core.report import load_schema  # noqa: F401  # the schema ships in the package
+    from zoo_core.reporting import load_schema  # noqa: F401  # the schema ships in the package
     from zoo_core.runner import write_results
 
     row = {"batch_size": 2, "throughput": 10.0, "latency_ms": dict.fromkeys(("mean", "p50", "p90", "p99", "min",

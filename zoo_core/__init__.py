@@ -19,22 +19,16 @@ hookimpl = pluggy.HookimplMarker("zoo")
 
 if TYPE_CHECKING:
     # `name as name`: an explicit re-export (PEP 484) of what __getattr__ serves
-    from .python_api import load as load, run as run
+    from .python_api import compare as compare, load as load, report as report, run as run
     from .results import CompareResult as CompareResult, RunComparison as RunComparison, RunResults as RunResults
 
 # name -> the module that defines it, imported when the name is first used
-_LAZY = {"run": "python_api", "load": "python_api", "RunResults": "results", "CompareResult": "results",
-         "RunComparison": "results"}
-# ``compare`` and ``report`` are the modules zoo_core.compare and zoo_core.report, which, called, are the Python API's
-# compare and report (a submodule's name would hide a function of that name once the submodule is imported).
-_CALLABLE_MODULES = ("compare", "report")
-
-__all__ = ["__version__", "hookimpl", *_CALLABLE_MODULES, *_LAZY]
+_LAZY = {"run": "python_api", "compare": "python_api", "report": "python_api", "load": "python_api",
+         "RunResults": "results", "CompareResult": "results", "RunComparison": "results"}
+__all__ = ["__version__", "hookimpl", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CALLABLE_MODULES:
-        return importlib.import_module(f"zoo_core.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'zoo_core' has no attribute {name!r}")

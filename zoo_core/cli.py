@@ -400,7 +400,7 @@ def compare_cmd(
 ) -> None:
     """Run the same inputs through several backends and check every output against the reference's."""
     from .progress import RichProgress
-    from .compare import compare_options, compare_with
+    from .comparison import compare_options, compare_with
 
     zoo = _zoo()
     plugin_flags = _pop_plugin_flags(flags)
@@ -417,7 +417,7 @@ def compare_cmd(
 def _print_comparison(result: CompareResult) -> None:
     from rich.markup import escape
 
-    from .compare import ceil_sig
+    from .comparison import ceil_sig
     from .console import make_table, plain
 
     def number(value: float | None, round_up: bool = False) -> str:
@@ -457,7 +457,7 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
     """Compare run B with run A (results.json files or their folders), row by row: throughput ratio, latency
     ratio, accuracy delta, and what differs between the runs, for regression checks."""
     from .python_api import report
-    from .report import not_judged_line
+    from .reporting import not_judged_line
 
     comparison = report(run_a, run_b, fail_below=fail_below, unstable=unstable)
     if as_json:
@@ -511,7 +511,7 @@ def _print_run_comparison(data: RunComparison, run_a: Path, run_b: Path) -> None
 
 
 def _report_files_line(out: Path) -> str:
-    from .report import files_line
+    from .reporting import files_line
 
     return files_line(out)
 

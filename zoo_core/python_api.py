@@ -15,9 +15,10 @@ from . import arguments as args
 from .arguments import PathLike
 from .errors import ZooError
 
+from .comparison import compare_models as compare
+
 if TYPE_CHECKING:
     from .app import Zoo
-    from .compare import compare_models as compare
     from .progress import Progress
     from .results import CompareResult, RunComparison, RunResults
     from .specs import RunOptions
@@ -104,17 +105,7 @@ def run_with(zoo: Zoo, options: RunOptions, progress: Progress | None = None) ->
         remove_if_empty(created)
 
 
-# ----------------------------------------------------------------------------------------------- compare
-
-
-def __getattr__(name: str) -> Any:
-    """``compare`` is :func:`zoo_core.compare.compare_models` (``zoo compare``, from Python), imported when first
-    used: importing this module imports nothing a run does not need."""
-    if name == "compare":
-        from .compare import compare_models
-
-        return compare_models
-    raise AttributeError(f"module 'zoo_core.python_api' has no attribute {name!r}")
+# ------------------------------------------------------------------------------- compare (imported above), report
 
 
 def report(a: PathLike | RunResults | Mapping[str, Any], b: PathLike | RunResults | Mapping[str, Any], *,
@@ -122,7 +113,7 @@ def report(a: PathLike | RunResults | Mapping[str, Any], b: PathLike | RunResult
     """``zoo report A B``: run B against run A, row by row. ``a`` and ``b``: a results.json, a run's folder, a
     :class:`~zoo_core.results.RunResults` or its JSON. With ``fail_below``, ``judgement`` says which batch sizes
     regressed; ``comparison.raise_if_regressed()`` makes that the CheckError the CLI exits 4 with."""
-    from .report import compare_two
+    from .reporting import compare_two
 
     return compare_two(a, b, fail_below=fail_below, unstable=unstable)
 
@@ -130,18 +121,16 @@ def report(a: PathLike | RunResults | Mapping[str, Any], b: PathLike | RunResult
 def load(path: PathLike) -> RunResults:
     """The results of a run from its results.json (or its folder), checked as ``zoo report`` checks it: a file
     that is not a zoo results object is one ZooError naming the file and the field."""
-    from .report import load_results
+    from .reporting import load_results
 
     return load_results(Path(path))
-
-
 
 
 def compare_with(zoo: Zoo, options: RunOptions, backends: list[str], samples: int | None = None,
                  atol: float | None = None, rtol: float | None = None, progress: Progress | None = None
                  ) -> CompareResult:
-    """:func:`zoo_core.compare.compare_with`: compare ``backends`` under options already resolved."""
-    from .compare import compare_with as compare_resolved
+    """:func:`zoo_core.comparison.compare_with`: compare ``backends`` under options already resolved."""
+    from .comparison import compare_with as compare_resolved
 
     return compare_resolved(zoo, options, backends, samples, atol, rtol, progress)
 

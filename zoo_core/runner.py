@@ -271,7 +271,7 @@ def environment(zoo: Zoo) -> dict[str, Any]:
 
 
 def _device_name(zoo: Zoo, backend: BackendSpec, env: dict[str, Any]) -> str:
-    from .report import device_name
+    from .reporting import device_name
 
     return device_name(backend, env, zoo.registry)
 
@@ -280,7 +280,7 @@ def write_results(results: RunResults | dict[str, Any], out: Path) -> Path:
     """Write ``results.json``, ``results.csv``, ``report.md`` and ``throughput.png`` (when matplotlib is
     installed; else a stale chart is removed and report.md says so) into ``out`` (created if needed), each
     atomically, once ``results`` validates against the shipped schema."""
-    from . import report
+    from . import reporting as report
 
     data = results.to_json() if isinstance(results, RunResults) else results
     report.validate(data)  # the shipped schema; and strict JSON below: a NaN that got this far raises

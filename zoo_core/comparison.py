@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-import types
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -184,7 +182,7 @@ def _worst(values: Any) -> float | None:
     return None if any(v is None for v in values) else max(values, default=0.0)
 
 
-# ---------------------------------------------------------------------------- from Python: zoo_core.compare(...)
+# ------------------------------------------------------------------------- from Python: zoo_core.compare(...)
 
 
 def compare_models(
@@ -223,24 +221,7 @@ def compare_with(zoo: Zoo, options: RunOptions, backends: list[str], samples: in
                  atol: float | None = None, rtol: float | None = None, progress: Progress | None = None
                  ) -> CompareResult:
     """Compare ``backends`` under ``options`` (from :func:`compare_options`); the defaults are the CLI's."""
-    # Not `from . import compare`: until the submodule is imported, that is zoo_core.compare, this module's function.
-    from .compare import DEFAULT_ATOL, DEFAULT_RTOL, default_samples
-    from .compare import compare as compare_backends
-    from .results import CompareResult
-
-    data = compare_backends(
+    data = compare(
         zoo, options, backends, default_samples(options.batch_sizes[0]) if samples is None else samples,
         DEFAULT_ATOL if atol is None else atol, DEFAULT_RTOL if rtol is None else rtol, progress)
     return CompareResult.from_json(data, "the comparison of this run")
-
-
-class _CallableModule(types.ModuleType):
-    """This module, which ``zoo_core.compare`` names, is also the Python API's ``compare``:
-    ``zoo_core.compare("resnest50", backends=["onnxruntime", "torch"])`` is :func:`compare_models` (a submodule's
-    name hides a function of the package of that name once the submodule is imported)."""
-
-    def __call__(self, model: str, **kwargs: Any) -> CompareResult:
-        return compare_models(model, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

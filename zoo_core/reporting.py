@@ -12,8 +12,6 @@ import csv
 import functools
 import json
 import math
-import sys
-import types
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -610,11 +608,13 @@ def compare_two(a: str | Path | RunResults | Mapping[str, Any], b: str | Path | 
     from .limits import check_path
 
     check_judgement(fail_below, unstable)
+    for label, side in (("A", a), ("B", b)):  # both paths checked before either file is read, as the CLI does
+        if isinstance(side, (str, Path)):
+            check_path(label, side)
     sides: list[RunResults] = []
     names: list[str | None] = []
     for label, side in (("A", a), ("B", b)):
         if isinstance(side, (str, Path)):
-            check_path(label, side)
             sides.append(load_results(Path(side)))
             names.append(str(side))
         elif isinstance(side, (RunResults, Mapping)):
@@ -627,16 +627,3 @@ def compare_two(a: str | Path | RunResults | Mapping[str, Any], b: str | Path | 
     if fail_below is None:
         return comparison
     return replace(comparison, judgement=judge(comparison.rows, fail_below, unstable or "skip"))
-
-
-class _CallableModule(types.ModuleType):
-    """This module, which ``zoo_core.report`` names, is also the Python API's ``report``: ``zoo_core.report(a, b)``
-    compares two runs as ``zoo report A B`` does (:func:`compare_two`), while
-    ``zoo_core.report.markdown(...)`` and the rest stay where they were."""
-
-    def __call__(self, a: Any, b: Any, *, fail_below: float | None = None, unstable: str | None = None
-                 ) -> RunComparison:
-        return compare_two(a, b, fail_below=fail_below, unstable=unstable)
-
-
-sys.modules[__name__].__class__ = _CallableModule
