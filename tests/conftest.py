@@ -16,12 +16,23 @@ TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 sys.path.insert(0, str(TEST_PLUGINS))
 
 import cli_runner  # noqa: E402 -- tests/ is on sys.path (rootdir conftest)
+import scheduling  # noqa: E402
+
+
+def _shared_by_workers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's temporary folder that all its xdist workers see: pytest-N/, above their popen-gwN/."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
 
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One artifact cache for the whole session, so the tiny model is exported once."""
-    return tmp_path_factory.mktemp("zoo-cache")
+    """One artifact cache for the whole session, shared by its xdist workers, so that each model is exported once
+    (zoo's cache is safe for concurrent processes: file locks, atomic builds). A test that asserts what was built
+    or cached uses a cache of its own."""
+    cache = _shared_by_workers(tmp_path_factory) / "zoo-cache"
+    cache.mkdir(exist_ok=True)
+    return cache
 
 
 def _runs_in_checkout() -> set[str]:
@@ -62,6 +73,7 @@ class Result(cli_runner.Result):
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(scheduling.XdistUnits(config), "zoo-xdist-units")  # how workers share the suite
     config.addinivalue_line("markers", "zoo_process(why): the zoo_cli fixture runs `python -m zoo_core` in a new "
                             "process for this test, for the reason given (Ray, what a fresh interpreter imports)")
     config.addinivalue_line("markers", "ray: starts or stops Ray on this machine; such tests run one at a time across "
@@ -76,9 +88,7 @@ def one_ray_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.T
         return
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp()
-    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # pytest-N/, above popen-gwN/
-    with FileLock(str(shared / "ray.lock")):
+    with FileLock(str(_shared_by_workers(tmp_path_factory) / "ray.lock")):
         yield
 
 

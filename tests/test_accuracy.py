@@ -27,8 +27,10 @@ BATCH = 8  # the kept count is not a multiple of it in general: the last batch i
 
 
 # ResNeSt-50 from the in-tree plugin; ResNet-50 from the third-party example plugin, whose Ascend input is a
-# uint8 image that the chip crops and normalises through AIPP.
-@pytest.fixture(scope="module", params=["resnest50", "resnet50"])
+# uint8 image that the chip crops and normalises through AIPP. Each model is a unit of work of its own for xdist
+# (tests/scheduling.py): the two datasets and their runs go to two workers at once.
+@pytest.fixture(scope="module", params=[pytest.param(m, marks=pytest.mark.xdist_group(f"accuracy-{m}"))
+                                        for m in ("resnest50", "resnet50")])
 def dataset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SelfConsistent:
     return make_selfconsistent_dataset(tmp_path_factory.mktemp("selfconsistent"), model=request.param)
 
