@@ -73,7 +73,7 @@ class Result(cli_runner.Result):
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(scheduling.XdistUnits(config), "zoo-xdist-units")  # how workers share the suite
+    config.pluginmanager.register(scheduling.XdistUnits(), "zoo-xdist-units")  # how workers share the suite
     config.addinivalue_line("markers", "zoo_process(why): the zoo_cli fixture runs `python -m zoo_core` in a new "
                             "process for this test, for the reason given (Ray, what a fresh interpreter imports)")
     config.addinivalue_line("markers", "ray: starts or stops Ray on this machine; such tests run one at a time across "

@@ -2,9 +2,10 @@
 
 A unit of work is a test file, so that a file's module fixtures are made once, unless its tests carry an
 ``xdist_group`` mark: then each group is a unit (test_accuracy.py's two models, each with its own module dataset,
-run on two workers at once). Units are handed out longest first, by the seconds each took in the last run
-(``.pytest_cache``), so that the longest is not the one left for the end; units never timed come after, those with
-a ``slow`` test first, each kind by its number of tests, as xdist orders them.
+run on two workers at once). Units with a ``slow`` test are handed out first, so that a long one is not left for
+the end; each kind by its number of tests, as xdist orders them. (Ordering by the seconds of the last run was
+tried and measured slower, 11:44 against 10:21: it started the two accuracy units together, whose torch and
+ONNX Runtime thread pools then fought over the cores, 2.5 CPU-minutes more.)
 
 xdist's own loadgroup appends ``@group`` to a test's ``item._nodeid``, which pytest 9 no longer reads (the id is
 ``item._id``): the groups never reach its scheduler. So the workers write the groups they collected to a file
@@ -16,14 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-CACHE_KEY = "zoo/unit-seconds"
 GROUPS_FILE = "xdist-groups.json"
 
 
@@ -58,44 +57,29 @@ def unit_of(nodeid: str, groups: dict[str, str]) -> str:
 
 
 class FileOrGroupScheduling(LoadScopeScheduling):
-    """xdist's loadscope scheduling over ``unit_of``'s units, the longest first."""
+    """xdist's loadscope scheduling over ``unit_of``'s units, those with a slow test first."""
 
     groups: dict[str, str] | None = None
     slow: set[str] = set()
-    seconds: dict[str, float] = {}
 
     def _split_scope(self, nodeid: str) -> str:
         if self.groups is None:  # first called by schedule(), once every worker collected (and wrote its groups)
             found = read_groups(self.config)
-            self.groups, self.seconds = found["groups"], last_seconds(self.config)
+            self.groups = found["groups"]
             self.slow = {unit_of(nodeid, self.groups) for nodeid in found["slow"]}
         return unit_of(nodeid, self.groups)
 
     def _assign_work_unit(self, node: Any) -> None:
-        """The longest unit left goes next (xdist takes the first of its queue, which it ordered by size)."""
-        order = {scope: position for position, scope in enumerate(self.workqueue)}
-        longest = min(self.workqueue,
-                      key=lambda scope: (-self.seconds.get(scope, 0.0), scope not in self.slow, order[scope]))
-        self.workqueue.move_to_end(longest, last=False)
+        """A slow unit goes next while one is left (xdist takes the first of its queue, which it ordered by size)."""
+        following = next((scope for scope in self.workqueue if scope in self.slow), None)
+        if following is not None:
+            self.workqueue.move_to_end(following, last=False)
         super()._assign_work_unit(node)
-
-
-def last_seconds(config: pytest.Config) -> dict[str, float]:
-    cache = getattr(config, "cache", None)
-    recorded: Any = cache.get(CACHE_KEY, {}) if cache is not None else {}
-    if not isinstance(recorded, dict):
-        return {}
-    return {str(k): float(v) for k, v in recorded.items() if isinstance(v, (int, float))}
 
 
 class XdistUnits:
     """The plugin (tests/conftest.py registers it in every process): in a worker, writes the groups; in the
-    controller, picks the scheduler for ``--dist loadgroup``, adds up each test's durations (setup, call, teardown)
-    and, at the end of a run on workers, records them per unit for the next run's order."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.seconds: dict[str, float] = defaultdict(float)
+    controller, picks the scheduler for ``--dist loadgroup``."""
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         if hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False):  # set by xdist
@@ -104,18 +88,3 @@ class XdistUnits:
     @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> FileOrGroupScheduling | None:
         return FileOrGroupScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.seconds[report.nodeid] += report.duration
-
-    def pytest_sessionfinish(self) -> None:
-        cache = getattr(self.config, "cache", None)
-        if hasattr(self.config, "workerinput") or self.config.getvalue("dist") == "no":
-            return  # a worker; or a run in one process, which names tests mostly: its units are not whole
-        if cache is None or not self.seconds:
-            return
-        groups = read_groups(self.config)["groups"]
-        units: dict[str, float] = defaultdict(float)
-        for nodeid, seconds in self.seconds.items():
-            units[unit_of(nodeid, groups)] += seconds
-        cache.set(CACHE_KEY, {**last_seconds(self.config), **{k: round(v, 2) for k, v in units.items()}})
