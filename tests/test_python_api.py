@@ -157,6 +157,23 @@ def test_compare_returns_what_zoo_compare_json_prints(zoo_cli) -> None:
     result.raise_if_failed()  # passed: nothing raised
 
 
+@pytest.mark.parametrize("value, problem", [(-5.0, "-5.0 is less than or equal to the minimum of 0"),
+                                             (float("nan"), "not JSON compliant")])
+@pytest.mark.parametrize("as_object", [False, True], ids=["json", "object"])
+def test_report_checks_results_given_as_objects_as_it_checks_a_file(api_run, value: float, problem: str,
+                                                                   as_object: bool) -> None:
+    """A results object or its JSON handed to ``zoo_core.report`` is checked as a results.json is: a throughput
+    of -5 or NaN is one ZooError naming the side, not a ratio (nor a math domain error from its logarithm)."""
+    results, out = api_run
+    edited = results.to_json()
+    edited["results"][0]["throughput"] = value
+    side = RunResults.from_json(edited) if as_object else edited
+    with pytest.raises(ZooError) as info:
+        zoo_core.report(side, out)
+    assert info.value.message.startswith("A is not a zoo results ") and problem in info.value.message
+    assert zoo_core.report(results, out).rows[0].throughput_ratio == pytest.approx(1.0)  # the unedited one is fine
+
+
 def test_report_returns_what_zoo_report_json_prints(zoo_cli, api_run, tmp_path: Path) -> None:
     results, out = api_run
     slower = results.to_json()

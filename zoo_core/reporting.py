@@ -431,23 +431,32 @@ def load_results(path: Path) -> RunResults:
     if not path.is_file():
         raise ZooError(f"results file not found: {path}", note=note)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant,
-                          parse_float=_finite_number, parse_int=_finite_number)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ZooError(f"cannot read {path}: {exc.strerror or exc}", note=note) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" ({exc.msg}, line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ZooError(f"{path} is not a zoo results file: not JSON{where}", note=note) from None
+    except UnicodeDecodeError:
+        raise ZooError(f"{path} is not a zoo results file: not JSON", note=note) from None
+    return parse_results(text, str(path), note)
+
+
+def parse_results(text: str, source: str, note: str) -> RunResults:
+    """The results object in the JSON ``text``, checked as a results.json is: strict JSON (no NaN, no number
+    beyond a float), the shipped schema, then the typed read; a ZooError naming ``source`` when it is not one."""
+    try:
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_number, parse_int=_finite_number)
+    except json.JSONDecodeError as exc:
+        raise ZooError(f"{source} is not a zoo results file: not JSON ({exc.msg}, line {exc.lineno})",
+                       note=note) from None
     except _BeyondFloatError as exc:
-        raise ZooError(f"{path} holds {exc}, a number beyond any float: its figures cannot be compared",
+        raise ZooError(f"{source} holds {exc}, a number beyond any float: its figures cannot be compared",
                        note="no run measures it: compare the results.json that `zoo run` wrote, unedited") from None
     except _NotANumberError as exc:
-        raise ZooError(f"{path} holds {exc}, which is not a number and not JSON: its figures cannot be compared",
+        raise ZooError(f"{source} holds {exc}, which is not a number and not JSON: its figures cannot be compared",
                        note="run it again with this zoo, which stops instead of writing NaN") from None
     problem = _results_problem(data)
     if problem:
-        raise ZooError(f"{path} is not a zoo results file: {problem}", note=note)
-    return RunResults.from_json(data, str(path))
+        raise ZooError(f"{source} is not a zoo results file: {problem}", note=note)
+    return RunResults.from_json(data, source)
 
 
 class _NotANumberError(ValueError):
@@ -617,8 +626,14 @@ def compare_two(a: str | Path | RunResults | Mapping[str, Any], b: str | Path | 
         if isinstance(side, (str, Path)):
             sides.append(load_results(Path(side)))
             names.append(str(side))
-        elif isinstance(side, (RunResults, Mapping)):
-            sides.append(typed(side))
+        elif isinstance(side, (RunResults, Mapping)):  # checked as a results.json is: these are numbers to compare
+            data = side.to_json() if isinstance(side, RunResults) else side
+            try:
+                text = json.dumps(data, allow_nan=False)
+            except (TypeError, ValueError) as exc:  # NaN, infinity, or what JSON cannot hold
+                raise ZooError(f"{label} is not a zoo results object: {exc}",
+                               note="pass the results of zoo_core.run, or what it wrote, unedited") from None
+            sides.append(parse_results(text, label, "pass the results of zoo_core.run, or what it wrote, unedited"))
             names.append(None)
         else:
             raise UsageError(f"{label}: a {type(side).__name__} is not a run",
