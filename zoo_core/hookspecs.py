@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .datasets import Dataset
     from .engines import EngineSpec
     from .options import OptionSpec
+    from .precision import Calibration
     from .preprocessing import Preprocessing
     from .runtime import CompiledModel, Runner
     from .specs import BackendSpec, DatasetSpec, ModelSpec, RunOptions
@@ -151,6 +152,41 @@ def zoo_preprocess(
 
 
 @hookspec(firstresult=True)
+def zoo_quantize(
+    backend: BackendSpec,
+    model: ModelSpec,
+    onnx_path: Path,
+    batch_size: int,
+    precision: str,
+    calibration: Calibration,
+    workdir: Path,
+    options: RunOptions,
+) -> Path | None:
+    """Quantize a simplified ONNX file to ``precision`` (one of ``backend.precisions`` that zoo makes from
+    calibration data: ``"int8"``), for ``backend`` to compile next.
+
+    Called by the runner when no cached quantize matches, between simplify and compile. Whatever is written
+    under ``workdir`` becomes the cached artifact (key: the simplified model, the calibration set's content hash,
+    the method, the backend's plugin and version); the returned path must be in it.
+
+    :param backend: The backend the quantized model is for.
+    :param model: The model being quantized.
+    :param onnx_path: The simplified ONNX file, its batch axis fixed at ``batch_size``.
+    :param batch_size: The batch size of ``onnx_path``.
+    :param precision: The precision asked for.
+    :param calibration: The calibration set: preprocessed inputs of the ONNX model, in whole batches
+        (:meth:`~zoo_core.precision.Calibration.batches`), and the method asked for (``calibration.method``:
+        one of ``backend.calib_methods``, or ``None`` when the backend declares none).
+    :param workdir: An empty folder to write the quantized model (and the tool's logs) into.
+    :param options: The resolved run options.
+    :return: The file :func:`zoo_compile` gets as its ``onnx_path`` (an ONNX file for ONNX Runtime and ATC, or
+        the backend's own format), or ``None`` when this backend cannot quantize to ``precision``.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
 def zoo_compile(
     backend: BackendSpec,
     model: ModelSpec,
@@ -159,6 +195,7 @@ def zoo_compile(
     batch_size: int,
     workdir: Path,
     options: RunOptions,
+    precision: str,
 ) -> CompiledModel | None:
     """Compile a simplified ONNX file, fixed at ``batch_size``, for ``backend``.
 
@@ -168,10 +205,13 @@ def zoo_compile(
     :param backend: The backend to compile for.
     :param model: The model being compiled.
     :param weights: The weights it was exported with (for backends that run the framework model itself).
-    :param onnx_path: The simplified ONNX file, its batch axis fixed at ``batch_size``.
+    :param onnx_path: The simplified ONNX file, its batch axis fixed at ``batch_size``; for a quantized
+        precision, what the backend's :func:`zoo_quantize` returned.
     :param batch_size: The batch size the compiled model serves.
     :param workdir: An empty folder to write the compiled model (and logs) into.
     :param options: The resolved run options.
+    :param precision: The precision to compute in: one of ``backend.precisions`` (its first when the run asked
+        for none).
     :return: The compiled model.
 
     Stops at first non-None result.
@@ -216,7 +256,8 @@ def zoo_metrics(model: ModelSpec, outputs: np.ndarray, labels: np.ndarray) -> Ma
 
 @hookspec(firstresult=True)
 def zoo_commands(
-    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions
+    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions, precision: str,
+    calibration_dir: Path | None,
 ) -> list[list[str]] | None:
     """The shell commands that compile and benchmark ``onnx_path`` on ``backend`` by hand, for ``--dry-run``.
 
@@ -228,6 +269,9 @@ def zoo_commands(
     :param onnx_path: The simplified ONNX file the commands start from (it may not exist yet).
     :param batch_size: The batch size the commands serve.
     :param options: The resolved run options.
+    :param precision: The precision to compile for (as in :func:`zoo_compile`).
+    :param calibration_dir: For a quantized precision, the folder where ``zoo calibrate`` writes the calibration
+        set as whole-batch raw float32 ``.bin`` files (``batch-000000.bin``, ...); ``None`` otherwise.
     :return: A list of argument lists (one per command), or ``None`` when the backend has no standalone commands.
 
     Stops at first non-None result.

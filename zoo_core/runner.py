@@ -142,6 +142,7 @@ def compile_model(
             compiled = zoo.registry.call(
                 "zoo_compile", backend, backend=backend, model=model, weights=weights,
                 onnx_path=scratch / SIMPLIFIED_FILE, batch_size=batch_size, workdir=folder, options=options,
+                precision=backend.precisions[0],
             )
         if compiled is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} compiled nothing",
@@ -356,7 +357,8 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         shapes = [f"{n}:{','.join(map(str, (bs, *model.input_shape)))}" for n in model.input_names]
         simplify_cmd = ["python3", "-m", "onnxsim", onnx_name, sim, "--overwrite-input-shape", *shapes]
         backend_cmds = zoo.registry.call(
-            "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs, options=options
+            "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs, options=options,
+            precision=backend.precisions[0], calibration_dir=None,
         )
         per_batch.append({"batch_size": bs, "commands": [simplify_cmd, *(backend_cmds or [])],
                           "backend_has_commands": backend_cmds is not None})

@@ -285,6 +285,13 @@ class BackendSpec:
     # ASCEND_RT_VISIBLE_DEVICES): where it is set, the backend opens device 0. None: device ids are global.
     device_env: str | None = None
     reference: bool = False  # `zoo compare` checks the other backends against this one when it is named
+    # What --precision may ask of it; the first is what it computes in when none is asked (its native precision).
+    # A precision other than the native float ones ("int8") goes through its zoo_quantize before zoo_compile.
+    precisions: tuple[str, ...] = ("fp32",)
+    # --calib-method values its quantizer offers; the first is the default. Empty: its quantizer takes none.
+    calib_methods: tuple[str, ...] = ()
+    # The lowest ONNX opset its quantizer needs: a run asking for int8 exports at least at this opset.
+    quantize_opset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +330,11 @@ class RunOptions:
     actors: int | None = None  # Ray inference actors; None: one per NPU/GPU of the cluster, or 1 on CPUs
     actor_cpus: float | None = None  # CPUs each Ray inference actor reserves; None: 1 on CPUs, 0 beside a device
     engine_options: Mapping[str, Any] = OptionValues()  # the values of the options the run's engine declares
+    # Precisions to run, in order (a row per precision and batch size); empty: the backend's native one.
+    precisions: tuple[str, ...] = ()
+    calib: str | None = None  # a folder of images to calibrate on, or "random"; None: the first images of --data
+    calib_images: int = 512  # how many images calibrate (the first ones of the calibration folder)
+    calib_method: str | None = None  # minmax | entropy | percentile where the backend offers them; None: its default
 
     def __post_init__(self) -> None:
         for name in ("backend_options", "engine_options"):  # immutable, hashable, picklable, whatever was given
@@ -436,6 +448,23 @@ def one_batch_size(sizes: tuple[int, ...], command: str) -> int:
         raise UsageError(f"--bs: zoo {command} takes one batch size, not a sweep ({','.join(map(str, sizes))})",
                          note="write e.g. --bs 8; a sweep such as --bs 1,4,8 is for zoo run")
     return sizes[0]
+
+
+PRECISIONS = ("fp32", "fp16", "int8")  # what --precision names
+QUANTIZED = ("int8",)  # the precisions made by a zoo_quantize stage from calibration data
+
+
+def parse_precisions(text: str) -> tuple[str, ...]:
+    """Parse ``"int8"`` or ``"fp32,int8"`` into precisions, keeping the order given."""
+    found: list[str] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part not in PRECISIONS:
+            raise UsageError(f"--precision: {part!r} is not a precision zoo knows",
+                             note=f"choose from {', '.join(PRECISIONS)}, or a comma list such as fp32,int8")
+        if part not in found:
+            found.append(part)
+    return tuple(found)
 
 
 def cpu_count() -> int:
