@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = {
     "builtin:onnxruntime": "zoo_core.backends.onnxruntime",
     "builtin:torch": "zoo_core.backends.torch",
     "builtin:ascend": "zoo_core.backends.ascend",
+    "builtin:openvino": "zoo_core.backends.openvino",  # optional: available when openvino is installed
     "builtin:metrics": "zoo_core.metrics",
 }
 
