@@ -1,12 +1,17 @@
-"""The ONNX Runtime backend: compile is an optimized graph, inference a session with one thread per core."""
+"""The ONNX Runtime backend: compile is an optimized graph, inference a session with one thread per core; int8 is
+ONNX Runtime's static QDQ quantization (per-channel int8 weights, uint8 activations) calibrated on zoo's set."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import shutil
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
 from .. import hookimpl
+from ..errors import CheckError, ZooError, first_line
 from ..onnx_shared import reshare
 from ..runtime import CompiledModel, Runner, compiled_inputs
 
@@ -15,10 +20,16 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from ..precision import Calibration
     from ..specs import BackendSpec, ModelSpec, RunOptions
 
 NAME = "onnxruntime"
 OPTIMIZED_FILE = "model.optimized.onnx"
+QUANTIZED_FILE = "model.int8.onnx"
+RANGES_FILE = "calibration-ranges.json"  # the tensor ranges calibration found (ONNX Runtime's calibration cache)
+LOG_FILE = "quantize.log"  # what the quantizer prints and logs (it prints progress on stdout, which --json keeps clean)
+SCRATCH = "scratch"  # the quantizer's temporary files, under the work folder; removed when it is done
+CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
 @hookimpl
@@ -34,6 +45,10 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             unavailable_reason="" if found else "onnxruntime is not installed (pip install onnxruntime)",
             priority=0,
             device="cpu",
+            # No fp16: the CPU provider has float16 kernels for few operators (the rest would run through casts).
+            precisions=("fp32", "int8"),
+            calib_methods=CALIB_METHODS,
+            quantize_opset=13,  # per-channel QuantizeLinear/DequantizeLinear (an axis) needs opset 13
         )
     )
 
@@ -104,3 +119,128 @@ class OnnxRuntimeRunner(Runner):
 def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner:
     return OnnxRuntimeRunner(compiled, options.threads)
 
+
+# -------------------------------------------------------------------------
+# int8: ONNX Runtime's static quantization, QDQ format
+# -------------------------------------------------------------------------
+
+
+@hookimpl
+def zoo_quantize(
+    model: ModelSpec, onnx_path: Path, batch_size: int, precision: str, calibration: Calibration, workdir: Path,
+    options: RunOptions,
+) -> Path | None:
+    """``onnx_path`` as a QDQ model (QuantizeLinear/DequantizeLinear around each quantized operator, int8 weights
+    per output channel, uint8 activations), calibrated batch by batch; the compile stage's session fuses the QDQ
+    pairs into int8 kernels. The tensor ranges are kept beside it (``calibration-ranges.json``)."""
+    if precision != "int8":
+        return None
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import (
+        QuantFormat, QuantType, create_calibrator, quantize_static, save_tensors_data)
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    from ..onnx_shared import load_shared
+
+    method = calibration.method or CALIB_METHODS[0]
+    target, ranges = workdir / QUANTIZED_FILE, workdir / RANGES_FILE
+    op_types = sorted(set(QLinearOpsRegistry) | set(QDQRegistry))  # quantize_static's default: all it can
+    with _scratch_folder(workdir / SCRATCH) as scratch, _quantizer_log(workdir / LOG_FILE):
+        source = scratch / "model.onnx"  # ORT's shape inference writes beside its input: a copy in the scratch
+        onnx.save(load_shared(onnx_path), str(source))
+        try:
+            # Calibrated one batch at a time: quantize_static's own loop keeps every batch's activations until the
+            # end (histogram methods), gigabytes for a ResNeSt-50 on 512 images; the ranges then go in as its cache.
+            calibrator = create_calibrator(source, op_types, augmented_model_path=str(scratch / "augmented.onnx"),
+                                           calibrate_method=_calibration_method(method))
+            for batch in calibration.batches(batch_size):
+                calibrator.collect_data(_OneBatch({calibration.input_name: batch}))
+            save_tensors_data(calibrator.compute_data(), ranges)
+            del calibrator  # its session holds the augmented model open
+            # uint8 activations, int8 weights: ResNeSt-50 at bs 8 on 2 threads of this Xeon (AVX-512 VNNI), ORT 1.32,
+            # fp32 334 ms a batch, int8 u8s8 155 ms (2.16x), s8s8 337 ms (no faster). quant_pre_process (ORT's
+            # suggested preprocessing) changed neither the speed nor the outputs after onnxsim, so it is not run.
+            quantize_static(
+                source, target, calibration_data_reader=None, calibration_cache_path=ranges,
+                calibrate_method=_calibration_method(method), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
+            )
+        except Exception as exc:  # whatever ONNX Runtime's quantizer raises on a graph it cannot take
+            raise ZooError(
+                f"ONNX Runtime {ort.__version__} could not quantize {model.name!r} at batch {batch_size} to int8 "
+                f"({method} calibration): {first_line(exc)}",
+                note="run it at --precision fp32, or try another --calib-method",
+            ) from exc
+    _check_finite_outputs(model, target, next(calibration.batches(batch_size)), calibration.input_name,
+                          batch_size, options.threads)
+    return target
+
+
+def _calibration_method(method: str) -> object:
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}[method]
+
+
+class _OneBatch:
+    """A calibration data reader (ONNX Runtime's protocol: ``get_next`` until ``None``) of one feed."""
+
+    def __init__(self, feed: dict[str, np.ndarray]) -> None:
+        self.feed: dict[str, np.ndarray] | None = feed
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        feed, self.feed = self.feed, None
+        return feed
+
+
+@contextlib.contextmanager
+def _scratch_folder(folder: Path) -> Iterator[Path]:
+    """A folder for the quantizer's temporary files, also the process's temporary folder meanwhile (ORT's
+    quantization tools make temporary folders of their own): whatever they write stays under the stage's work
+    folder, and a killed stage leaves it where the cache cleans up."""
+    folder.mkdir()
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quantizer_log(path: Path) -> Iterator[None]:
+    """What ONNX Runtime's quantizer prints (progress, on stdout) and logs (warnings, through the root logger)
+    goes to ``path`` instead of the terminal."""
+    import logging
+
+    handler = logging.FileHandler(path, encoding="utf-8")
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with open(path, "a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+            yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _check_finite_outputs(model: ModelSpec, path: Path, batch: np.ndarray, input_name: str, batch_size: int,
+                          threads: int) -> None:
+    """The quantized model's outputs on the first calibration batch hold no NaN or infinity (a range that
+    calibration got wrong shows here first)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), session_options(threads or 1, "all"), providers=["CPUExecutionProvider"])
+    for name, output in zip(model.output_names, session.run(None, {input_name: batch}), strict=False):
+        bad = int(np.size(output) - np.count_nonzero(np.isfinite(output)))
+        if bad:
+            raise CheckError(
+                f"the int8 model of {model.name!r} at batch {batch_size} gives NaN or infinity in output {name!r} "
+                f"({bad} of {np.size(output)} values) on the first calibration batch",
+                note="its calibration ranges are unusable: calibrate on real images (--calib DIR) or run it at "
+                "--precision fp32",
+            )
