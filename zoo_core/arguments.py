@@ -57,7 +57,7 @@ def with_plugin_options(zoo: Zoo, options: RunOptions, backends: list[str], give
 # ------------------------------------------------------------------------------------------------ helpers
 
 _INTEGERS = {"limit", "workers", "shard_images", "warmup", "iterations", "window", "threads", "opset", "seed",
-             "actors", "samples"}
+             "actors", "samples", "calib_images"}
 _NUMBERS = {"agree", "max_seconds", "actor_cpus", "atol", "rtol"}
 _PATHS = {"weights", "onnx", "data", "labels", "classes", "out"}
 

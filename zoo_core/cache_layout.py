@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 MANIFEST = "manifest.json"  # in every artifact's folder: its key, and each file's size and sha256
-STAGES = ("export", "simplify", "compile")  # the stage folders; `zoo cache clean` touches no other
+# The stage folders; `zoo cache clean` touches no other.
+STAGES = ("export", "simplify", "calibrate", "quantize", "compile")
 EVALUATIONS = "evaluations"  # saved accuracy shards, one folder per evaluation key
 BLOBS = "blobs"  # identical files stored once: each named by its sha256, hard-linked from the artifacts holding it
 SHARE_MIN_BYTES = 4096  # smaller files are not worth a link
@@ -128,7 +129,7 @@ def _about(artifacts: list[Entry]) -> dict[tuple[str, str], dict[str, Any]]:
         row = {"model": model.get("name") if isinstance(model, dict) else None, "backend": None, "batch_size": None}
         if stage == "simplify":
             row = {**about.get(("export", given.get("export", "")), row), "batch_size": given.get("batch_size")}
-        elif stage == "compile":
+        elif stage in ("quantize", "compile"):
             row = {**about.get(("simplify", given.get("simplified", "")), row), "backend": given.get("backend")}
         about[(stage, key)] = row
     return about

@@ -264,23 +264,33 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
               help="Ray: inference actors (default: one per NPU or GPU of the cluster; 1 on CPUs).")
 @click.option("--actor-cpus", type=float, default=None,
               help="Ray: CPUs each inference actor reserves.  [default: 1 on CPUs, 0 beside an NPU or GPU]")
+@click.option("--precision", "precisions", default=None, metavar="fp32|fp16|int8",
+              help="What to compute in, or a comma list to sweep (fp32,int8: a row each, and with --data the "
+              "accuracy int8 costs).  [default: the backend's own]")
+@click.option("--calib", default=None, metavar="DIR|random",
+              help="Images to calibrate int8 on (default: the first --calib-images of --data); `random`: noise, "
+              "performance only.")
+@click.option("--calib-images", type=int, default=None, help="Calibration images.  [default: 512]")
+@click.option("--calib-method", default=None, metavar="minmax|entropy|percentile",
+              help="How the quantizer sets ranges, where the backend offers a choice (default: its first).")
 @click.option("--json", "as_json", is_flag=True, help="Print only the results object on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the commands that would do the same by hand; run nothing.")
 def run_cmd(
     model: str, batch_sizes: str, devices: str | None, backend_opts: tuple[str, ...], as_json: bool, dry_run: bool,
-    **flags: Any,
+    precisions: str | None, **flags: Any,
 ) -> None:
     """Export, compile and time MODEL on a backend: the recipe in one command."""
     from .progress import RichProgress
     from .python_api import run_options, run_with, with_default_out
     from .runner import plan
-    from .specs import parse_batch_sizes, parse_devices
+    from .specs import parse_batch_sizes, parse_devices, parse_precisions
 
     zoo = _zoo()
     zoo.registry.model(model)  # an unknown model is the first thing said
     plugin_flags = _pop_plugin_flags(flags)
     options = run_options(zoo, model, _run_flags(
-        batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None, **flags,
+        batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None,
+        precisions=parse_precisions(precisions) if precisions is not None else None, **flags,
     ), plugin_flags, backend_opts, click.get_current_context().meta)
     if dry_run:
         data = plan(zoo, options)
@@ -322,26 +332,73 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
     click.echo(f"wrote {data['written']} files to {data['folder']} (skipped {data['skipped']['count']})")
 
 
+@cli.command("calibrate")
+@click.argument("model")
+@click.option("--calib", default=None, metavar="DIR|random", help="Images to calibrate on, or `random` (noise).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="A dataset folder whose first --calib-images images calibrate (when --calib is not given).")
+@click.option("--bs", "batch_sizes", default="8", show_default=True, help="The batch size of each .bin file.")
+@click.option("--calib-images", type=int, default=None, help="Calibration images.  [default: 512]")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder for the .bin files.")
+@click.option("--preset", default=None, help="Preprocessing preset (default: the model's).")
+@click.option("--workers", type=int, default=None, help="Processes (default: one per core).")
+@click.option("--seed", type=int, default=None, help="Seed of --calib random.  [default: 0]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def calibrate_cmd(model: str, batch_sizes: str, output: Path, as_json: bool, **flags: Any) -> None:
+    """Write the int8 calibration set, preprocessed as for evaluation, as whole-batch raw float32 .bin files
+    (batch-000000.bin, ...): AMCT's --data_dir, for quantizing by hand what `zoo run --precision int8` does."""
+    from .precision import calibrate, plan_precisions
+    from .progress import RichProgress
+    from .specs import BackendSpec, parse_batch_sizes, resolve_options
+
+    check_path("-o", output)
+    zoo = _zoo()
+    spec = zoo.registry.model(model)
+    sizes = parse_batch_sizes(batch_sizes, single="calibrate")
+    options = resolve_options(spec, _run_flags(batch_sizes=sizes, precisions=("int8",), **flags))
+    plan = plan_precisions(BackendSpec("bins", precisions=("int8",)), options)
+    calibration = calibrate(zoo, spec, options, plan, RichProgress())
+    try:
+        written = calibration.write_bins(output, sizes[0])
+    except OSError as exc:
+        raise ZooError(f"cannot write to {output}: {exc.strerror or exc}", note="choose a writable folder with -o") \
+            from None
+    data = {"model": spec.name, "folder": str(output), "files": len(written), "batch_size": sizes[0],
+            "calibration": calibration.describe()}
+    if as_json:
+        return _emit_json(data)
+    click.echo(f"wrote {len(written)} batches of {sizes[0]} images to {output}")
+
+
 def _print_results(results: RunResults, out: Path | None) -> None:
     from rich.markup import escape
 
+    from . import reporting as report
     from .console import make_table
     from .datasets import classes_line, shown_name
 
     title = f"{results.model} on {results.backend} ({results.device}), weights {results.weights}"
     has_device = any(row.throughput_device is not None for row in results.results)
-    columns = ["batch", "throughput (img/s)", *(["end-to-end (img/s)"] if has_device else []),
-               "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1", "top-5"]
+    several = report.several_precisions(results)
+    cost = any(row.agreement is not None for row in results.results)
+    columns = ["batch", *(["precision"] if several else []), "throughput (img/s)",
+               *(["end-to-end (img/s)"] if has_device else []), "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1",
+               "top-5", *(["top-1 vs fp32", "agreement"] if cost else [])]
     table = make_table(*columns, right=tuple(columns), title=title, header_style="bold")
     for row in results.results:
         lat = row.latency_ms
         acc = [f"{value * 100:.2f} %" if value is not None else "-" for value in (row.top1, row.top5)]
         e2e = [_fixed(row.throughput_e2e)] if has_device else []
         mark = " [yellow]unstable[/]" if row.stable is False else ""
-        table.add_row(str(row.batch_size), f"{row.throughput:.2f}{mark}", *e2e,
-                      *(f"{value:.2f}" for value in (lat.mean, lat.p50, lat.p90, lat.p99)), *acc)
+        costs = [f"{row.top1_points:+.2f} pts" if row.top1_points is not None else "-",
+                 f"{row.agreement * 100:.2f} %" if row.agreement is not None else "-"] if cost else []
+        table.add_row(str(row.batch_size), *([row.precision or "-"] if several else []),
+                      f"{row.throughput:.2f}{mark}", *e2e,
+                      *(f"{value:.2f}" for value in (lat.mean, lat.p50, lat.p90, lat.p99)), *acc, *costs)
     console = _console()
     console.print(table)
+    for line in report.precision_lines(results):
+        console.print(f"precision: {line}", markup=False, highlight=False, soft_wrap=True)
     unsettled = [str(row.batch_size) for row in results.results if row.stable is False]
     if unsettled and results.measurement is not None:
         console.print(f"[yellow]unstable[/]: the timing of batch {', '.join(unsettled)} did not settle within "

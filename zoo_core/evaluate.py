@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .specs import ModelSpec, RunOptions
 
 PREDICTIONS_FILE = "predictions.csv"
+PREDICTIONS_OF = "predictions-{}.csv"  # a run's second and further precisions
 FIRST_SAMPLE_TRIES = 16  # unreadable images skipped (--skip-bad) before the early check gives up
 
 
@@ -255,9 +256,12 @@ class EvaluationJob:
         return _bad_image(sample, error, self.options)
 
 
-def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progress, engine: Engine) -> dict[str, Any]:
+def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progress, engine: Engine,
+             first: bool = True, several: bool = False) -> dict[str, Any]:
     """Top-1/top-5 of the model on the dataset at the largest batch size, resumable shard by shard, on
-    ``engine`` (this process and its decoding workers, a Ray cluster, ...)."""
+    ``engine`` (this process and its decoding workers, a Ray cluster, ...). The run's ``first`` precision writes
+    predictions.csv, another predictions-<precision>.csv; ``several``: the run has more than one precision. The
+    result's ``scored`` (ids and top-1 classes, in order) is for the runner's accuracy cost, not for results.json."""
     model = prepared.model
     dataset = load_dataset(zoo, model, options)
     bs = max(options.batch_sizes)
@@ -282,7 +286,8 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
         print(f"resumed {resumed} of {len(dataset.samples)} images from saved shards", file=sys.stderr, flush=True)
     start = ready = time.perf_counter()
     if todo:
-        label = f"evaluate {fresh} images at batch {bs}" + (f" ({len(done)} shards resumed)" if done else "")
+        label = f"evaluate {fresh} images at batch {bs}" + (f" in {prepared.precision}" if several else "") + (
+            f" ({len(done)} shards resumed)" if done else "")
         try:
             with progress.loop(label + engine.where(), fresh) as advance:
                 job = EvaluationJob(zoo, model, compiled, preset, options, shards, todo, state, advance)
@@ -294,7 +299,8 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
                            note="run the same command again to resume from them", exit_code=exit_code) from None
     end = time.perf_counter()
     timing = {"setup_seconds": ready - start, "seconds": end - ready}
-    return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing), "preset": preset}
+    predictions = PREDICTIONS_FILE if first else PREDICTIONS_OF.format(prepared.precision)
+    return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing, predictions), "preset": preset}
 
 
 def stream_here(job: EvaluationJob) -> float:
@@ -392,7 +398,7 @@ def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[
 
 def _score(
     zoo: Zoo, model: ModelSpec, dataset: Dataset, shards: list[list[Sample]], state: Path, options: RunOptions,
-    bs: int, fresh: int, timing: dict[str, float],
+    bs: int, fresh: int, timing: dict[str, float], predictions: str = "predictions.csv",
 ) -> dict[str, Any]:
     import numpy as np
 
@@ -413,8 +419,11 @@ def _score(
             metrics[key] = value
     _check_metrics(zoo, metrics)
     if options.out is not None:
-        _write_predictions(options.out / PREDICTIONS_FILE, samples, scores, labels)
+        _write_predictions(options.out / predictions, samples, scores, labels)
+    predicted = np.argmax(scores.reshape(len(scores), -1), axis=1) if len(scores) else np.zeros(0, np.int64)
     return {
+        "scored": {"ids": [s.id for s in samples], "predicted": predicted,
+                   "top1": metrics.get("top1"), "top5": metrics.get("top5")},
         **metrics,
         "images": len(samples),
         "batch_size": bs,

@@ -10,10 +10,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from .app import Zoo
+    from .progress import Progress
+    from .specs import BackendSpec, ModelSpec, RunOptions
 
 CALIBRATION_FILE = "calibration.npy"
 RANDOM = "random"  # --calib random: seeded noise, for performance only
@@ -84,3 +88,185 @@ class Calibration:
         path = folder / CALIBRATION_FILE
         np.save(path, array)
         return cls(path, input_name, len(array), method, source, hashlib.sha256(array.tobytes()).hexdigest())
+
+
+# -------------------------------------------------------------------------
+# What a run asks for: the precisions, the calibration set and the method, checked before anything is built
+# -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """The precisions of a run, in order, and what quantizing them needs."""
+
+    precisions: tuple[str, ...]
+    quantized: tuple[str, ...]  # those made by zoo_quantize from a calibration set
+    method: str | None  # the calibration method the backend's quantizer gets
+    source: str | None  # the calibration folder, or "random"; None when nothing is quantized
+    images: int
+
+    @property
+    def reference(self) -> str | None:
+        """The precision the others' accuracy cost is measured against: fp32, when the run has it beside another."""
+        return "fp32" if "fp32" in self.precisions and len(self.precisions) > 1 else None
+
+
+def plan_precisions(backend: BackendSpec, options: RunOptions) -> PrecisionPlan:
+    """The run's precisions on ``backend``, or a one-line usage error for what the backend cannot do or a
+    calibration the run cannot have."""
+    from .errors import UsageError
+    from .specs import QUANTIZED
+
+    asked = options.precisions or backend.precisions[:1]
+    for precision in asked:
+        if precision not in backend.precisions:
+            raise UsageError(f"--precision {precision}: backend {backend.name!r} computes in "
+                             f"{', '.join(backend.precisions)} only",
+                             note=f"choose from {', '.join(backend.precisions)}, or another --backend "
+                             "(docs/precision.md lists what each backend supports)")
+    quantized = tuple(p for p in asked if p in QUANTIZED)
+    if not quantized:
+        for flag, value in (("--calib", options.calib), ("--calib-method", options.calib_method)):
+            if value is not None:
+                raise UsageError(f"{flag} is for a quantized precision, and this run asks for "
+                                 f"{', '.join(asked)}", note=f"add --precision int8, or drop {flag}")
+        return PrecisionPlan(asked, (), None, None, options.calib_images)
+    method = options.calib_method
+    if method is not None and method not in backend.calib_methods:
+        offered = ", ".join(backend.calib_methods)
+        raise UsageError(f"--calib-method {method}: the quantizer of backend {backend.name!r} "
+                         + (f"offers {offered}" if offered else "takes no calibration method"),
+                         note=f"choose from {offered}" if offered else "drop --calib-method")
+    if method is None and backend.calib_methods:
+        method = backend.calib_methods[0]
+    source = options.calib if options.calib is not None else (str(options.data) if options.data else None)
+    if source is None:
+        raise UsageError(f"--precision {quantized[0]} needs images to calibrate on, and this run has none",
+                         note="pass --calib DIR (or --data DIR, whose first --calib-images images calibrate), "
+                         "or --calib random for a performance-only run")
+    if options.calib_images < 1:
+        raise UsageError(f"--calib-images: {options.calib_images} must be at least 1",
+                         note="leave it out for 512 images")
+    smallest = max(options.batch_sizes)
+    if options.calib_images < smallest:
+        raise UsageError(f"--calib-images {options.calib_images} is fewer than batch size {smallest}: the "
+                         "quantizer reads whole batches", note=f"pass --calib-images {smallest} or more")
+    return PrecisionPlan(asked, quantized, method, source, options.calib_images)
+
+
+def export_opset(backend: BackendSpec, options: RunOptions, plan: PrecisionPlan) -> int:
+    """The opset to export at: the run's, raised to what the backend's quantizer needs when one runs."""
+    if plan.quantized and backend.quantize_opset and options.opset < backend.quantize_opset:
+        return backend.quantize_opset
+    return options.opset
+
+
+# -------------------------------------------------------------------------
+# The calibration set: a cached stage of its own, keyed by the images' content
+# -------------------------------------------------------------------------
+
+
+def calibration_images(folder: Path, count: int) -> list[Path]:
+    """The first ``count`` images of ``folder`` in natural order: those directly in it, else those of its class
+    folders (folder by folder, in name order). Labels are not needed to calibrate."""
+    from .datasets import check_folder, scan
+    from .errors import ZooError
+
+    listing = scan(check_folder(folder))
+    images = list(listing.images)
+    if not images:
+        for sub in listing.folders:
+            images += scan(sub).images
+            if len(images) >= count:
+                break
+    if not images:
+        raise ZooError(f"no image to calibrate on in {folder}",
+                       note="pass a folder of images (or of class folders of images) with --calib")
+    return images[:count]
+
+
+def calibrate(zoo: Zoo, model: ModelSpec, options: RunOptions, plan: PrecisionPlan,
+              progress: Progress) -> Calibration:
+    """The calibration set of the run, from the cache or built now."""
+    import numpy as np
+
+    from .evaluate import _preprocessing_versions
+    from .files import sha256_file
+
+    assert plan.source is not None  # plan_precisions asks for one
+    shape = tuple(model.input_shape)
+    if plan.source == RANDOM:
+        inputs: dict[str, Any] = {"random": True, "seed": options.seed, "images": plan.images, "shape": shape}
+        paths: list[Path] = []
+    else:
+        paths = calibration_images(Path(plan.source), plan.images)
+        inputs = {"model": model.to_dict(), "preset": options.preset, "preprocess": _preprocessing_versions(zoo, model),
+                  "images": [sha256_file(p) for p in paths]}  # by content: a renamed copy calibrates alike
+
+    def build(folder: Path) -> None:
+        with zoo.timer.stage("calibrate"):
+            target = folder / CALIBRATION_FILE
+            if not paths:
+                rng = np.random.default_rng(options.seed)
+                np.save(target, rng.standard_normal((plan.images, *shape), dtype=np.float32))
+                return
+            _preprocess_into(zoo, model, options, paths, target, progress)
+
+    count = plan.images if not paths else len(paths)
+    with progress.stage(f"calibration set: {count} images from {plan.source}") as done:
+        artifact = zoo.store.get_or_build("calibrate", inputs, build)
+        done("cached" if artifact.cached else "built")
+    path = artifact.file(CALIBRATION_FILE)
+    array = np.load(path, mmap_mode="r")
+    if not np.isfinite(array).all():
+        from .errors import ZooError
+
+        raise ZooError("the calibration set holds NaN or infinity after preprocessing",
+                       note="check the images and the model's preprocessing (zoo info MODEL)")
+    return Calibration(path, model.input_names[0], len(array), plan.method, plan.source, sha256_file(path))
+
+
+def _preprocess_into(zoo: Zoo, model: ModelSpec, options: RunOptions, paths: list[Path], target: Path,
+                     progress: Progress) -> None:
+    """The images, preprocessed as for evaluation with the ONNX model's own input (the run's preset), written
+    into one .npy in order."""
+    import numpy as np
+
+    from .datasets import Sample, text_of
+    from .errors import ZooError
+    from .evaluate import Preprocessor
+    from .samples import expected_sample
+
+    expected = expected_sample(model, options.preset)
+    samples = [Sample(text_of(p.stem), p, None) for p in paths]
+    array = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=(len(paths), *expected[0]))
+    with Preprocessor(model, options.preset, options.workers, zoo.pm, expected) as pre, \
+            progress.loop(f"preprocess {len(paths)} calibration images", len(paths)) as advance:
+        for index, value, error in pre.map(samples):
+            if error is not None:
+                raise ZooError(f"cannot read calibration image {paths[index]}: {error}",
+                               note="remove or replace the file, or calibrate on another folder with --calib")
+            array[index] = value
+            advance()
+    array.flush()
+    del array
+
+
+# -------------------------------------------------------------------------
+# The accuracy a precision costs
+# -------------------------------------------------------------------------
+
+
+def accuracy_cost(reference: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``other`` costs against ``reference`` (two evaluations of the same images): the top-1/top-5
+    difference in points, and the share of images whose top-1 class is the same."""
+    import numpy as np
+
+    ref, got = np.asarray(reference["predicted"]), np.asarray(other["predicted"])
+    if ref.shape != got.shape or list(reference["ids"]) != list(other["ids"]):
+        raise RuntimeError("two precisions' evaluations scored different images")  # the same dataset: a bug
+    cost: dict[str, Any] = {"agreement": float((ref == got).mean()) if len(ref) else None}
+    for key in ("top1", "top5"):
+        a, b = reference.get(key), other.get(key)
+        cost[f"{key}_points"] = None if a is None or b is None else round(100 * (b - a), 6)
+    return cost

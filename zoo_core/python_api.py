@@ -37,16 +37,18 @@ def run(
     max_seconds: float | None = None, threads: int | None = None, opset: int | None = None, seed: int | None = None,
     device: int | Sequence[int] | None = None, backend_options: Mapping[str, object] | None = None,
     engine: str | None = None, address: str | None = None, actors: int | None = None,
-    actor_cpus: float | None = None, engine_options: Mapping[str, object] | None = None, progress: bool = False,
-    zoo: Zoo | None = None,
+    actor_cpus: float | None = None, engine_options: Mapping[str, object] | None = None,
+    precision: str | Sequence[str] | None = None, calib: PathLike | None = None, calib_images: int | None = None,
+    calib_method: str | None = None, progress: bool = False, zoo: Zoo | None = None,
 ) -> RunResults:
     """``zoo run MODEL``: export, compile and time ``model`` (and score it with ``data``); the typed results,
     also written to ``out`` (default ``zoo-runs/MODEL-BACKEND-TIME``) as results.json, results.csv, report.md and
     the chart. Each keyword is the flag of the same name (``bs=[1, 4, 8]`` is ``--bs 1,4,8``; ``device=[0, 1]``
-    is ``--device 0,1``; ``backend_options={"soc": "Ascend310P3"}`` is ``--backend-opt soc=Ascend310P3``); ``None``
+    is ``--device 0,1``; ``precision=["fp32", "int8"]`` is ``--precision fp32,int8``;
+    ``backend_options={"soc": "Ascend310P3"}`` is ``--backend-opt soc=Ascend310P3``); ``None``
     leaves it to the model's config and then zoo's default, as a flag left out does. ``zoo``: an application made
     with ``Zoo.create(...)`` (default: one with the installed plugins)."""
-    from .specs import parse_batch_sizes, parse_devices
+    from .specs import parse_batch_sizes, parse_devices, parse_precisions
 
     flags = args.checked("run", {
         "weights": weights, "onnx": onnx, "data": data, "labels": labels, "classes": classes, "dataset": dataset,
@@ -54,8 +56,11 @@ def run(
         "preset": preset, "out": out, "warmup": warmup, "iterations": iterations, "window": window, "agree": agree,
         "max_seconds": max_seconds, "threads": threads, "opset": opset, "seed": seed, "backend": backend,
         "engine": engine, "address": address, "actors": actors, "actor_cpus": actor_cpus,
+        "calib": calib, "calib_images": calib_images, "calib_method": calib_method,
     })
     flags["batch_sizes"] = parse_batch_sizes(args.listed(bs))
+    if precision is not None:
+        flags["precisions"] = parse_precisions(args.listed(precision))
     if device is not None:
         flags["devices"] = parse_devices(args.listed(device))
     zoo = zoo or args.app()

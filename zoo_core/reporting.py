@@ -34,6 +34,7 @@ CSV_COLUMNS = (
     "throughput", "throughput_device", "throughput_e2e",
     "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms", "latency_max_ms",
     "latency_e2e_mean_ms", "top1", "top5", "images", "weights", "timed_batches", "stable",
+    "precision", "top1_points", "top5_points", "agreement",
 )
 LATENCY_KEYS = ("mean", "p50", "p90", "p99", "min", "max")
 
@@ -60,8 +61,37 @@ def typed(results: RunResults | Mapping[str, Any]) -> RunResults:
 
 
 def rows(results: RunResults | Mapping[str, Any]) -> list[Row]:
-    """The results rows, by batch size."""
+    """The results rows, by batch size (a batch size's precisions in the run's order)."""
     return sorted(typed(results).results, key=lambda r: r.batch_size)
+
+
+def several_precisions(results: RunResults) -> bool:
+    """Whether the rows differ in precision: then every table names each row's."""
+    return len({r.precision for r in results.results}) > 1
+
+
+def precision_lines(results: RunResults) -> list[str]:
+    """What a run's precisions cost, in words: one line per precision measured against the reference, and the
+    calibration; empty for a run of one precision."""
+    facts = results.precision
+    if facts is None:
+        return []
+    lines = []
+    for row in results.results:
+        if row.agreement is not None:
+            lines.append(f"{row.precision} against {facts.reference}: top-1 {_points(row.top1_points)}, "
+                         f"top-5 {_points(row.top5_points)}, top-1 agreement {row.agreement * 100:.2f} % "
+                         f"of {row.images} images")
+    calibration = facts.calibration
+    if calibration is not None:
+        lines.append(f"calibrated on {calibration.images} images from {calibration.source}"
+                     + (f" ({calibration.method})" if calibration.method else "")
+                     + (": noise, performance only; accuracy would be meaningless" if facts.performance_only else ""))
+    return lines
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f} points"
 
 
 def chip(results: RunResults | Mapping[str, Any]) -> str:
@@ -158,6 +188,8 @@ def csv_rows(results: RunResults | Mapping[str, Any]) -> list[dict[str, Any]]:
             "top1": row.top1, "top5": row.top5, "images": row.images,
             "weights": results.weights, "timed_batches": row.timed_batches,
             "stable": row.stable,
+            "precision": row.precision, "top1_points": row.top1_points, "top5_points": row.top5_points,
+            "agreement": row.agreement,
         })
     return out
 
@@ -184,21 +216,25 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
     random_weights = results.weights == "random"
     lines = [f"# {results.model} on {results.backend} ({results.device})", ""]
     lines += [f"Weights `{results.weights}`, preset `{results.preset or '-'}`, "
-              f"created {results.created or '-'}, zoo {results.env.zoo or '-'}.", ""]
+              f"created {results.created or '-'}, zoo {results.env.zoo or '-'}."
+              + (f" Precision {', '.join(results.precision.precisions)}." if results.precision else ""), ""]
+    several = several_precisions(results)
 
     # 1. The seed's table: chip x batch size x dataset x top-1 x throughput.
     body = []
     for row in table:
         name = chip(results) + (f" x{_device_count(row)}" if _device_count(row) > 1 else "")
         scored = row.top1 is not None
-        body.append([name, str(row.batch_size), _cell(dataset.kind if dataset else None) if scored else "-",
+        batch = str(row.batch_size) + (f" {row.precision}" if several else "")
+        body.append([name, batch, _cell(dataset.kind if dataset else None) if scored else "-",
                      _pct(row.top1), _num(row.throughput, ".1f") + (" (unstable)" if row.stable is False else "")])
     lines += _md_table(list(SEED_COLUMNS), body, ["---", "---:", "---", "---:", "---:"])
     lines.append("")
     notes = ["性能 is `throughput` in images/s = 1000 * batch_size / mean batch latency in ms (formulas below)."]
     if accuracy:
-        others = [row.batch_size for row in table if row.batch_size != accuracy.batch_size]
-        notes.append(f"精度(top1) was measured once, at batch {accuracy.batch_size} on {accuracy.images} "
+        others = sorted({row.batch_size for row in table if row.batch_size != accuracy.batch_size})
+        notes.append(f"精度(top1) was measured {'in each precision' if several else 'once'}, at batch "
+                     f"{accuracy.batch_size} on {accuracy.images} "
                      + (f"images; batch size{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} "
                         f"{'were' if len(others) > 1 else 'was'} timed only." if others else "images."))
     else:
@@ -206,6 +242,7 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
                      "throughput is timed on generated input.")
     if random_weights:
         notes.append("**Seeded random weights: the timings are real, but any accuracy figure is meaningless.**")
+    notes += [f"Precision: {line}." for line in precision_lines(results)]
     engine = results.engine
     if engine is not None and engine.name == "ray":
         workers = engine.workers if isinstance(engine.workers, tuple) else ()
@@ -228,7 +265,8 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
     for row in table:
         stable = row.stable
         body.append([
-            str(row.batch_size), str(_device_count(row)), _num(row.throughput, ".2f"),
+            str(row.batch_size) + (f" {row.precision}" if several else ""), str(_device_count(row)),
+            _num(row.throughput, ".2f"),
             _num(row.throughput_device, ".2f"), _num(row.throughput_e2e, ".2f"),
             *(_num(getattr(row.latency_ms, k), ".3f") for k in LATENCY_KEYS),
             _num(row.latency_e2e_ms.mean if row.latency_e2e_ms is not None else None, ".3f"),
@@ -494,9 +532,11 @@ def _results_problem(data: Any) -> str | None:
         if not isinstance(row, dict) or not isinstance(row.get("batch_size"), int) \
                 or not isinstance(row.get("throughput"), (int, float)):
             return f"results[{i}] has no integer batch_size and numeric throughput"
-        if row["batch_size"] in seen:
-            return f"results[{i}] repeats batch_size {row['batch_size']}"
-        seen.add(row["batch_size"])
+        key = (row["batch_size"], row.get("precision"))
+        if key in seen:
+            return f"results[{i}] repeats batch_size {row['batch_size']}" + (
+                f" in {row['precision']}" if row.get("precision") else "")
+        seen.add(key)
     errors = _row_errors(data["results"])
     return errors[0] if errors else None
 
@@ -523,14 +563,17 @@ def compare_runs(a: RunResults | Mapping[str, Any], b: RunResults | Mapping[str,
     latency below 1 mean B is faster), top-1/top-5 deltas are B - A; then what differs between the runs.
     ``a_name``/``b_name``: what each was read from."""
     a, b = typed(a), typed(b)
-    rows_a = {r.batch_size: r for r in a.results}
-    rows_b = {r.batch_size: r for r in b.results}
+    # One precision each (an fp32 run against an int8 one, say): rows match by batch size, and a precision that
+    # differs is among the differences. A run of several precisions: rows match by batch size and precision.
+    by_precision = any(len({r.precision for r in x.results}) > 1 for x in (a, b))
+    rows_a = {(r.batch_size, r.precision if by_precision else None): r for r in a.results}
+    rows_b = {(r.batch_size, r.precision if by_precision else None): r for r in b.results}
     matched = []
-    for bs in sorted(set(rows_a) & set(rows_b)):
-        ra, rb = rows_a[bs], rows_b[bs]
+    for pair in sorted(set(rows_a) & set(rows_b), key=lambda k: (k[0], k[1] or "")):
+        ra, rb = rows_a[pair], rows_b[pair]
         e2e_a, e2e_b = ra.throughput_e2e, rb.throughput_e2e
         matched.append(RowComparison(
-            batch_size=bs,
+            batch_size=pair[0], precision=pair[1],
             throughput_a=ra.throughput, throughput_b=rb.throughput,
             throughput_ratio=_ratio(rb.throughput, ra.throughput),
             throughput_e2e_ratio=_ratio(e2e_b, e2e_a),
@@ -543,6 +586,8 @@ def compare_runs(a: RunResults | Mapping[str, Any], b: RunResults | Mapping[str,
     ratios = [r.throughput_ratio for r in matched if r.throughput_ratio]
     run_keys: dict[str, tuple[Any, Any]] = {
         k: (getattr(a, k), getattr(b, k)) for k in ("model", "backend", "device", "weights", "preset")}
+    precision_a, precision_b = (",".join(dict.fromkeys(r.precision or "-" for r in x.results)) for x in (a, b))
+    run_keys["precision"] = (precision_a, precision_b)
     # every measurement setting each run recorded, as recorded (a newer zoo's too)
     measurement_a, measurement_b = ({k: v for k, v in (r.measurement.to_json() if r.measurement else {}).items()
                                      if k != "formula"} for r in (a, b))
@@ -552,8 +597,8 @@ def compare_runs(a: RunResults | Mapping[str, Any], b: RunResults | Mapping[str,
     return RunComparison(
         a=a_name, b=b_name,
         rows=tuple(matched),
-        only_in_a=tuple(sorted(set(rows_a) - set(rows_b))),
-        only_in_b=tuple(sorted(set(rows_b) - set(rows_a))),
+        only_in_a=tuple(sorted({k[0] for k in set(rows_a) - set(rows_b)})),
+        only_in_b=tuple(sorted({k[0] for k in set(rows_b) - set(rows_a)})),
         throughput_ratio_geomean=math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None,
         differences={k: Difference(a=va, b=vb) for k, (va, vb) in run_keys.items() if va != vb},
         env={k: Difference(a=env_a.get(k), b=env_b.get(k))

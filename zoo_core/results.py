@@ -228,6 +228,31 @@ class Row(Record):
     top1: float | None = None  # at the accuracy run's batch size only
     top5: float | None = None
     images: int | None = None
+    precision: str | None = None  # what the row computed in (fp32, fp16, int8); older results lack it
+    # Against the run's fp32 row of the same images (a run of several precisions with --data), on the scored row:
+    top1_points: float | None = None  # top-1 difference in percentage points (negative: this precision loses)
+    top5_points: float | None = None
+    agreement: float | None = None  # the share of images whose top-1 class is fp32's
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calibrated(Record):
+    """The calibration set a quantized precision was made with."""
+
+    source: str  # the folder, or "random"
+    images: int
+    method: str | None = None
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrecisionFacts(Record):
+    """The run's precisions, and what the quantized ones were calibrated on."""
+
+    precisions: tuple[str, ...]
+    reference: str | None = None  # the precision the accuracy cost is measured against
+    calibration: Calibrated | None = None
+    performance_only: bool = False  # calibrated on noise (--calib random)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -393,15 +418,18 @@ class RunResults(Record):
     engine: EngineFacts | None = None
     stage_seconds: Mapping[str, tuple[float, ...] | float] | None = None
     created: str | None = None
-    accuracy: AccuracyResult | None = None
+    accuracy: AccuracyResult | None = None  # the run's first precision's
+    precision: PrecisionFacts | None = None  # older results lack it
     results: tuple[Row, ...]
 
-    def row(self, batch_size: int) -> Row:
-        """The row of ``batch_size``; a ``KeyError`` naming the batch sizes there are."""
+    def row(self, batch_size: int, precision: str | None = None) -> Row:
+        """The row of ``batch_size`` (in ``precision``: default the run's first); a ``KeyError`` naming the rows
+        there are."""
         for row in self.results:
-            if row.batch_size == batch_size:
+            if row.batch_size == batch_size and (precision is None or row.precision == precision):
                 return row
-        raise KeyError(f"no row of batch size {batch_size}: {', '.join(str(r.batch_size) for r in self.results)}")
+        there = ", ".join(f"{r.batch_size}" + (f" {r.precision}" if r.precision else "") for r in self.results)
+        raise KeyError(f"no row of batch size {batch_size}{' in ' + precision if precision else ''}: {there}")
 
 
 # ------------------------------------------------------------------------------------------ zoo compare
@@ -461,6 +489,7 @@ class RowComparison(Record):
     """One batch size in both runs: ratios B / A, deltas B - A; ``None`` where either side has no figure."""
 
     batch_size: int
+    precision: str | None = None  # set when a run has several precisions: rows are matched by both
     throughput_a: float | None = None
     throughput_b: float | None = None
     throughput_ratio: float | None = None

@@ -20,15 +20,17 @@ from .onnx_shared import reshare, save_whole
 from .measure import results_row
 from .plugins import plugin_source, plugin_version, source_hash
 from .plugin_options import cache_pairs
+from .precision import Calibration, PrecisionPlan, accuracy_cost, calibrate, export_opset, plan_precisions
 from .progress import Progress
 from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
-from .specs import BackendSpec, ModelSpec, RunOptions
+from .specs import QUANTIZED, BackendSpec, ModelSpec, RunOptions
 from .weights import WeightsRef, resolve_weights
 
 SCHEMA = 1
 EXPORT_FILE = "model.onnx"
 SIMPLIFIED_FILE = "model.sim.onnx"
+QUANTIZED_RECORD = "quantized.json"  # the quantize artifact's main file, as its backend named it
 __all__ = ["Zoo", "Prepared", "prepare", "run", "run_results", "plan", "export_to_file",  # Zoo lives in app.py
            "write_results"]
 
@@ -42,6 +44,7 @@ class Prepared:
     weights: WeightsRef
     exported: Artifact
     compiled: dict[int, CompiledModel] = field(default_factory=dict)
+    precision: str = ""  # what the compiled models compute in (the backend's native one when none was asked)
     artifacts: list[Artifact] = field(default_factory=list)  # every stage's, in the order they were needed
 
 
@@ -120,10 +123,16 @@ def compile_model(
     batch_size: int,
     options: RunOptions,
     progress: Progress,
+    precision: str = "",
+    quantized: Artifact | None = None,
 ) -> Artifact:
-    """The backend's compiled model for one batch size, from the cache or built now."""
+    """The backend's compiled model for one batch size, from the cache or built now; of ``quantized`` (what the
+    backend's zoo_quantize made) when the precision is a quantized one."""
+    precision = precision or backend.precisions[0]
     inputs = {
         "simplified": simplified.key,
+        **({"precision": precision} if precision != backend.precisions[0] else {}),  # native: the keys of before
+        **({"quantized": quantized.key} if quantized is not None else {}),
         "weights": weights.key,
         "backend": backend.name,
         "plugin": backend.plugin,
@@ -138,11 +147,14 @@ def compile_model(
     def build(folder: Path) -> None:
         # The backend gets one self-contained ONNX file, as always: the cached one keeps its tensors beside it.
         with zoo.timer.stage("compile"), scratch_beside(folder) as scratch:
-            save_whole(simplified.file(SIMPLIFIED_FILE), scratch / SIMPLIFIED_FILE)
+            if quantized is not None:
+                source = quantized_file(quantized)
+            else:
+                source = scratch / SIMPLIFIED_FILE
+                save_whole(simplified.file(SIMPLIFIED_FILE), source)
             compiled = zoo.registry.call(
                 "zoo_compile", backend, backend=backend, model=model, weights=weights,
-                onnx_path=scratch / SIMPLIFIED_FILE, batch_size=batch_size, workdir=folder, options=options,
-                precision=backend.precisions[0],
+                onnx_path=source, batch_size=batch_size, workdir=folder, options=options, precision=precision,
             )
         if compiled is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} compiled nothing",
@@ -152,26 +164,90 @@ def compile_model(
                        inside=folder)
         save_compiled(compiled, folder)
 
-    with progress.stage(f"compile for {backend.name} at batch {batch_size}") as done:
+    what = f" ({precision})" if precision != backend.precisions[0] else ""
+    with progress.stage(f"compile for {backend.name}{what} at batch {batch_size}") as done:
         artifact = zoo.store.get_or_build("compile", inputs, build)
         done(_stage_note(artifact))
     return artifact
 
 
-def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> Prepared:
-    """Resolve, export, simplify and compile for every batch size of ``options``."""
+def quantize(
+    zoo: Zoo,
+    model: ModelSpec,
+    backend: BackendSpec,
+    simplified: Artifact,
+    batch_size: int,
+    precision: str,
+    calibration: Calibration,
+    options: RunOptions,
+    progress: Progress,
+) -> Artifact:
+    """The backend's quantized model for one batch size, from the cache or built now."""
+    inputs = {
+        "simplified": simplified.key,
+        "precision": precision,
+        "calibration": calibration.sha256,  # the set's content: another set, or other preprocessing, another key
+        "method": calibration.method,
+        "backend": backend.name,
+        "plugin": backend.plugin,
+        "plugin_source": plugin_source(zoo.pm, backend.plugin),
+        "backend_version": package_version(backend.name),
+        "backend_options": _with_file_hashes(cache_pairs(options.backend_options)),
+    }
+
+    def build(folder: Path) -> None:
+        with zoo.timer.stage("quantize"), scratch_beside(folder) as scratch:
+            save_whole(simplified.file(SIMPLIFIED_FILE), scratch / SIMPLIFIED_FILE)
+            path = zoo.registry.call(
+                "zoo_quantize", backend, backend=backend, model=model, onnx_path=scratch / SIMPLIFIED_FILE,
+                batch_size=batch_size, precision=precision, calibration=calibration, workdir=folder,
+                options=options,
+            )
+        if path is None:
+            raise ZooError(f"backend {backend.name!r} declares {precision} but its plugin {backend.plugin!r} "
+                           "quantized nothing", note="its zoo_quantize returned nothing: a bug in that plugin",
+                           exit_code=EXIT_BUG)
+        where = f"zoo_quantize of backend {backend.name!r} (plugin {backend.plugin!r})"
+        _check_written(Path(path), where, inside=folder)
+        (folder / QUANTIZED_RECORD).write_text(json.dumps({"file": str(Path(path).resolve().relative_to(
+            folder.resolve()))}) + "\n")
+
+    label = f"quantize to {precision} for {backend.name} at batch {batch_size}"
+    with progress.stage(label + (f" ({calibration.method})" if calibration.method else "")) as done:
+        artifact = zoo.store.get_or_build("quantize", inputs, build)
+        done(_stage_note(artifact))
+    return artifact
+
+
+def quantized_file(artifact: Artifact) -> Path:
+    """The file a quantize artifact holds for the compile."""
+    return artifact.path / json.loads(artifact.file(QUANTIZED_RECORD).read_text())["file"]
+
+
+def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None, precision: str | None = None,
+            calibration: Calibration | None = None) -> Prepared:
+    """Resolve, export, simplify (quantize) and compile for every batch size of ``options``, in ``precision``
+    (default: the backend's native one; a quantized one needs ``calibration``)."""
     progress = progress or Progress()
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend)
+    precision = precision or backend.precisions[0]
     check_opset_option(model, options)
     weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
     exported = export(zoo, model, weights, options, progress)
     check_batch_memory(model, exported.file(EXPORT_FILE), options.batch_sizes)  # before a batch is allocated
-    prepared = Prepared(model, backend, weights, exported, artifacts=[exported])
+    prepared = Prepared(model, backend, weights, exported, artifacts=[exported], precision=precision)
     for bs in options.batch_sizes:
         simplified = simplify(zoo, model, exported, bs, progress)
-        compiled = compile_model(zoo, model, backend, weights, simplified, bs, options, progress)
-        prepared.artifacts += [simplified, compiled]
+        prepared.artifacts.append(simplified)
+        quantized = None
+        if precision in QUANTIZED:
+            if calibration is None:
+                raise RuntimeError(f"prepare({precision!r}) needs a calibration set")
+            quantized = quantize(zoo, model, backend, simplified, bs, precision, calibration, options, progress)
+            prepared.artifacts.append(quantized)
+        compiled = compile_model(zoo, model, backend, weights, simplified, bs, options, progress, precision, quantized)
+        prepared.artifacts.append(compiled)
         prepared.compiled[bs] = load_compiled(compiled.path)
     return prepared
 
@@ -189,6 +265,8 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     backend = zoo.registry.backend(options.backend)
     check_engine(zoo, options)
     check_devices(backend, options)
+    plan = plan_precisions(backend, options)  # what the backend cannot do, or no calibration: before any work
+    options = options.with_(opset=export_opset(backend, options, plan))
     check_opset_option(zoo.registry.model(options.model), options)
     if options.data is not None:
         from .evaluate import check_first_sample, load_dataset
@@ -199,17 +277,29 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
         check_first_sample(zoo, model, backend.name, options, dataset)
     engine = open_engine(zoo, options, backend)  # a cluster is joined (and checked) before the long export
     with engine:
-        prepared = prepare(zoo, options, progress)
-        model = prepared.model
-        rows = [results_row(bs, engine.measure(model, prepared.compiled[bs], options, progress))
-                for bs in options.batch_sizes]
-        accuracy = None
-        if options.data is not None:
-            from .evaluate import evaluate
+        model = zoo.registry.model(options.model)
+        calibration = calibrate(zoo, model, options, plan, progress) if plan.quantized else None
+        rows, accuracy, evaluations = [], None, {}
+        for precision in plan.precisions:
+            prepared = prepare(zoo, options, progress, precision, calibration)
+            for bs in options.batch_sizes:
+                row = results_row(bs, engine.measure(model, prepared.compiled[bs], options, progress))
+                rows.append({**row, "precision": precision})
+            if options.data is not None:
+                from .evaluate import evaluate
 
-            accuracy = evaluate(zoo, prepared, options, progress, engine)
-            row = next(r for r in rows if r["batch_size"] == accuracy["batch_size"])
-            row.update(top1=accuracy.get("top1"), top5=accuracy.get("top5"), images=accuracy["images"])
+                evaluated = evaluate(zoo, prepared, options, progress, engine,
+                                     first=precision == plan.precisions[0], several=len(plan.precisions) > 1)
+                evaluations[precision] = evaluated.pop("scored")
+                accuracy = accuracy or evaluated  # the first precision's, as before precisions existed
+                row = next(r for r in rows if r["batch_size"] == evaluated["batch_size"]
+                           and r["precision"] == precision)
+                row.update(top1=evaluated.get("top1"), top5=evaluated.get("top5"), images=evaluated["images"])
+        if plan.reference is not None and evaluations:
+            for row in rows:
+                if row["precision"] != plan.reference and row.get("images") is not None:
+                    row.update(accuracy_cost(evaluations[plan.reference], evaluations[row["precision"]]))
+        rows.sort(key=lambda r: options.batch_sizes.index(r["batch_size"]))  # a batch size's precisions together
         engine_facts = engine.describe()
     env = environment(zoo)
     results = {
@@ -242,6 +332,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
         "stage_seconds": zoo.timer.snapshot(),  # the stages built in this process (a cached stage is not built)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "accuracy": accuracy,
+        "precision": _precision_facts(plan, calibration),
         "results": rows,
     }
     try:
@@ -251,6 +342,12 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     if options.out is not None:
         write_results(typed, options.out)
     return typed
+
+
+def _precision_facts(plan: PrecisionPlan, calibration: Calibration | None) -> dict[str, Any]:
+    return {"precisions": list(plan.precisions), "reference": plan.reference,
+            "calibration": calibration.describe() if calibration is not None else None,
+            "performance_only": bool(calibration is not None and calibration.random)}
 
 
 def check_devices(backend: BackendSpec, options: RunOptions) -> None:
@@ -347,22 +444,34 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     backend = zoo.registry.backend(options.backend, require_available=False)
     check_engine(zoo, options)  # a plan the run would refuse is refused too
     check_devices(backend, options)
+    precisions = plan_precisions(backend, options)
+    opset = export_opset(backend, options, precisions)
     weights = options.weights or (model.weights.where if model.weights else "? (none declared)")
     onnx_name = f"{model.name}.onnx"
     steps = [["zoo", "export", model.name, "-o", onnx_name,
-              *(["--weights", options.weights] if options.weights else [])]]
+              *(["--weights", options.weights] if options.weights else []),
+              *(["--opset", str(opset)] if opset != options.opset else [])]]
     per_batch: list[dict[str, Any]] = []
     for bs in options.batch_sizes:
         sim = f"{model.name}_bs{bs}_sim.onnx"
         shapes = [f"{n}:{','.join(map(str, (bs, *model.input_shape)))}" for n in model.input_names]
-        simplify_cmd = ["python3", "-m", "onnxsim", onnx_name, sim, "--overwrite-input-shape", *shapes]
-        backend_cmds = zoo.registry.call(
-            "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs, options=options,
-            precision=backend.precisions[0], calibration_dir=None,
-        )
-        per_batch.append({"batch_size": bs, "commands": [simplify_cmd, *(backend_cmds or [])],
-                          "backend_has_commands": backend_cmds is not None})
-    commands = [shell_join(c) for c in steps] + [shell_join(c) for b in per_batch for c in b["commands"]]
+        commands = [["python3", "-m", "onnxsim", onnx_name, sim, "--overwrite-input-shape", *shapes]]
+        has_commands = True
+        for precision in precisions.precisions:
+            calibration_dir = None
+            if precision in precisions.quantized:
+                assert precisions.source is not None  # plan_precisions asks for one
+                calibration_dir = Path(f"{model.name}_calib_bs{bs}")
+                commands.append(["zoo", "calibrate", model.name, "--calib", precisions.source, "--calib-images",
+                                 str(precisions.images), "--bs", str(bs), "-o", str(calibration_dir)])
+            backend_cmds = zoo.registry.call(
+                "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs,
+                options=options, precision=precision, calibration_dir=calibration_dir,
+            )
+            commands += backend_cmds or []
+            has_commands = has_commands and backend_cmds is not None
+        per_batch.append({"batch_size": bs, "commands": commands, "backend_has_commands": has_commands})
+    lines = [shell_join(c) for c in steps] + [shell_join(c) for b in per_batch for c in b["commands"]]
     return {
         "model": model.name,
         "backend": backend.name,
@@ -371,7 +480,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         "weights": weights,
         "cache": str(zoo.store.root),
         "out": str(options.out) if options.out else None,
-        "commands": commands,
+        "commands": lines,
         "note": None if all(b["backend_has_commands"] for b in per_batch)
         else f"{backend.name} has no standalone commands: zoo runs it in-process",
     }
