@@ -675,6 +675,102 @@ def test_ais_bench_runs_a_dynamic_batch_model_at_dymbatch(env, om_dyn, models, t
 
 
 # -------------------------------------------------------------------------
+# amct_onnx (ascend-tools.md §6)
+# -------------------------------------------------------------------------
+
+AMCT_SHAPE = f"{INPUT}:4,3,8,8"
+
+
+def write_batches(folder: Path, count: int, *, high: float = 1.0, shape: tuple[int, ...] = (4, *SHAPE),
+                  first: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(first)
+    for i in range(first, first + count):
+        (rng.random(shape, dtype=np.float32) * high).tofile(folder / f"batch-{i:06d}.bin")
+
+
+def amct_flags(models: Path, **change: str | None) -> list[str]:
+    flags = {"model": str(models / "tiny.onnx"), "save_path": "result/tiny", "input_shape": AMCT_SHAPE,
+             "data_dir": "calib", "data_types": "float32", "batch_num": "2", **change}
+    return ["calibration", *(item for key, value in flags.items() if value is not None for item in (f"--{key}", value))]
+
+
+def amct(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(["amct_onnx", *args], env, cwd)
+
+
+def test_amct_calibration_writes_both_models_the_record_and_its_log(env, models, tmp_path):
+    write_batches(tmp_path / "calib", 1, high=1.0)
+    write_batches(tmp_path / "calib", 1, high=10.0, first=1)  # sorted second: not read with --batch_num 1
+    proc = amct(env, tmp_path, *amct_flags(models, batch_num="1"))
+    assert proc.returncode == 0, proc.stderr
+    result = tmp_path / "result"
+    assert {p.name for p in result.iterdir()} == {"tiny_deploy_model.onnx", "tiny_fake_quant_model.onnx",
+                                                 "tiny_quant.json"}
+    assert (tmp_path / "amct_log").is_dir()
+    deploy = onnx.load(str(result / "tiny_deploy_model.onnx"))
+    assert {p.key: p.value for p in deploy.metadata_props} == {"amct_model": "deploy"}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in deploy.graph.node}
+    # The input's scale comes from the first file alone (values in [0, 1): about 1/255), not the second's [0, 10).
+    record = json.loads((result / "tiny_quant.json").read_text())
+    assert record[INPUT]["scale_d"] == pytest.approx(1 / 255, rel=0.01)
+    batch = np.random.default_rng(7).random((4, *SHAPE), dtype=np.float32)
+    quantized = reference(result / "tiny_fake_quant_model.onnx", batch)
+    np.testing.assert_allclose(quantized, reference(models / "tiny.onnx", batch), atol=0.05)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (lambda m: amct_flags(m)[1:], "the first argument must be the subcommand 'calibration'"),
+    (lambda m: amct_flags(m, data_types=None), "the following argument is required: --data_types"),
+    (lambda m: amct_flags(m, input_shape=None), "the following argument is required: --input_shape"),
+    (lambda m: [*amct_flags(m), "--calibration_config", "x"], "unknown argument --calibration_config"),
+    (lambda m: amct_flags(m, input_shape="images:4,3,8,8"), "input 'images' is not an input of the model"),
+    (lambda m: amct_flags(m, input_shape=f"{INPUT}:4,3,8"), "has rank 4 in the model, 3 given"),
+    (lambda m: amct_flags(m, input_shape=f"{INPUT}:2,3,8,8"), "batch-000000.bin has 3072 bytes; one batch"),
+    (lambda m: amct_flags(m, input_shape=f"{INPUT}:4,3,16,16"), "dim 2 of 'actual_input_1' is 8 in the model"),
+    (lambda m: amct_flags(m, batch_num="3"), "2 .bin file(s), --batch_num 3 needs 3"),
+    (lambda m: amct_flags(m, data_types="float16"), "'float16' is not supported"),
+    (lambda m: amct_flags(m, data_dir="nowhere"), "--data_dir nowhere: no such folder"),
+    (lambda m: amct_flags(m, model=str(m / "missing.onnx")), "no such file"),
+])
+def test_amct_refuses_what_the_tool_refuses(env, models, tmp_path, args, needle):
+    write_batches(tmp_path / "calib", 2)
+    proc = amct(env, tmp_path, *args(models))
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("[ERROR] AMCT ")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr
+    assert not (tmp_path / "result").exists()
+
+
+def test_amct_checks_every_bin_file_size(env, models, tmp_path):
+    write_batches(tmp_path / "calib", 2)
+    (tmp_path / "calib" / "batch-000002.bin").write_bytes(b"\0" * 100)  # not used, still refused
+    proc = amct(env, tmp_path, *amct_flags(models))
+    assert proc.returncode == 1 and "batch-000002.bin has 100 bytes" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def amct_models(env, models, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("amct")
+    write_batches(folder / "calib", 2)
+    proc = amct(env, folder, *amct_flags(models))
+    assert proc.returncode == 0, proc.stderr
+    return folder / "result"
+
+
+def test_atc_compiles_the_deploy_model_statically_in_a_float16_mode(env, amct_models, tmp_path):
+    deploy = f"--model={amct_models / 'tiny_deploy_model.onnx'}"
+    assert_succeeded(atc(env, tmp_path, *base_flags(amct_models), deploy))
+    for wrong, needle in (("--precision_mode=force_fp32", "force_fp32 or must_keep_origin_dtype"),
+                          ("--precision_mode=must_keep_origin_dtype", "force_fp32 or must_keep_origin_dtype"),
+                          ("--dynamic_batch_size=2,4", "static shapes only")):
+        flags = [*base_flags(amct_models, shape=f"{INPUT}:-1,3,8,8" if "dynamic" in wrong else AMCT_SHAPE), deploy]
+        assert_failed(atc(env, tmp_path, *flags, wrong), "E10001", needle)
+    fake_quant = f"--model={amct_models / 'tiny_fake_quant_model.onnx'}"
+    assert_failed(atc(env, tmp_path, *base_flags(amct_models), fake_quant), "E19010", "fake-quant model")
+
+
+# -------------------------------------------------------------------------
 # npu-smi
 # -------------------------------------------------------------------------
 

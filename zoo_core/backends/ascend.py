@@ -1,4 +1,5 @@
-"""The Ascend backend: ATC compiles the simplified ONNX to an .om, ais_bench's InferSession runs it."""
+"""The Ascend backend: ATC compiles the simplified ONNX to an .om, ais_bench's InferSession runs it; AMCT's
+``amct_onnx calibration`` quantizes it to INT8 first when ``--precision int8`` is asked."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
+    from ..precision import Calibration
     from ..specs import BackendSpec, ModelSpec, RunOptions
 
 NAME = "ascend"
@@ -34,6 +36,25 @@ ATC_SUCCESS = "ATC run success"
 # declared in the model's backend_inputs and the AIPP config, not here: ATC still sees the ONNX graph's layout.
 ATC_INPUT_FORMATS = ("NCHW", "ND", "NCDHW")
 DRIVER_LIB = "/usr/local/Ascend/driver/lib64"
+
+# --precision -> ATC's --precision_mode (ascend-tools.md §2 and §6): the mode zoo passes when none is set (None:
+# ATC's own default, force_fp16 on inference chips), and the modes that compute in that precision. An INT8 run
+# compiles AMCT's deploy model, which ATC takes in neither force_fp32 nor must_keep_origin_dtype.
+FP16_MODES = ("force_fp16", "allow_fp32_to_fp16", "allow_mix_precision")
+PRECISION_MODES: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "fp16": (None, FP16_MODES),
+    "fp32": ("force_fp32", ("force_fp32", "must_keep_origin_dtype")),
+    "int8": (None, FP16_MODES),
+}
+# AMCT (ascend-tools.md §6): `amct_onnx calibration --save_path <workdir>/amct/model` writes these files; zoo_quantize
+# keeps them all in the quantize artifact. The fake-quant model simulates the INT8 numerics on ONNX Runtime, without
+# a chip; zoo_compile records its path as the compiled model's extra["fake_quant_model"].
+AMCT = "amct_onnx"
+AMCT_PREFIX = "amct/model"
+DEPLOY_FILE = f"{AMCT_PREFIX}_deploy_model.onnx"
+FAKE_QUANT_FILE = f"{AMCT_PREFIX}_fake_quant_model.onnx"
+QUANT_JSON = f"{AMCT_PREFIX}_quant.json"
+AMCT_LOG_FILE = "amct.log"
 
 # What each ATC error code means for a zoo user, and what to do about it.
 ATC_HINTS = {
@@ -102,6 +123,8 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             device="npu",
             ray_resource="NPU",  # Ray's resource for Ascend NPUs: one inference actor per NPU
             device_env="ASCEND_RT_VISIBLE_DEVICES",  # narrowed by Ray to the actor's NPU, which is then device 0
+            precisions=("fp16", "fp32", "int8"),  # fp16: ATC's default precision_mode, force_fp16
+            calib_methods=(),  # amct_onnx calibration takes no method flag
         )
     )
 
@@ -241,9 +264,11 @@ def soc_version(options: RunOptions, *, placeholder: bool = False) -> str:
 
 
 def atc_arguments(
-    model: ModelSpec, onnx_path: Path, output: Path, batch_size: int, soc: str, options: RunOptions
+    model: ModelSpec, onnx_path: Path, output: Path, batch_size: int, soc: str, options: RunOptions,
+    precision: str = "fp16",
 ) -> list[str]:
-    """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's."""
+    """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's, and the
+    ``--precision_mode`` that computes in ``precision``."""
     shape = ";".join(f"{name}:{','.join(map(str, (batch_size, *model.input_shape)))}" for name in model.input_names)
     flags: dict[str, str] = {
         "framework": "5",
@@ -262,7 +287,34 @@ def atc_arguments(
     flags.update(given)
     _check_input_format(model, flags["input_format"], "given" if "input_format" in given else
                         "backend_args" if "input_format" in declared else "input_format")
+    origin = ("--atc-arg precision_mode" if "precision_mode" in given else
+              f"model {model.name}'s backend_args['ascend']['precision_mode']" if "precision_mode" in declared else
+              "--precision-mode")
+    _set_precision_mode(flags, precision, bool(options.precisions), origin)
     return ["atc", *(f"--{key}={value}" for key, value in flags.items())]
+
+
+def _set_precision_mode(flags: dict[str, str], precision: str, asked: bool, origin: str) -> None:
+    """Put in ``flags`` the ``precision_mode`` that computes in ``precision``; a usage error when one set (by
+    ``origin``) contradicts a ``--precision`` the run asked for. With no ``--precision``, a set mode is used as is."""
+    if precision not in PRECISION_MODES:
+        raise UsageError(f"--precision {precision}: the ascend backend computes in {', '.join(PRECISION_MODES)}",
+                         note="choose one of those")
+    default, allowed = PRECISION_MODES[precision]
+    mode = flags.get("precision_mode")
+    if mode is None:
+        if default is not None:
+            flags["precision_mode"] = default
+    elif (asked or precision == "int8") and mode not in allowed:
+        why = ("ATC does not compile AMCT's INT8 deploy model in it" if precision == "int8" else
+               f"it does not compute in {precision}")
+        raise UsageError(f"--precision {precision} contradicts {origin}={mode}: {why}",
+                         note=f"leave the precision mode out (zoo passes what {precision} needs), or set one of "
+                         f"{', '.join(allowed)}")
+    if precision == "int8" and "dynamic_batch_size" in flags:
+        raise UsageError(f"--precision int8 with dynamic_batch_size={flags['dynamic_batch_size']}: ATC compiles "
+                         "AMCT's deploy model with static shapes only",
+                         note="drop dynamic_batch_size (and -1 in input_shape): zoo compiles one model per batch size")
 
 
 def _check_input_format(model: ModelSpec, value: str, origin: str) -> None:
@@ -311,13 +363,15 @@ def _failure_log_dir(options: RunOptions) -> Path:
 
 @hookimpl
 def zoo_compile(
-    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path, options: RunOptions
+    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path, options: RunOptions,
+    precision: str,
 ) -> CompiledModel:
     soc = soc_version(options)
     # ATC leaves fusion_result.json and kernel_meta/ in its working directory: give it a scratch one.
     with tempfile.TemporaryDirectory(prefix="zoo-atc-") as scratch:
         stem = f"{model.name}_bs{batch_size}"
-        args = atc_arguments(model, Path(onnx_path).resolve(), Path(scratch) / stem, batch_size, soc, options)
+        args = atc_arguments(model, Path(onnx_path).resolve(), Path(scratch) / stem, batch_size, soc, options,
+                             precision)
         try:
             proc = subprocess.run(args, cwd=scratch, capture_output=True, text=True)
         except FileNotFoundError:
@@ -326,14 +380,7 @@ def zoo_compile(
         produced = sorted(Path(scratch).glob(f"{stem}*.om"))  # <output>.om or <output>_linux_x86_64.om
         # The success line is anywhere in stdout: warning lines (W11001, ...) can follow it.
         if proc.returncode != 0 or ATC_SUCCESS not in proc.stdout or not produced:
-            log_dir = _failure_log_dir(options)
-            log_file = log_dir / f"atc-{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-            log: Path | None = log_file
-            try:
-                log_dir.mkdir(parents=True, exist_ok=True)
-                log_file.write_text(" ".join(args) + "\n\n" + output)
-            except OSError:
-                log = None
+            log = _keep_failure_log(options, f"atc-{stem}", " ".join(args) + "\n\n" + output)
             if proc.returncode == 0 and not produced:
                 return_code, output = 1, output + "\n(no .om file was written)"
             else:
@@ -341,6 +388,11 @@ def zoo_compile(
             raise explain_atc_failure(return_code, output, log)
         shutil.move(str(produced[0]), workdir / OM_FILE)
     (workdir / LOG_FILE).write_text(" ".join(args) + "\n\n" + output)
+    mode = next((a.split("=", 1)[1] for a in args if a.startswith("--precision_mode=")), "ATC default")
+    extra: dict[str, Any] = {"soc_version": soc, "atc": args[1:], "precision": precision, "precision_mode": mode}
+    fake_quant = Path(onnx_path).parent / Path(FAKE_QUANT_FILE).name
+    if precision == "int8" and fake_quant.is_file():  # beside the deploy model, in the quantize artifact
+        extra["fake_quant_model"] = str(fake_quant.resolve())
     return CompiledModel(
         backend=NAME,
         model=model.name,
@@ -349,23 +401,106 @@ def zoo_compile(
         inputs=compiled_inputs(model, NAME, batch_size),
         output_names=model.output_names,
         device="npu",
-        extra={"soc_version": soc, "atc": args[1:],
-               "precision_mode": options.backend_options.get("precision_mode") or "ATC default"},
+        extra=extra,
     )
 
 
 @hookimpl
 def zoo_commands(
-    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions
+    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions, precision: str,
+    calibration_dir: Path | None,
 ) -> list[list[str]] | None:
     stem = f"{model.name}_bs{batch_size}"
     soc = soc_version(options, placeholder=True)
     device = str(options.devices[0]) if len(options.devices) == 1 else ",".join(map(str, options.devices))
+    quantize: list[list[str]] = []
+    if precision == "int8":  # AMCT first; ATC then compiles its deploy model
+        batches = max(1, options.calib_images // batch_size)
+        data = calibration_dir if calibration_dir is not None else Path(f"calib_bs{batch_size}")
+        save = Path("amct") / stem
+        quantize = [amct_arguments(model, onnx_path, save, batch_size, data, batches)]
+        onnx_path = Path(f"{save}_deploy_model.onnx")
     return [
-        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options),
+        *quantize,
+        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision),
         ["python3", "-m", "ais_bench", f"--model={stem}.om", "--loop=100", f"--batchsize={batch_size}",
          f"--device={device}"],
     ]
+
+
+# -------------------------------------------------------------------------
+# Quantize: AMCT's amct_onnx calibration (INT8)
+# -------------------------------------------------------------------------
+
+
+def amct_arguments(model: ModelSpec, onnx_path: Path, save_path: Path, batch_size: int, data_dir: Path,
+                   batch_num: int) -> list[str]:
+    """``amct_onnx calibration ...`` (ascend-tools.md §6): ``data_dir`` holds ``batch_num`` or more whole-batch
+    float32 ``.bin`` files of the model's one input; it writes ``<save_path>_deploy_model.onnx`` and its kin."""
+    if len(model.input_names) != 1:
+        raise ZooError(f"model {model.name} has {len(model.input_names)} inputs; zoo calibrates models of one input",
+                       note="run it at fp16 or fp32, or quantize it with amct_onnx by hand")
+    shape = f"{model.input_names[0]}:{','.join(map(str, (batch_size, *model.input_shape)))}"
+    return [AMCT, "calibration", "--model", str(onnx_path), "--save_path", str(save_path), "--input_shape", shape,
+            "--data_dir", str(data_dir), "--data_types", "float32", "--batch_num", str(batch_num)]
+
+
+def _keep_failure_log(options: RunOptions, stem: str, text: str) -> Path | None:
+    """A failed tool's command and output, kept in the run's output folder (else the cache's logs): the stage's
+    folder is thrown away with its failure."""
+    log_dir = _failure_log_dir(options)
+    log_file = log_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file.write_text(text)
+    except OSError:
+        return None
+    return log_file
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+@hookimpl
+def zoo_quantize(
+    backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, precision: str,
+    calibration: Calibration, workdir: Path, options: RunOptions,
+) -> Path | None:
+    """INT8 through AMCT: the calibration set as whole-batch .bin files, ``amct_onnx calibration`` run in
+    ``workdir`` (its ./amct_log lands there), the deploy model returned for ATC. ``workdir`` keeps the deploy and
+    fake-quant models, the quant.json, AMCT's log and ``amct.log`` (the command and its output); the .bin files go."""
+    if precision != "int8":
+        return None
+    calib_dir = workdir / "calib"
+    try:
+        bins = calibration.write_bins(calib_dir, batch_size)
+        if not bins:
+            raise ZooError(f"the calibration set has {calibration.images} image(s), fewer than one batch of "
+                           f"{batch_size}", note="calibrate on more images (--calib-images) or a smaller --bs")
+        args = amct_arguments(model, Path(onnx_path).resolve(), workdir / AMCT_PREFIX, batch_size, calib_dir,
+                              len(bins))
+        (workdir / AMCT_PREFIX).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # The CANN environment as ATC gets it: this process's, after `source set_env.sh`.
+            proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise ZooError(f"{AMCT} is not on PATH",
+                           note=f"install AMCT (the amct_onnx wheel of the CANN toolkit) and run `source {SET_ENV}`, "
+                           "then run zoo again") from None
+    finally:
+        shutil.rmtree(calib_dir, ignore_errors=True)  # written above: the calibration artifact keeps the set
+    output = proc.stdout + proc.stderr
+    (workdir / AMCT_LOG_FILE).write_text(" ".join(args) + "\n\n" + output)
+    deploy, fake_quant = workdir / DEPLOY_FILE, workdir / FAKE_QUANT_FILE
+    missing = [p.name for p in (deploy, fake_quant) if not p.is_file()]
+    if proc.returncode != 0 or missing:
+        why = f"exit code {proc.returncode}" if proc.returncode != 0 else f"no {' or '.join(missing)} written"
+        log = _keep_failure_log(options, f"amct-{model.name}_bs{batch_size}", " ".join(args) + "\n\n" + output)
+        where = f" (log: {log})" if log else ""
+        raise ZooError(f"amct_onnx calibration failed with {why}: {_tail(output) or 'no output'}{where}",
+                       note="check the calibration data and the ONNX model against the log; or run at fp16 or fp32")
+    return deploy
 
 
 # -------------------------------------------------------------------------

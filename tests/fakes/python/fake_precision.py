@@ -14,7 +14,11 @@ kernels (many ops have none) and accumulate convolutions in float16, which the c
 ``allow_mix_precision`` is float16 except the operators the real tool keeps in float32 for range or precision:
 approximated here (documented, not read from CANN's op lists) as the reductions, pooling averages, Softmax and its
 kin, Exp/Log/Pow and the normalisations, whose outputs stay float32. ``must_keep_origin_dtype`` and ``force_fp32``
-leave the float32 graph as it is. What the .om returns is its declared output type (float32 unless
+leave the float32 graph as it is. An INT8 model (AMCT's deploy model, QDQ in the fakes) computes the same way: its
+int8 weights and activations pass through DequantizeLinear, whose float outputs are rounded to float16 like any
+other tensor; only the quantization scales (the second input of QuantizeLinear/DequantizeLinear) stay float32,
+as the chip keeps them in the quantization operators' own parameters, not as float16 tensors. What the .om returns
+is its declared output type (float32 unless
 ``--output_type`` says FP16), converted from these values by the runtime.
 """
 
@@ -48,12 +52,16 @@ def emulate(onnx_bytes: bytes, precision_mode: str) -> bytes:
     return model.SerializeToString()
 
 
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
 def _round_initializers(graph: Any) -> None:
     import numpy as np
     from onnx import TensorProto, numpy_helper
 
+    scales = {node.input[1] for node in graph.node if node.op_type in QDQ_OPS and len(node.input) > 1}
     for index, tensor in enumerate(graph.initializer):
-        if tensor.data_type == TensorProto.FLOAT:
+        if tensor.data_type == TensorProto.FLOAT and tensor.name not in scales:
             with np.errstate(over="ignore"):  # beyond 65504: inf, as the chip stores it
                 rounded = numpy_helper.to_array(tensor).astype(np.float16).astype(np.float32)
             graph.initializer[index].CopyFrom(numpy_helper.from_array(rounded, tensor.name))
