@@ -200,10 +200,10 @@ def test_missing_cann_environment(ascend_env, tmp_path, monkeypatch) -> None:
     simplified = next(a for a in prepared.artifacts if a.stage == "simplify")
     (tmp_path / "work").mkdir()
     with pytest.raises(ZooError) as info:
-        zoo.pm.hook.zoo_compile(backend=zoo.registry.backends["ascend"], model=prepared.model,
-                                weights=prepared.weights, onnx_path=simplified.file("model.sim.onnx"), batch_size=2,
-                                workdir=tmp_path / "work", options=options,
-                                precision=zoo.registry.backends["ascend"].precisions[0])
+        backend = zoo.registry.backends["ascend"]
+        zoo.registry.call("zoo_compile", backend, backend=backend, model=prepared.model, weights=prepared.weights,
+                          onnx_path=simplified.file("model.sim.onnx"), batch_size=2, workdir=tmp_path / "work",
+                          options=options, precision=backend.precisions[0])
     assert "CANN environment is not set" in info.value.message and "set_env.sh" in info.value.note
     # set_env.sh alone can leave the driver's library out of reach: the note says where it must be.
     assert "libascend_hal.so" in info.value.message
@@ -338,10 +338,10 @@ def test_a_dynamic_batch_om_serves_each_listed_batch(ascend_env, tmp_path) -> No
     exported = tmp_path / "exported.onnx"
     save_whole(cached, exported)  # one file, as the runner gives zoo_compile (the cache keeps tensors beside it)
     (tmp_path / "work").mkdir()
-    compiled = zoo.pm.hook.zoo_compile(backend=zoo.registry.backends["ascend"], model=prepared.model,
-                                       weights=prepared.weights, onnx_path=exported, batch_size=2,
-                                       workdir=tmp_path / "work", options=options,
-                                       precision=zoo.registry.backends["ascend"].precisions[0])
+    backend = zoo.registry.backends["ascend"]
+    compiled = zoo.registry.call("zoo_compile", backend, backend=backend, model=prepared.model,
+                                 weights=prepared.weights, onnx_path=exported, batch_size=2,
+                                 workdir=tmp_path / "work", options=options, precision=backend.precisions[0])
     samples = sample_input(prepared.model, 4, seed=3)
     with zoo.open_runner(prepared.compiled[2], prepared.model, options) as reference:
         expected = infer_batches(reference, {"actual_input_1": samples})[0]
