@@ -222,3 +222,28 @@ def test_the_compile_stage_saves_the_int8_model_with_int8_kernels(prepared, tmp_
     batch = np.ascontiguousarray(images[:BATCH])
     np.testing.assert_allclose(runner._infer({INPUT: batch})[0], run_onnx(path, {INPUT: batch})[0], atol=1e-6)
     runner.close()
+
+
+# -------------------------------------------------------------------------
+# Through the zoo command (the runner's precision stage)
+# -------------------------------------------------------------------------
+
+
+def test_a_run_of_fp32_and_int8_gives_a_row_for_each(zoo_cli, tmp_path: Path) -> None:
+    result = zoo_cli("run", "resnest-tiny", "--backend", "onnxruntime", "--precision", "fp32,int8", "--calib", "random",
+                     "--calib-images", "8", "--weights", "random", "--bs", "4", "--warmup", "0", "--iterations", "1",
+                     "--out", tmp_path / "out", "--json")
+    assert result.code == 0, result
+    rows = result.json()["results"]
+    assert [(row["precision"], row["batch_size"]) for row in rows] == [("fp32", 4), ("int8", 4)]
+    assert all(row["throughput"] > 0 for row in rows)
+    assert "quantize to int8 for onnxruntime at batch 4 (minmax)" in result.stderr
+
+
+def test_fp16_on_onnxruntime_is_one_usage_error(zoo_cli, tmp_path: Path) -> None:
+    from test_bad_inputs import one_error
+
+    result = zoo_cli("run", "resnest-tiny", "--backend", "onnxruntime", "--precision", "fp16", "--weights", "random",
+                     "--bs", "4", "--warmup", "0", "--iterations", "1", "--out", tmp_path / "out")
+    error, _ = one_error(result, 2)
+    assert "--precision fp16" in error and "onnxruntime" in error
