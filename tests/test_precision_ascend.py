@@ -16,6 +16,7 @@ import zoo_datasets
 import zoo_resnest
 import zoo_tiny
 from fakes.env import PYTHON
+from test_bad_inputs import one_error
 from zoo_core.backends import ascend
 from zoo_core.errors import UsageError, ZooError
 from zoo_core.onnx_shared import save_whole
@@ -210,3 +211,49 @@ def test_int8_dry_run_commands_are_amct_then_atc_on_its_deploy_model(tmp_path) -
 def test_fp32_dry_run_compiles_with_force_fp32(tmp_path) -> None:
     atc, _ = commands(tmp_path, "fp32", None)
     assert "--precision_mode=force_fp32" in atc and "--model=resnest-tiny_bs2.sim.onnx" in atc
+
+
+# End to end through `zoo run` (AMCT -> ATC -> ais_bench on the fakes)
+
+FAST = ["--weights", "random", "--warmup", "0", "--iterations", "1"]
+
+
+def test_int8_runs_end_to_end_on_the_fakes_with_its_accuracy_cost(zoo_cli, ascend_env, tmp_path) -> None:
+    images = tmp_path / "val"
+    write_image_dataset(images, count=8)
+    cache = tmp_path / "cache"
+    result = zoo_cli("run", "resnest-tiny", "--bs", str(BS), *FAST, "--backend", "ascend", "--precision", "fp32,int8",
+                     "--data", str(images), "--calib-images", "6", "--json", "--out", str(tmp_path / "out"),
+                     env={**ascend_env, "ZOO_CACHE_DIR": str(cache)})
+    assert result.code == 0, result
+    data = result.json()
+    assert [(r["batch_size"], r["precision"]) for r in data["results"]] == [(BS, "fp32"), (BS, "int8")]
+    assert data["results"][1]["agreement"] is not None and data["results"][1]["images"] == 8
+    assert f"quantize to int8 for ascend at batch {BS} (built)" in result.stderr
+    # The quantize artifact keeps both of AMCT's models; the compile of int8 is ATC on the deploy model.
+    assert len(list(cache.rglob(Path(ascend.FAKE_QUANT_FILE).name))) == 1
+    atc_logs = [p.read_text().split("\n", 1)[0] for p in cache.rglob(ascend.LOG_FILE)]
+    assert sum("_deploy_model.onnx" in line and "--precision_mode" not in line for line in atc_logs) == 1
+    assert sum("--precision_mode=force_fp32" in line for line in atc_logs) == 1
+
+
+def test_int8_dry_run_prints_the_amct_and_atc_commands_in_order(zoo_cli, tmp_path) -> None:
+    result = zoo_cli("run", "resnest-tiny", "--bs", str(BS), *FAST, "--backend", "ascend", "--precision", "int8",
+                     "--calib", "random", "--calib-images", "8", "--soc", "Ascend310P3", "--dry-run", cwd=tmp_path)
+    assert result.code == 0, result
+    lines = [line.split() for line in result.stdout.splitlines() if line.strip()]
+    tools = [words[0] for words in lines]
+    amct, atc = tools.index("amct_onnx"), tools.index("atc")
+    calibrate = next(i for i, words in enumerate(lines) if words[:2] == ["zoo", "calibrate"])
+    assert calibrate < amct < atc
+    calib_dir = lines[calibrate][lines[calibrate].index("-o") + 1]
+    assert lines[amct][lines[amct].index("--data_dir") + 1] == calib_dir
+    deploy = lines[amct][lines[amct].index("--save_path") + 1] + "_deploy_model.onnx"
+    assert f"--model={deploy}" in lines[atc]
+
+
+def test_a_contradicting_precision_mode_stops_the_run_in_one_line(zoo_cli, ascend_env, tmp_path) -> None:
+    result = zoo_cli("run", "resnest-tiny", "--bs", str(BS), *FAST, "--backend", "ascend", "--precision", "fp32",
+                     "--precision-mode", "force_fp16", env=ascend_env)
+    one_error(result, 2)
+    assert "--precision fp32 contradicts --precision-mode=force_fp16" in result.stderr
