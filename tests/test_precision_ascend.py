@@ -144,6 +144,19 @@ def test_amct_not_on_path(ascend_env, tiny, tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "work" / "calib").exists()
 
 
+def test_the_compiled_model_records_the_precision_it_computes_in(ascend_env, tiny, tmp_path) -> None:
+    # No --precision, --precision-mode force_fp32: the run is native (fp16) by name, fp32 on the chip.
+    zoo = make_zoo(tmp_path)
+    backend = zoo.registry.backends["ascend"]
+    for name, flags, expected in (("fp16", {}, "fp16"), ("fp16", {"precision_mode": "force_fp32"}, "fp32"),
+                                  ("fp32", {}, "fp32")):
+        (tmp_path / name / expected).mkdir(parents=True)
+        compiled = zoo.registry.call("zoo_compile", backend, backend=backend, model=tiny["model"], weights=None,
+                                     onnx_path=tiny["onnx"], batch_size=BS, workdir=tmp_path / name / expected,
+                                     options=options_for(zoo, backend_options=flags), precision=name)
+        assert compiled.extra["precision"] == expected
+
+
 # --precision -> ATC's --precision_mode
 
 

@@ -389,7 +389,9 @@ def zoo_compile(
         shutil.move(str(produced[0]), workdir / OM_FILE)
     (workdir / LOG_FILE).write_text(" ".join(args) + "\n\n" + output)
     mode = next((a.split("=", 1)[1] for a in args if a.startswith("--precision_mode=")), "ATC default")
-    extra: dict[str, Any] = {"soc_version": soc, "atc": args[1:], "precision": precision, "precision_mode": mode}
+    # What the .om computes in: an fp32 precision mode set without --precision makes the native fp16 run fp32.
+    computed = "fp32" if precision == "fp16" and mode in PRECISION_MODES["fp32"][1] else precision
+    extra: dict[str, Any] = {"soc_version": soc, "atc": args[1:], "precision": computed, "precision_mode": mode}
     fake_quant = Path(onnx_path).parent / Path(FAKE_QUANT_FILE).name
     if precision == "int8" and fake_quant.is_file():  # beside the deploy model, in the quantize artifact
         extra["fake_quant_model"] = str(fake_quant.resolve())
