@@ -192,3 +192,14 @@ def test_a_run_killed_while_it_quantizes_reruns_cleanly(tmp_path: Path) -> None:
     (built,) = [p for p in (cache / "quantize").iterdir() if p.is_dir()]
     assert (built / "manifest.json").is_file()
     assert json.loads(again.stdout)["results"][0]["precision"] == "int8"
+
+
+def test_a_row_says_what_its_compiled_model_computes_in(zoo_cli, ascend_env, tmp_path) -> None:
+    """No --precision, but an fp32 precision mode: the .om computes in fp32, and the row says so (not the
+    backend's native fp16)."""
+    env = {**ascend_env, "ZOO_CACHE_DIR": str(tmp_path / "cache")}
+    forced = run(zoo_cli, "--backend", "ascend", "--precision-mode", "force_fp32", env=env)
+    assert [r["precision"] for r in forced["results"]] == ["fp32"]
+    assert forced["precision"]["precisions"] == ["fp32"]
+    native = run(zoo_cli, "--backend", "ascend", env=env)
+    assert [r["precision"] for r in native["results"]] == ["fp16"]

@@ -283,8 +283,12 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
         for precision in plan.precisions:
             prepared = prepare(zoo, options, progress, precision, calibration)
             for bs in options.batch_sizes:
-                row = results_row(bs, engine.measure(model, prepared.compiled[bs], options, progress))
-                rows.append({**row, "precision": precision})
+                compiled = prepared.compiled[bs]
+                row = results_row(bs, engine.measure(model, compiled, options, progress))
+                # What the compiled model computes in, where its backend says (an Ascend .om compiled with
+                # --precision-mode force_fp32 and no --precision is fp32, not the backend's native fp16).
+                said = compiled.extra.get("precision") if isinstance(compiled.extra, dict) else None
+                rows.append({**row, "precision": said if isinstance(said, str) and said else precision})
             if options.data is not None:
                 from .evaluate import evaluate
 
@@ -292,13 +296,12 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
                                      first=precision == plan.precisions[0], several=len(plan.precisions) > 1)
                 evaluations[precision] = evaluated.pop("scored")
                 accuracy = accuracy or evaluated  # the first precision's, as before precisions existed
-                row = next(r for r in rows if r["batch_size"] == evaluated["batch_size"]
-                           and r["precision"] == precision)
+                row = rows[len(rows) - len(options.batch_sizes) + options.batch_sizes.index(evaluated["batch_size"])]
                 row.update(top1=evaluated.get("top1"), top5=evaluated.get("top5"), images=evaluated["images"])
         if plan.reference is not None and evaluations:
-            for row in rows:
-                if row["precision"] != plan.reference and row.get("images") is not None:
-                    row.update(accuracy_cost(evaluations[plan.reference], evaluations[row["precision"]]))
+            for row, asked in zip(rows, [p for p in plan.precisions for _ in options.batch_sizes], strict=True):
+                if asked != plan.reference and row.get("images") is not None:
+                    row.update(accuracy_cost(evaluations[plan.reference], evaluations[asked]))
         rows.sort(key=lambda r: options.batch_sizes.index(r["batch_size"]))  # a batch size's precisions together
         engine_facts = engine.describe()
     env = environment(zoo)
@@ -332,7 +335,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
         "stage_seconds": zoo.timer.snapshot(),  # the stages built in this process (a cached stage is not built)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "accuracy": accuracy,
-        "precision": _precision_facts(plan, calibration),
+        "precision": _precision_facts(plan, calibration, rows),
         "results": rows,
     }
     try:
@@ -344,8 +347,8 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     return typed
 
 
-def _precision_facts(plan: PrecisionPlan, calibration: Calibration | None) -> dict[str, Any]:
-    return {"precisions": list(plan.precisions), "reference": plan.reference,
+def _precision_facts(plan: PrecisionPlan, calibration: Calibration | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"precisions": list(dict.fromkeys(r["precision"] for r in rows)), "reference": plan.reference,
             "calibration": calibration.describe() if calibration is not None else None,
             "performance_only": bool(calibration is not None and calibration.random)}
 
