@@ -347,7 +347,8 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     return typed
 
 
-def _precision_facts(plan: PrecisionPlan, calibration: Calibration | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _precision_facts(plan: PrecisionPlan, calibration: Calibration | None,
+                     rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"precisions": list(dict.fromkeys(r["precision"] for r in rows)), "reference": plan.reference,
             "calibration": calibration.describe() if calibration is not None else None,
             "performance_only": bool(calibration is not None and calibration.random)}
