@@ -66,10 +66,13 @@ def test_plugins_json_lists_hooks_and_backends(zoo_cli) -> None:
     hooks = {p["name"]: p["hooks"] for p in data["plugins"]}
     assert hooks["resnest"] == ["zoo_register_models"]  # a declaration: the core exports and preprocesses it
     assert {"zoo_compile", "zoo_infer"} <= set(hooks["builtin:onnxruntime"])
+    import importlib.util
+
     from zoo_core.backends.ascend import probe
 
+    openvino = importlib.util.find_spec("openvino") is not None  # optional: zoo[openvino]
     assert {b["name"]: b["available"] for b in data["backends"]} == {"onnxruntime": True, "torch": True,
-                                                                    "ascend": probe().ok}
+                                                                    "ascend": probe().ok, "openvino": openvino}
 
 
 def _one_line_error(result) -> tuple[str, str]:
