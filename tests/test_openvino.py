@@ -194,3 +194,16 @@ def test_zoo_run_int8_on_openvino_end_to_end(zoo_cli, dataset, tmp_path) -> None
     assert data["precision"]["calibration"]["method"] == "minmax"
     quantized = [f for f in compiled_folders(tmp_path / "cache") if load_compiled(f).extra["precision"] == "int8"]
     assert len(quantized) == 1 and "FakeQuantize" in layer_types(load_compiled(quantized[0]).path)
+
+
+def test_a_broken_openvino_install_is_one_line_with_the_install_note(zoo_cli, monkeypatch) -> None:
+    import importlib.machinery
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError ...
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: importlib.machinery.ModuleSpec(name, None)
+                        if name == "openvino" else find_spec(name, *args))
+    error, note = one_error(zoo_cli(*RUN, "--bs", "2"), 3)  # ... while registration finds it
+    assert error.startswith("Error: backend openvino: openvino does not import (") and \
+        note == "Note: pip install 'zoo[openvino]'", (error, note)

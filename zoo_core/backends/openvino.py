@@ -96,6 +96,15 @@ def run_mode(options: RunOptions) -> tuple[str, int | None]:
     return mode, streams
 
 
+def openvino() -> Any:
+    """The openvino module; found but broken (registration only looks for it), one line with the install note."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise ZooError(f"backend {NAME}: openvino does not import ({exc})", note=INSTALL) from None
+    return ov
+
+
 # -------------------------------------------------------------------------
 # Compile: the ONNX (or the quantized IR) saved as an IR
 # -------------------------------------------------------------------------
@@ -119,8 +128,7 @@ def zoo_compile(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path, options: RunOptions,
     precision: str,
 ) -> CompiledModel:
-    import openvino as ov
-
+    ov = openvino()
     mode, streams = run_mode(options)
     core = ov.Core()
     ir = core.read_model(str(onnx_path))
@@ -162,8 +170,7 @@ class OpenVinoRunner(Runner):
 
     def __init__(self, compiled: CompiledModel, threads: int) -> None:
         super().__init__(compiled)
-        import openvino as ov
-
+        ov = openvino()
         mode = str(compiled.extra.get("mode", LATENCY))
         streams = compiled.extra.get("streams")
         core = ov.Core()
@@ -236,8 +243,7 @@ def zoo_quantize(
     except ImportError as exc:
         raise ZooError(f"backend {NAME} quantizes to int8 with NNCF, which does not import ({exc})",
                        note=INSTALL) from None
-    import openvino as ov
-
+    ov = openvino()
     method = calibration.method or CALIB_METHODS[0]
     if method not in CALIB_METHODS:
         raise UsageError(f"--calib-method {method}: backend {NAME} (NNCF) calibrates with {', '.join(CALIB_METHODS)}",
