@@ -145,6 +145,8 @@ def test_the_mode_and_streams_are_recorded(zoo_cli, tmp_path) -> None:
     (folder,) = compiled_folders(tmp_path / "cache")
     extra = json.loads((folder / COMPILED_FILE).read_text())["extra"]
     assert (extra["mode"], extra["streams"], extra["precision"]) == ("throughput", 2, "fp32")
+    assert {k: result.json()["measurement"][k] for k in ("mode", "streams")} == {"mode": "throughput", "streams": 2}
+    assert "throughput mode (2 streams)" in zoo_cli(*RUN, "--bs", "4", "--streams", "2", env=env).stdout
     result = zoo_cli(*RUN, "--bs", "4", "--mode", "throughput", "--json", "--out", str(tmp_path / "out2"), env=env)
     assert result.code == 0, result
     chosen = [load_compiled(f).extra for f in compiled_folders(tmp_path / "cache") if f != folder]
@@ -161,7 +163,9 @@ def test_the_mode_and_streams_are_recorded(zoo_cli, tmp_path) -> None:
      "Note: drop --streams, or write --mode throughput --streams N"),
 ])
 def test_a_bad_mode_or_streams_is_refused(zoo_cli, flags, error, note) -> None:
-    assert one_error(zoo_cli(*RUN, "--bs", "2", *flags), 2) == (error, note)
+    result = zoo_cli(*RUN, "--bs", "2", *flags)
+    assert one_error(result, 2) == (error, note)
+    assert "export" not in result.stderr  # before any work
 
 
 def test_streams_is_refused_on_another_backend(zoo_cli) -> None:

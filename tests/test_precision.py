@@ -51,6 +51,7 @@ def test_a_sweep_gives_a_row_per_precision_and_the_accuracy_int8_costs(zoo_cli, 
     calibration = data["precision"]["calibration"]
     assert (calibration["source"], calibration["images"], calibration["method"]) == (str(images), 8, "minmax")
     assert data["export"]["opset"] == 13  # raised to what the quantizer needs
+    assert (data["measurement"]["mode"], data["measurement"]["streams"]) == ("latency", None)
     fp32, int8 = data["results"]
     # The cost, recomputed here from the two predictions files the run wrote.
     ref, got = top1_of(out / "predictions.csv"), top1_of(out / "predictions-int8.csv")

@@ -270,3 +270,4 @@ def test_a_contradicting_precision_mode_stops_the_run_in_one_line(zoo_cli, ascen
                      "--precision-mode", "force_fp16", env=ascend_env)
     one_error(result, 2)
     assert "--precision fp32 contradicts --precision-mode=force_fp16" in result.stderr
+    assert "export" not in result.stderr  # refused before any work (zoo_check_run), not by the compile

@@ -378,6 +378,9 @@ def _print_results(results: RunResults, out: Path | None) -> None:
     from .datasets import classes_line, shown_name
 
     title = f"{results.model} on {results.backend} ({results.device}), weights {results.weights}"
+    measurement = results.measurement
+    if measurement is not None and measurement.mode == "throughput":
+        title += ", throughput mode" + (f" ({measurement.streams} streams)" if measurement.streams else "")
     has_device = any(row.throughput_device is not None for row in results.results)
     several = report.several_precisions(results)
     cost = any(row.agreement is not None for row in results.results)

@@ -152,6 +152,24 @@ def zoo_preprocess(
 
 
 @hookspec(firstresult=True)
+def zoo_check_run(backend: BackendSpec, model: ModelSpec, options: RunOptions, precisions: tuple[str, ...]) -> None:
+    """Refuse, before any work, a run ``backend`` cannot do: raise a :class:`~zoo_core.errors.UsageError` (one
+    line and a note) for options of this backend that contradict each other or the precisions asked.
+
+    Called once per run and per ``--dry-run``, after the core's own checks (a precision the backend does not
+    declare is already refused), before the export. It must not start tools or touch devices.
+
+    :param backend: The run's backend.
+    :param model: The run's model.
+    :param options: The resolved run options (``options.backend_options`` holds this backend's).
+    :param precisions: The precisions the run computes in, in order.
+    :return: Nothing; raise to refuse.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
 def zoo_quantize(
     backend: BackendSpec,
     model: ModelSpec,

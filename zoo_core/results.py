@@ -304,6 +304,8 @@ class Measurement(Record):
     max_seconds: float | None = None
     stability: str | None = None
     threads: int | None = None
+    mode: str | None = None  # latency: one synchronous request at a time; throughput: parallel requests (streams)
+    streams: int | None = None
     formula: str | None = None
 
 

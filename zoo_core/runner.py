@@ -266,6 +266,8 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     check_engine(zoo, options)
     check_devices(backend, options)
     plan = plan_precisions(backend, options)  # what the backend cannot do, or no calibration: before any work
+    zoo.registry.call("zoo_check_run", backend, backend=backend, model=zoo.registry.model(options.model),
+                      options=options, precisions=plan.precisions)
     options = options.with_(opset=export_opset(backend, options, plan))
     check_opset_option(zoo.registry.model(options.model), options)
     if options.data is not None:
@@ -327,6 +329,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
             "windows of `window` batches until 3 consecutive window means agree within `agree`, "
             "or `max_seconds` (row marked unstable); statistics from the 3 agreeing windows",
             "threads": options.threads,
+            **_request_mode(prepared),
             "formula": "throughput = 1000 * batch_size / mean batch latency (ms), summed over devices; "
             "throughput_device uses the backend's own compute time per batch (ais_bench's number), "
             "throughput_e2e the wall time of each call",
@@ -345,6 +348,16 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     if options.out is not None:
         write_results(typed, options.out)
     return typed
+
+
+def _request_mode(prepared: Prepared) -> dict[str, Any]:
+    """How batches were sent, as the backend compiled for it: ``latency`` (one synchronous request at a time, the
+    seed's meaning) unless its compiled model says otherwise (OpenVINO's ``--mode throughput`` with its streams)."""
+    extra = next(iter(prepared.compiled.values())).extra
+    mode = extra.get("mode") if isinstance(extra, dict) else None
+    streams = extra.get("streams") if isinstance(extra, dict) else None
+    return {"mode": mode if isinstance(mode, str) else "latency",
+            "streams": streams if isinstance(streams, int) and mode == "throughput" else None}
 
 
 def _precision_facts(plan: PrecisionPlan, calibration: Calibration | None,
@@ -449,6 +462,8 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     check_engine(zoo, options)  # a plan the run would refuse is refused too
     check_devices(backend, options)
     precisions = plan_precisions(backend, options)
+    zoo.registry.call("zoo_check_run", backend, backend=backend, model=model, options=options,
+                      precisions=precisions.precisions)
     opset = export_opset(backend, options, precisions)
     weights = options.weights or (model.weights.where if model.weights else "? (none declared)")
     onnx_name = f"{model.name}.onnx"

@@ -408,6 +408,15 @@ def zoo_compile(
 
 
 @hookimpl
+def zoo_check_run(model: ModelSpec, options: RunOptions, precisions: tuple[str, ...]) -> None:
+    """A precision mode that contradicts the precisions asked (or int8 with a dynamic batch) is refused here, before
+    the export, as zoo_compile would refuse it after: the same ATC arguments, made without running anything."""
+    for precision in precisions:
+        for batch_size in options.batch_sizes:
+            atc_arguments(model, Path("model.onnx"), Path("model"), batch_size, "Ascend${chip}", options, precision)
+
+
+@hookimpl
 def zoo_commands(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions, precision: str,
     calibration_dir: Path | None,

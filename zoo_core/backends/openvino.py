@@ -124,6 +124,12 @@ def cpu_config(threads: int, mode: str, streams: int | None = None) -> dict[str,
 
 
 @hookimpl
+def zoo_check_run(options: RunOptions) -> None:
+    """--mode latency with --streams is refused before the export, not only when the compile reads it."""
+    run_mode(options)
+
+
+@hookimpl
 def zoo_compile(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path, options: RunOptions,
     precision: str,
