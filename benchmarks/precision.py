@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from accuracy_data import make_selfconsistent_dataset
 
 import zoo_core
+from zoo_core.errors import ZooError
 
 
 def main() -> None:
@@ -41,7 +42,7 @@ def main() -> None:
             results = zoo_core.run(args.model, bs=[1, 8], backend=backend, weights=dataset.weights, data=dataset.data,
                                    precision=["fp32", "int8"], calib_images=args.calib_images,
                                    max_seconds=args.max_seconds, out=work / f"out-{backend}", progress=True)
-        except zoo_core.ZooError as exc:
+        except ZooError as exc:
             print(f"{backend}: skipped: {exc.message}", file=sys.stderr)
             continue
         runs[backend] = results
