@@ -227,7 +227,9 @@ def zoo_compile(
         precision, what the backend's :func:`zoo_quantize` returned.
     :param batch_size: The batch size the compiled model serves.
     :param workdir: An empty folder to write the compiled model (and logs) into.
-    :param options: The resolved run options.
+    :param options: The resolved run options. When ``options.extra_outputs`` is not empty (``zoo debug``, for
+        a backend that declares ``exposes_tensors``), the compiled model returns those tensors of the ONNX graph
+        too, after the model's own outputs and in that order, and its ``output_names`` say so.
     :param precision: The precision to compute in: one of ``backend.precisions`` (its first when the run asked
         for none).
     :return: The compiled model.

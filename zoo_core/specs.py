@@ -292,6 +292,9 @@ class BackendSpec:
     calib_methods: tuple[str, ...] = ()
     # The lowest ONNX opset its quantizer needs: a run asking for int8 exports at least at this opset.
     quantize_opset: int | None = None
+    # Whether its zoo_compile honours RunOptions.extra_outputs (intermediate tensors returned after the outputs):
+    # `zoo debug` compares such a backend layer by layer; another is bisected (compiled on cut graphs).
+    exposes_tensors: bool = False
 
 
 @dataclass(frozen=True)
@@ -335,6 +338,9 @@ class RunOptions:
     calib: str | None = None  # a folder of images to calibrate on, or "random"; None: the first images of --data
     calib_images: int = 512  # how many images calibrate (the first ones of the calibration folder)
     calib_method: str | None = None  # minmax | entropy | percentile where the backend offers them; None: its default
+    # Tensors of the simplified ONNX graph the compiled model also returns, after the model's outputs, in this order
+    # (`zoo debug`; a backend that declares exposes_tensors honours it); empty for every other run.
+    extra_outputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("backend_options", "engine_options"):  # immutable, hashable, picklable, whatever was given
