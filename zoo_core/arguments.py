@@ -59,7 +59,8 @@ def with_plugin_options(zoo: Zoo, options: RunOptions, backends: list[str], give
 _INTEGERS = {"limit", "workers", "shard_images", "warmup", "iterations", "window", "threads", "opset", "seed",
              "actors", "samples", "calib_images"}
 _NUMBERS = {"agree", "max_seconds", "actor_cpus", "atol", "rtol"}
-_PATHS = {"weights", "onnx", "data", "labels", "classes", "out"}
+_PATHS = {"weights", "onnx", "data", "labels", "classes", "out", "calib"}
+_TEXT_PATHS = {"weights", "calib"}  # a path or a word (random)
 
 
 def checked(command: str, values: Mapping[str, object]) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def checked(command: str, values: Mapping[str, object]) -> dict[str, Any]:
         if name in _PATHS:
             if not isinstance(value, (str, Path)):
                 raise UsageError(f"{flag}: {value!r} is not a path", note="pass a str or a pathlib.Path")
-            value = str(value) if name == "weights" else Path(value)
+            value = str(value) if name in _TEXT_PATHS else Path(value)
         elif name not in _INTEGERS | _NUMBERS and not isinstance(value, (str, bool)):
             raise UsageError(f"{flag}: {value!r} is not a name", note=f"`zoo {command} --help` lists them")
         flags[name] = value

@@ -542,13 +542,15 @@ def _print_run_comparison(data: RunComparison, run_a: Path, run_b: Path) -> None
     def img_s(value: float | None, stable: bool | None) -> str:
         return num(value, ".2f") + (" [yellow]unstable[/]" if stable is False else "")
 
-    columns = ("batch", "A img/s", "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A",
-               "top-1 delta", "top-5 delta")
+    several = any(r.precision for r in data.rows)  # rows matched by batch size and precision: say which is which
+    columns = ("batch", *(["precision"] if several else []), "A img/s", "B img/s", "throughput B/A", "e2e B/A",
+               "latency B/A", "p99 B/A", "top-1 delta", "top-5 delta")
     table = make_table(*columns, right=columns, title=f"B = {run_b} vs A = {run_a}", header_style="bold",
                        caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
                        "top-1/top-5 delta = B - A in percentage points")
     for r in data.rows:
-        table.add_row(str(r.batch_size), img_s(r.throughput_a, r.stable_a), img_s(r.throughput_b, r.stable_b),
+        table.add_row(str(r.batch_size), *([r.precision or "-"] if several else []),
+                      img_s(r.throughput_a, r.stable_a), img_s(r.throughput_b, r.stable_b),
                       num(r.throughput_ratio, ".3f"), num(r.throughput_e2e_ratio, ".3f"),
                       num(r.latency_ratio, ".3f"), num(r.latency_p99_ratio, ".3f"),
                       points(r.top1_delta), points(r.top5_delta))

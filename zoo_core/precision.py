@@ -166,13 +166,20 @@ def export_opset(backend: BackendSpec, options: RunOptions, plan: PrecisionPlan)
 # -------------------------------------------------------------------------
 
 
-def calibration_images(folder: Path, count: int) -> list[Path]:
+def calibration_images(folder: Path, count: int, flag: str = "--calib") -> list[Path]:
     """The first ``count`` images of ``folder`` in natural order: those directly in it, else those of its class
-    folders (folder by folder, in name order). Labels are not needed to calibrate."""
-    from .datasets import check_folder, scan
+    folders (folder by folder, in name order). Labels are not needed to calibrate. ``flag``: the option that
+    named the folder, for the errors."""
+    from .datasets import scan, shown_name
     from .errors import ZooError
 
-    listing = scan(check_folder(folder))
+    if not folder.exists():
+        raise ZooError(f"calibration data folder not found: {shown_name(str(folder))}",
+                       note=f"pass a folder of images with {flag}, or --calib random for a performance-only run")
+    if not folder.is_dir():
+        raise ZooError(f"{flag} must be a folder: {shown_name(str(folder))}",
+                       note=f"pass the folder that holds the images with {flag}")
+    listing = scan(folder)
     images = list(listing.images)
     if not images:
         for sub in listing.folders:
@@ -180,7 +187,7 @@ def calibration_images(folder: Path, count: int) -> list[Path]:
             if len(images) >= count:
                 break
     if not images:
-        raise ZooError(f"no image to calibrate on in {folder}",
+        raise ZooError(f"no image to calibrate on in {shown_name(str(folder))}",
                        note="pass a folder of images (or of class folders of images) with --calib")
     return images[:count]
 
@@ -190,6 +197,8 @@ def calibrate(zoo: Zoo, model: ModelSpec, options: RunOptions, plan: PrecisionPl
     """The calibration set of the run, from the cache or built now."""
     import numpy as np
 
+    from .datasets import shown_name
+    from .errors import ZooError
     from .evaluate import _preprocessing_versions
     from .files import sha256_file
 
@@ -199,7 +208,13 @@ def calibrate(zoo: Zoo, model: ModelSpec, options: RunOptions, plan: PrecisionPl
         inputs: dict[str, Any] = {"random": True, "seed": options.seed, "images": plan.images, "shape": shape}
         paths: list[Path] = []
     else:
-        paths = calibration_images(Path(plan.source), plan.images)
+        flag = "--calib" if options.calib is not None else "--data"
+        paths = calibration_images(Path(plan.source), plan.images, flag)
+        batch = max(options.batch_sizes)
+        if len(paths) < batch:  # no whole batch: the quantizers read whole batches (ONNX Runtime's crashed on none)
+            raise ZooError(f"{flag} {shown_name(plan.source)} has {len(paths)} image{'s' * (len(paths) != 1)}, "
+                           f"fewer than batch size {batch}: the quantizer reads whole batches",
+                           note=f"calibrate on a folder of {batch} images or more, or run a smaller --bs")
         inputs = {"model": model.to_dict(), "preset": options.preset, "preprocess": _preprocessing_versions(zoo, model),
                   "images": [sha256_file(p) for p in paths]}  # by content: a renamed copy calibrates alike
 
@@ -213,14 +228,12 @@ def calibrate(zoo: Zoo, model: ModelSpec, options: RunOptions, plan: PrecisionPl
             _preprocess_into(zoo, model, options, paths, target, progress)
 
     count = plan.images if not paths else len(paths)
-    with progress.stage(f"calibration set: {count} images from {plan.source}") as done:
+    with progress.stage(f"calibration set: {count} images from {shown_name(plan.source)}") as done:
         artifact = zoo.store.get_or_build("calibrate", inputs, build)
         done("cached" if artifact.cached else "built")
     path = artifact.file(CALIBRATION_FILE)
     array = np.load(path, mmap_mode="r")
     if not np.isfinite(array).all():
-        from .errors import ZooError
-
         raise ZooError("the calibration set holds NaN or infinity after preprocessing",
                        note="check the images and the model's preprocessing (zoo info MODEL)")
     return Calibration(path, model.input_names[0], len(array), plan.method, plan.source, sha256_file(path))
@@ -232,7 +245,7 @@ def _preprocess_into(zoo: Zoo, model: ModelSpec, options: RunOptions, paths: lis
     into one .npy in order."""
     import numpy as np
 
-    from .datasets import Sample, text_of
+    from .datasets import Sample, shown_name, text_of
     from .errors import ZooError
     from .evaluate import Preprocessor
     from .samples import expected_sample
@@ -244,7 +257,7 @@ def _preprocess_into(zoo: Zoo, model: ModelSpec, options: RunOptions, paths: lis
             progress.loop(f"preprocess {len(paths)} calibration images", len(paths)) as advance:
         for index, value, error in pre.map(samples):
             if error is not None:
-                raise ZooError(f"cannot read calibration image {paths[index]}: {error}",
+                raise ZooError(shown_name(f"cannot read calibration image {paths[index]}: {error}"),
                                note="remove or replace the file, or calibrate on another folder with --calib")
             array[index] = value
             advance()

@@ -84,7 +84,9 @@ def precision_lines(results: RunResults) -> list[str]:
                          f"of {row.images} images")
     calibration = facts.calibration
     if calibration is not None:
-        lines.append(f"calibrated on {calibration.images} images from {calibration.source}"
+        from .datasets import shown_name
+
+        lines.append(f"calibrated on {calibration.images} images from {shown_name(calibration.source)}"
                      + (f" ({calibration.method})" if calibration.method else "")
                      + (": noise, performance only; accuracy would be meaningless" if facts.performance_only else ""))
     return lines

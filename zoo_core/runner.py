@@ -20,7 +20,7 @@ from .onnx_shared import reshare, save_whole
 from .measure import results_row
 from .plugins import plugin_source, plugin_version, source_hash
 from .plugin_options import cache_pairs
-from .precision import Calibration, PrecisionPlan, accuracy_cost, calibrate, export_opset, plan_precisions
+from .precision import RANDOM, Calibration, PrecisionPlan, accuracy_cost, calibrate, export_opset, plan_precisions
 from .progress import Progress
 from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
@@ -482,7 +482,11 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
                 assert precisions.source is not None  # plan_precisions asks for one
                 calibration_dir = Path(f"{model.name}_calib_bs{bs}")
                 commands.append(["zoo", "calibrate", model.name, "--calib", precisions.source, "--calib-images",
-                                 str(precisions.images), "--bs", str(bs), "-o", str(calibration_dir)])
+                                 str(precisions.images), "--bs", str(bs), "-o", str(calibration_dir),
+                                 # what else makes the set: the preprocessing, and the noise's seed
+                                 *(["--preset", options.preset] if options.preset != model.preset else []),
+                                 *(["--seed", str(options.seed)] if precisions.source == RANDOM and options.seed
+                                   else [])])
             backend_cmds = zoo.registry.call(
                 "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs,
                 options=options, precision=precision, calibration_dir=calibration_dir,
