@@ -133,6 +133,7 @@ def compile_model(
         "simplified": simplified.key,
         **({"precision": precision} if precision != backend.precisions[0] else {}),  # native: the keys of before
         **({"quantized": quantized.key} if quantized is not None else {}),
+        **({"extra_outputs": list(options.extra_outputs)} if options.extra_outputs else {}),
         "weights": weights.key,
         "backend": backend.name,
         "plugin": backend.plugin,
