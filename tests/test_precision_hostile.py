@@ -134,3 +134,17 @@ def test_zoo_report_names_the_precision_of_each_row(zoo_cli, tmp_path) -> None:
     assert "precision" in header
     rows = [x for x in result.stdout.splitlines() if x.strip("│ ").startswith("4 ")]
     assert len(rows) == 2 and "fp32" in rows[0] and "int8" in rows[1], result.stdout
+
+
+def test_an_onnx_file_below_the_quantizers_opset_is_one_line(zoo_cli, tmp_path) -> None:
+    """--onnx bypasses the export that int8 raises to opset 13: ONNX Runtime's quantizer then wrote an invalid
+    graph (DequantizeLinear's axis at opset 11) and the run ended in an InvalidGraph traceback (exit 1)."""
+    env = {"ZOO_CACHE_DIR": str(tmp_path / "cache")}
+    onnx_file = tmp_path / "tiny-opset11.onnx"
+    made = zoo_cli("export", TINY, "--bs", "4", "-o", str(onnx_file), "--weights", "random", "--opset", "11", env=env)
+    assert made.code == 0, made
+    result = zoo_cli("run", TINY, "--onnx", str(onnx_file), "--bs", "4", *FAST, *INT8, "--calib", "random",
+                     "--calib-images", "4", env=env)
+    error, note = one_error(result, 3)
+    assert f"--onnx {onnx_file} is ONNX opset 11" in error and "needs opset 13" in error
+    assert "--opset 13" in note

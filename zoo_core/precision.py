@@ -161,6 +161,25 @@ def export_opset(backend: BackendSpec, options: RunOptions, plan: PrecisionPlan)
     return options.opset
 
 
+def check_quantize_opset(backend: BackendSpec, onnx_path: Path, options: RunOptions) -> None:
+    """A model below the opset the backend's quantizer needs (an ``--onnx`` file: zoo's own export is made at
+    that opset) is one line, not the quantizer's traceback on an invalid graph."""
+    if not backend.quantize_opset:
+        return
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and opset < backend.quantize_opset:
+        from .errors import ZooError
+
+        given = f"--onnx {options.onnx}" if options.onnx is not None else "the model"
+        raise ZooError(f"{given} is ONNX opset {opset}; the int8 quantizer of backend {backend.name!r} needs opset "
+                       f"{backend.quantize_opset} or later",
+                       note=f"export it again at --opset {backend.quantize_opset} (zoo export MODEL --opset "
+                       f"{backend.quantize_opset}), or leave --onnx out")
+
+
 # -------------------------------------------------------------------------
 # The calibration set: a cached stage of its own, keyed by the images' content
 # -------------------------------------------------------------------------

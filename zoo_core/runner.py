@@ -20,7 +20,8 @@ from .onnx_shared import reshare, save_whole
 from .measure import results_row
 from .plugins import plugin_source, plugin_version, source_hash
 from .plugin_options import cache_pairs
-from .precision import RANDOM, Calibration, PrecisionPlan, accuracy_cost, calibrate, export_opset, plan_precisions
+from .precision import (RANDOM, Calibration, PrecisionPlan, accuracy_cost, calibrate, check_quantize_opset,
+                        export_opset, plan_precisions)
 from .progress import Progress
 from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
@@ -197,6 +198,8 @@ def quantize(
     }
 
     def build(folder: Path) -> None:
+    check_quantize_opset(backend, simplified.file(SIMPLIFIED_FILE), options)  # an --onnx FILE of an older opset
+
         with zoo.timer.stage("quantize"), scratch_beside(folder) as scratch:
             save_whole(simplified.file(SIMPLIFIED_FILE), scratch / SIMPLIFIED_FILE)
             path = zoo.registry.call(
