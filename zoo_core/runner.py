@@ -197,9 +197,9 @@ def quantize(
         "backend_options": _with_file_hashes(cache_pairs(options.backend_options)),
     }
 
-    def build(folder: Path) -> None:
     check_quantize_opset(backend, simplified.file(SIMPLIFIED_FILE), options)  # an --onnx FILE of an older opset
 
+    def build(folder: Path) -> None:
         with zoo.timer.stage("quantize"), scratch_beside(folder) as scratch:
             save_whole(simplified.file(SIMPLIFIED_FILE), scratch / SIMPLIFIED_FILE)
             path = zoo.registry.call(
