@@ -125,6 +125,7 @@ def test_random_calibration_is_marked_performance_only(zoo_cli, tmp_path) -> Non
     (["--precision", "int4"], "--precision: 'int4' is not a precision zoo knows", 2),
     (["--precision", "int8"], "--precision int8 needs images to calibrate on, and this run has none", 2),
     (["--calib", "random"], "--calib is for a quantized precision, and this run asks for fp32", 2),
+    (["--calib-images", "64"], "--calib-images is for a quantized precision, and this run asks for fp32", 2),
     (["--precision", "int8", "--calib", "random", "--calib-method", "magic"],
      "--calib-method magic: the quantizer of backend 'onnxruntime' offers minmax, entropy, percentile", 2),
     (["--precision", "int8", "--calib", "random", "--calib-images", "2"],

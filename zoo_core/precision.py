@@ -126,7 +126,11 @@ def plan_precisions(backend: BackendSpec, options: RunOptions) -> PrecisionPlan:
                              "(docs/precision.md lists what each backend supports)")
     quantized = tuple(p for p in asked if p in QUANTIZED)
     if not quantized:
-        for flag, value in (("--calib", options.calib), ("--calib-method", options.calib_method)):
+        from .specs import DEFAULTS
+
+        images = options.calib_images if options.calib_images != DEFAULTS["calib_images"] else None
+        for flag, value in (("--calib", options.calib), ("--calib-method", options.calib_method),
+                            ("--calib-images", images)):
             if value is not None:
                 raise UsageError(f"{flag} is for a quantized precision, and this run asks for "
                                  f"{', '.join(asked)}", note=f"add --precision int8, or drop {flag}")

@@ -86,7 +86,8 @@ def precision_lines(results: RunResults) -> list[str]:
     if calibration is not None:
         from .datasets import shown_name
 
-        lines.append(f"calibrated on {calibration.images} images from {shown_name(calibration.source)}"
+        count = f"{calibration.images} image{'s' if calibration.images != 1 else ''}"
+        lines.append(f"calibrated on {count} from {shown_name(calibration.source)}"
                      + (f" ({calibration.method})" if calibration.method else "")
                      + (": noise, performance only; accuracy would be meaningless" if facts.performance_only else ""))
     return lines
@@ -323,6 +324,11 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
 
     if accuracy:
         lines += _accuracy_section(accuracy)
+
+    if results.profile is not None:  # zoo run --profile
+        from .profiling import markdown_lines
+
+        lines += markdown_lines(results.profile, _md_table)
 
     if chart is not None:
         lines += ["## Chart", ""]
