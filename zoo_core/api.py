@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     )
     from .export import build_module as build_module, export_onnx as export_onnx, sample_batch as sample_batch
     from .options import OptionSpec as OptionSpec
+    from .profiling import Profile as Profile, timed_calls as timed_calls
     from .preprocessing import (
         PRESETS as PRESETS, CenterCrop as CenterCrop, Preprocessing as Preprocessing, Resize as Resize,
         execute as execute,
@@ -55,6 +56,7 @@ _EXPORTS = {
     # what a backend compiles and runs
     "CompiledModel": "runtime", "InputInfo": "runtime", "Runner": "runtime", "compiled_inputs": "runtime",
     "Engine": "engines",
+    "Profile": "profiling", "timed_calls": "profiling",
     # datasets
     "Dataset": "datasets", "Sample": "datasets", "Classes": "datasets", "scan": "datasets", "list_images": "datasets",
     "text_of": "datasets", "shown_name": "datasets", "IMAGE_SUFFIXES": "datasets",

@@ -273,15 +273,20 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
 @click.option("--calib-images", type=int, default=None, help="Calibration images.  [default: 512]")
 @click.option("--calib-method", default=None, metavar="minmax|entropy|percentile",
               help="How the quantizer sets ranges, where the backend offers a choice (default: its first).")
+@click.option("--profile", is_flag=True,
+              help="After the timed batches, profile more under the backend's profiler: the top 20 op types and "
+              "nodes by time (terminal, profile.csv, results.json, report.md).")
+@click.option("--profile-batches", type=int, default=None, help="Batches to profile.  [default: 10]")
 @click.option("--json", "as_json", is_flag=True, help="Print only the results object on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the commands that would do the same by hand; run nothing.")
 def run_cmd(
     model: str, batch_sizes: str, devices: str | None, backend_opts: tuple[str, ...], as_json: bool, dry_run: bool,
-    precisions: str | None, **flags: Any,
+    precisions: str | None, profile: bool, profile_batches: int | None, **flags: Any,
 ) -> None:
     """Export, compile and time MODEL on a backend: the recipe in one command."""
     from .progress import RichProgress
     from .python_api import run_options, run_with, with_default_out
+    from .profiling import profile_batches as profile_batches_option
     from .runner import plan
     from .specs import parse_batch_sizes, parse_devices, parse_precisions
 
@@ -290,7 +295,8 @@ def run_cmd(
     plugin_flags = _pop_plugin_flags(flags)
     options = run_options(zoo, model, _run_flags(
         batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None,
-        precisions=parse_precisions(precisions) if precisions is not None else None, **flags,
+        precisions=parse_precisions(precisions) if precisions is not None else None,
+        profile=profile_batches_option(profile, profile_batches), **flags,
     ), plugin_flags, backend_opts, click.get_current_context().meta)
     if dry_run:
         data = plan(zoo, options)
@@ -529,11 +535,31 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
         click.echo(line, err=as_json)
     comparison.raise_if_regressed()
 
+    if results.profile is not None:
+        _print_profile(results.profile)
 
 def _print_run_comparison(data: RunComparison, run_a: Path, run_b: Path) -> None:
     from .console import make_table, plain
 
     def num(value: float | None, spec: str) -> str:
+def _print_profile(profile: Any) -> None:
+    from rich.markup import escape
+
+    from .console import make_table
+    from .profiling import headline, rows
+
+    console = _console()
+    for table in profile.tables:
+        console.print(f"profile: {headline(table)}", markup=False, highlight=False, soft_wrap=True)
+        for title, body in rows(table):
+            if body:
+                header = ("op type", "nodes") if title == "op types" else ("node", "op type")
+                shown = make_table(*header, "ms", "share", right=("ms", "share"), title=f"top {title}")
+                for row in body:
+                    shown.add_row(*(escape(c) for c in row))
+                console.print(shown)
+
+
         return "-" if value is None else format(value, spec)
 
     def points(value: float | None) -> str:

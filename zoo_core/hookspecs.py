@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .engines import EngineSpec
     from .options import OptionSpec
     from .precision import Calibration
+    from .profiling import Profile
     from .preprocessing import Preprocessing
     from .runtime import CompiledModel, Runner
     from .specs import BackendSpec, DatasetSpec, ModelSpec, RunOptions
@@ -249,6 +250,30 @@ def zoo_infer(compiled: CompiledModel, model: ModelSpec, options: RunOptions) ->
     :param model: The model it was compiled from.
     :param options: The resolved run options.
     :return: An open runner.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def zoo_profile(
+    compiled: CompiledModel, model: ModelSpec, options: RunOptions, feed: Mapping[str, np.ndarray], batches: int,
+    workdir: Path,
+) -> Profile | None:
+    """Run ``batches`` batches of ``feed`` on ``compiled`` under the backend's profiler (``zoo run --profile``).
+
+    Called after a batch size's timed batches, in the run's process, so that profiling never touches the timed
+    numbers; a backend without it is refused ``--profile`` before any work. Open a session of its own, run a
+    warm-up batch outside the profile, then the profiled ones, timing each call (:func:`~zoo_core.api.timed_calls`).
+
+    :param compiled: What :func:`zoo_compile` returned.
+    :param model: The model it was compiled from.
+    :param options: The resolved run options (``options.threads``, ``options.devices``).
+    :param feed: One batch: every input name mapped to an array of the compiled shape.
+    :param batches: How many batches to profile.
+    :param workdir: A folder in the run's output folder for the profiler's files (a trace, the tool's folder).
+    :return: A :class:`~zoo_core.api.Profile`: (node, op type, microseconds over the batches) for each operator
+        and each batch's wall time, or the folder where the backend's tool wrote its profile; ``None``: no profile.
 
     Stops at first non-None result.
     """

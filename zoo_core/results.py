@@ -34,7 +34,8 @@ __all__ = [
     "JSON", "Record", "RunResults", "Row", "Latency", "DeviceTiming", "Environment", "PluginRef", "RunPlugins",
     "ExportFacts", "Measurement", "EngineFacts", "RayWorker", "AccuracyResult", "DatasetFacts", "NameList",
     "ClassNumbering", "SkippedImage", "Skipped", "CompareResult", "OutputComparison", "RunComparison",
-    "RowComparison", "Difference", "Judgement", "NotJudged",
+    "RowComparison", "Difference", "Judgement", "NotJudged", "ProfileBlock", "ProfileTable", "ProfiledOpType",
+    "ProfiledNode",
 ]
 
 
@@ -403,6 +404,49 @@ class AccuracyResult(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProfiledOpType(Record):
+    op_type: str
+    nodes: int
+    ms: float  # per profiled batch
+    share: float  # of all operator time
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfiledNode(Record):
+    node: str
+    op_type: str
+    ms: float  # per profiled batch
+    share: float  # of all operator time
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileTable(Record):
+    """One batch size and precision, profiled (``zoo run --profile``): the top op types and nodes by time."""
+
+    batch_size: int
+    precision: str | None = None
+    source: str
+    batches: int
+    wall_ms: float | None = None  # the profiled batches' mean wall time
+    operator_ms: float | None = None  # their operators' time per batch; None: the tool kept its own profile
+    coverage: float | None = None  # operator_ms / wall_ms
+    nodes_total: int | None = None
+    op_types_total: int | None = None
+    op_types: tuple[ProfiledOpType, ...] = ()
+    nodes: tuple[ProfiledNode, ...] = ()
+    folder: str | None = None  # the profiler's own folder (ais_bench --profiler 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileBlock(Record):
+    """``zoo run --profile``: extra batches after the timed ones, through the backend's profiler."""
+
+    batches: int
+    top: int | None = None
+    tables: tuple[ProfileTable, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunResults(Record):
     """What ``zoo run`` prints with ``--json`` and writes to results.json (schema 1)."""
 
@@ -422,6 +466,7 @@ class RunResults(Record):
     created: str | None = None
     accuracy: AccuracyResult | None = None  # the run's first precision's
     precision: PrecisionFacts | None = None  # older results lack it
+    profile: ProfileBlock | None = None  # zoo run --profile only
     results: tuple[Row, ...]
 
     def row(self, batch_size: int, precision: str | None = None) -> Row:

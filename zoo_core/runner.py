@@ -22,6 +22,7 @@ from .plugins import plugin_source, plugin_version, source_hash
 from .plugin_options import cache_pairs
 from .precision import (RANDOM, Calibration, PrecisionPlan, accuracy_cost, calibrate, check_quantize_opset,
                         export_opset, plan_precisions)
+from .profiling import block as profile_block, check_profile, profile_compiled
 from .progress import Progress
 from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
@@ -270,6 +271,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     check_engine(zoo, options)
     check_devices(backend, options)
     plan = plan_precisions(backend, options)  # what the backend cannot do, or no calibration: before any work
+    check_profile(zoo, backend, options)
     zoo.registry.call("zoo_check_run", backend, backend=backend, model=zoo.registry.model(options.model),
                       options=options, precisions=plan.precisions)
     options = options.with_(opset=export_opset(backend, options, plan))
@@ -286,6 +288,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
         model = zoo.registry.model(options.model)
         calibration = calibrate(zoo, model, options, plan, progress) if plan.quantized else None
         rows, accuracy, evaluations = [], None, {}
+        profiles: list[dict[str, Any]] = []
         for precision in plan.precisions:
             prepared = prepare(zoo, options, progress, precision, calibration)
             for bs in options.batch_sizes:
@@ -295,6 +298,8 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
                 # --precision-mode force_fp32 and no --precision is fp32, not the backend's native fp16).
                 said = compiled.extra.get("precision") if isinstance(compiled.extra, dict) else None
                 rows.append({**row, "precision": said if isinstance(said, str) and said else precision})
+                if options.profile:  # extra batches after the timed ones, under the backend's profiler
+                    profiles.append(profile_compiled(zoo, model, compiled, options, rows[-1]["precision"], progress))
             if options.data is not None:
                 from .evaluate import evaluate
 
@@ -343,6 +348,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "accuracy": accuracy,
         "precision": _precision_facts(plan, calibration, rows),
+        **({"profile": profile_block(profiles, options.profile)} if options.profile else {}),
         "results": rows,
     }
     try:
@@ -419,6 +425,11 @@ def write_results(results: RunResults | dict[str, Any], out: Path) -> Path:
         chart = report.write_chart(results, writing)
         if not chart:
             writing.unlink(missing_ok=True)
+        if results.profile is not None:  # zoo run --profile
+            from .profiling import CSV_FILE, write_csv
+
+            writing = out / CSV_FILE
+            write_csv(results.profile, writing)
         writing = out / report.MARKDOWN_FILE
         report.write_markdown(results, writing, chart=chart)
     except OSError as exc:
@@ -466,6 +477,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     check_engine(zoo, options)  # a plan the run would refuse is refused too
     check_devices(backend, options)
     precisions = plan_precisions(backend, options)
+    check_profile(zoo, backend, options)
     zoo.registry.call("zoo_check_run", backend, backend=backend, model=model, options=options,
                       precisions=precisions.precisions)
     opset = export_opset(backend, options, precisions)

@@ -341,6 +341,7 @@ class RunOptions:
     # Tensors of the simplified ONNX graph the compiled model also returns, after the model's outputs, in this order
     # (`zoo debug`; a backend that declares exposes_tensors honours it); empty for every other run.
     extra_outputs: tuple[str, ...] = ()
+    profile: int = 0  # `zoo run --profile`: batches profiled after the timed ones, through zoo_profile; 0: none
 
     def __post_init__(self) -> None:
         for name in ("backend_options", "engine_options"):  # immutable, hashable, picklable, whatever was given
@@ -401,6 +402,8 @@ def resolve_options(model: ModelSpec, flags: Mapping[str, Any]) -> RunOptions:
     if options.shard_images < 1:
         raise UsageError(f"--shard-images: {options.shard_images} must be at least 1",
                          note="leave it out for 256 images a shard")
+    if options.profile < 0:  # 0: no profile
+        raise UsageError(f"--profile-batches: {options.profile} must be at least 1", note="e.g. --profile-batches 10")
     if options.limit is not None and options.limit < 1:
         raise UsageError(f"--limit {options.limit} must be at least 1", note="leave it out for every image")
     if not 0 <= options.seed < 2**64:  # what both numpy's and torch's generators take

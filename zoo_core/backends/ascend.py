@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
     from ..precision import Calibration
+    from ..profiling import Profile
     from ..specs import BackendSpec, ModelSpec, RunOptions
 
 NAME = "ascend"
@@ -470,7 +471,44 @@ def _keep_failure_log(options: RunOptions, stem: str, text: str) -> Path | None:
 
 
 def _tail(text: str, lines: int = 3) -> str:
+        *([profiler_command(Path(f"{stem}.om"), batch_size, options.devices[0], options.profile,
+                            Path(f"profile_bs{batch_size}"))] if options.profile else []),
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+# -------------------------------------------------------------------------
+# --profile: ais_bench --profiler 1 writes msprof's profiling folder under --output (real hardware only)
+# -------------------------------------------------------------------------
+
+
+def profiler_command(om: Path, batch_size: int, device: int, batches: int, output: Path,
+                     python: str = "python3") -> list[str]:
+    """``python -m ais_bench ... --profiler 1``: ``batches`` batches of generated input under msprof, its folder
+    written under ``output`` (ascend-tools.md §5)."""
+    return [python, "-m", "ais_bench", f"--model={om}",
+            f"--loop={batches}", f"--batchsize={batch_size}", f"--device={device}", f"--output={output}",
+            "--profiler=1"]
+
+
+@hookimpl
+def zoo_profile(compiled: CompiledModel, options: RunOptions, batches: int, workdir: Path) -> Profile:
+    """ais_bench's own profile of ``batches`` batches: zoo reads no operator times from it, it names the folder."""
+    import sys
+
+    from ..profiling import Profile
+
+    args = profiler_command(Path(compiled.path), compiled.batch_size, options.devices[0], batches, workdir.resolve(),
+                            sys.executable)
+    proc = subprocess.run(args, cwd=workdir, capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    log = workdir / "ais_bench-profiler.log"
+    log.write_text(" ".join(args) + "\n\n" + output)
+    folders = sorted(p for p in workdir.iterdir() if p.is_dir())
+    if proc.returncode != 0 or not folders:
+        raise ZooError(f"ais_bench --profiler 1 failed on {Path(compiled.path).name} (exit {proc.returncode}): "
+                       f"{_tail(output, 1) or 'no output'}",
+                       note=f"profiling needs msprof on a real Ascend NPU; its log: {log}")
+    return Profile(source="ais_bench --profiler 1 (msprof)", folder=folders[-1])
 
 
 @hookimpl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .. import hookimpl
 from ..runtime import CompiledModel, Runner, compiled_inputs
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
+    from ..profiling import Profile
     from ..specs import BackendSpec, ModelSpec, RunOptions
     from ..weights import WeightsRef
 
@@ -98,3 +99,59 @@ class TorchRunner(Runner):
 @hookimpl
 def zoo_infer(compiled: CompiledModel, model: ModelSpec, options: RunOptions) -> Runner:
     return TorchRunner(compiled, model, options.threads)
+
+
+# -------------------------------------------------------------------------
+# --profile: torch.profiler, each operator's own CPU time attributed to the innermost module it ran in
+# -------------------------------------------------------------------------
+
+SCOPE = "zoo.module::"  # the record_function ranges that name each module in the trace
+
+
+@hookimpl
+def zoo_profile(
+    compiled: CompiledModel, model: ModelSpec, options: RunOptions, feed: Mapping[str, np.ndarray], batches: int
+) -> Profile:
+    """The eager module under ``torch.profiler`` (CPU), after one warm-up batch; a node is a module (its qualified
+    name, its class as the op type) and holds the self time of every operator that ran in it and in no submodule."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from ..profiling import Profile, timed_calls
+
+    runner = TorchRunner(compiled, model, options.threads)
+    runner._infer(feed)  # warm-up, outside the profile
+    names = {module: name or "(model)" for name, module in runner.module.named_modules()}
+    kinds = {name: type(module).__name__ for module, name in names.items()}
+    open_scopes: dict[int, list[Any]] = {}
+
+    def enter(module: Any, _args: Any) -> None:
+        scope = record_function(SCOPE + names[module])
+        scope.__enter__()
+        open_scopes.setdefault(id(module), []).append(scope)
+
+    def leave(module: Any, _args: Any, _out: Any) -> None:
+        open_scopes[id(module)].pop().__exit__(None, None, None)
+
+    handles = [h for m in names for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            wall = timed_calls(lambda: runner._infer(feed), batches)
+    finally:
+        for handle in handles:
+            handle.remove()
+    operators = []
+    for event in prof.events():
+        node = _innermost_scope(event)
+        if node is not None and event.self_cpu_time_total > 0:
+            operators.append((node, kinds.get(node, "?"), float(event.self_cpu_time_total)))
+    return Profile(source=f"torch {torch.__version__} profiler (CPU)", wall_ms=wall, operators=tuple(operators))
+
+
+def _innermost_scope(event: Any) -> str | None:
+    """The module an event ran in: its own scope, or its nearest enclosing one; ``None`` outside the model."""
+    while event is not None:
+        if event.name.startswith(SCOPE):
+            return str(event.name.removeprefix(SCOPE))
+        event = event.cpu_parent
+    return None

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("display_all_summary", type=str2bool, default=False)
     add("dymBatch", type=non_negative, default=0, help="the batch of a dynamic-batch model")
     add("debug", type=str2bool, default=False)
+    add("profiler", type=str2bool, default=False, help="profile with msprof: real hardware only, refused here")
     return parser
 
 
@@ -310,6 +311,10 @@ class Bench:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.profiler:  # the real tool runs msprof on the NPU and writes a profiling folder under --output
+        print("[ERROR] --profiler 1 needs msprof and a real Ascend NPU: this fake ais_bench has neither",
+              file=sys.stderr)
+        return 1
     try:
         return Bench(args).run()
     except (BenchError, RuntimeError, ImportError, OSError, ValueError) as exc:
