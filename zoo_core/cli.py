@@ -456,15 +456,30 @@ def _fixed(value: float | None) -> str:
 @click.option("--samples", type=int, default=None,
               help="Inputs to compare (default: 2 * bs + 1, so one batch is padded).")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Compare on these images (the model's preprocessing) instead of generated inputs; with labels, "
+              "each backend's top-1/top-5 too.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Label file (default DATA/val_label.txt).")
+@click.option("--limit", type=int, default=None, help="With --data: the first N images only (natural order).")
+@click.option("--min-agreement", type=float, default=None, metavar="SHARE",
+              help="Fail (exit 4) when a backend keeps the reference's top-1 class on fewer than this share of the "
+              "samples, 0..1; without --atol/--rtol it is the only check.")
+@click.option("--precision", default=None, metavar="fp32|fp16|int8",
+              help="What the backends other than the reference compute in.  [default: each backend's own]")
+@click.option("--calib", default=None, metavar="DIR|random",
+              help="With --precision int8: images to calibrate on (default: the first images of --data).")
 @click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE",
               help="An option of one of the compared backends, by key; repeatable. The sections below list each "
               "backend's.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def compare_cmd(
     model: str, backends: str, batch_size: str, atol: float | None, rtol: float | None, samples: int | None,
-    backend_opts: tuple[str, ...], as_json: bool, **flags: Any,
+    min_agreement: float | None, precision: str | None, backend_opts: tuple[str, ...], as_json: bool,
+    **flags: Any,
 ) -> None:
-    """Run the same inputs through several backends and check every output against the reference's."""
+    """Run the same inputs through several backends and check every output against the reference's, and the
+    top-1 agreement of class scores."""
     from .progress import RichProgress
     from .comparison import compare_options, compare_with
 
@@ -472,7 +487,7 @@ def compare_cmd(
     plugin_flags = _pop_plugin_flags(flags)
     options, names = compare_options(zoo, model, batch_size, backends, _run_flags(**flags), plugin_flags,
                                      backend_opts, click.get_current_context().meta)
-    result = compare_with(zoo, options, names, samples, atol, rtol, RichProgress())
+    result = compare_with(zoo, options, names, samples, atol, rtol, RichProgress(), min_agreement, precision)
     if as_json:
         _emit_json(result.to_json())
     else:
@@ -489,25 +504,51 @@ def _print_comparison(result: CompareResult) -> None:
     def number(value: float | None, round_up: bool = False) -> str:
         return "-" if value is None else f"{ceil_sig(value) if round_up else value:.3g}"
 
-    title = (f"{result.model} at batch {result.batch_size}, {result.samples} samples (seed {result.seed}), "
-             f"weights {result.weights}" + (f", ONNX {result.onnx}" if result.onnx else ""))
-    columns = ("backend", "reference", "output", "max abs", "max rel", "needed atol", "needed rtol", "result")
-    table = make_table(*columns, right=tuple(c for c in columns if c.startswith(("max", "needed"))),
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    inputs = (f"{result.samples} images of {result.data}" if result.data is not None
+              else f"{result.samples} samples (seed {result.seed})")
+    title = (f"{result.model} at batch {result.batch_size}, {inputs}, weights {result.weights}"
+             + (f", ONNX {result.onnx}" if result.onnx else "")
+             + (f", {result.precision} on all but {result.reference}" if result.precision else ""))
+    task = any(c.recorded("top1_agreement") for c in result.comparisons)
+    scored = result.data is not None and any(c.top1 is not None for c in result.comparisons)
+    columns = ("backend", "reference", "output", "max abs", "max rel", "needed atol", "needed rtol", "result",
+               *(("top-1 agree", "top-5 overlap") if task else ()), *(("top-1", "top-5") if scored else ()))
+    table = make_table(*columns, right=tuple(c for c in columns if c.startswith(("max", "needed", "top"))),
                        title=title, header_style="bold",
                        caption=f"needed atol: at --rtol {result.rtol:g}; needed rtol: at --atol {result.atol:g} "
-                       "(rounded up)")
+                       "(rounded up)" + ("; top-1 agree: samples whose top-1 class is the reference's; top-5 "
+                                         "overlap: shared top-5 classes / 5" if task else ""))
     for c in result.comparisons:
+        verdict = ("[green]PASS[/]" if c.passed else "[red]FAIL[/]") if result.tolerances_judged else \
+            ("pass" if c.passed else "fail") + " (not judged)"
+        first = c.recorded("top1_agreement")
         table.add_row(plain(c.backend), plain(c.reference), plain(c.output), number(c.max_abs),
                       number(c.max_rel),
-                      number(c.needed_atol, True), number(c.needed_rtol, True),
-                      "[green]PASS[/]" if c.passed else "[red]FAIL[/]")
+                      number(c.needed_atol, True), number(c.needed_rtol, True), verdict,
+                      *((share(c.top1_agreement), share(c.top5_overlap)) if task and first else
+                        ("", "") if task else ()),
+                      *((share(c.top1), share(c.top5)) if scored and first else ("", "") if scored else ()))
     console = _console()
     console.print(table)
-    failed = sum(not c.passed for c in result.comparisons)
-    verdict = (f"[green]PASS[/]: every output agrees with {escape(result.reference)} within" if not failed
-               else f"[red]FAIL[/]: {failed} of {len(result.comparisons)} output(s) differ from "
-               f"{escape(result.reference)} beyond")
-    console.print(f"{verdict} --atol {result.atol:g} --rtol {result.rtol:g}", highlight=False)
+    if scored:
+        console.print(f"{escape(result.reference)} (reference): top-1 {share(result.reference_top1)}, top-5 "
+                      f"{share(result.reference_top5)} against the labels", highlight=False)
+    if result.tolerances_judged:
+        failed = sum(not c.passed for c in result.comparisons)
+        verdict = (f"[green]PASS[/]: every output agrees with {escape(result.reference)} within" if not failed
+                   else f"[red]FAIL[/]: {failed} of {len(result.comparisons)} output(s) differ from "
+                   f"{escape(result.reference)} beyond")
+        console.print(f"{verdict} --atol {result.atol:g} --rtol {result.rtol:g}", highlight=False)
+    if result.min_agreement is not None:
+        agreed = [c for c in result.comparisons if c.recorded("top1_agreement")]
+        below = [c for c in agreed if c.top1_agreement is None or c.top1_agreement < result.min_agreement]
+        verdict = (f"[green]PASS[/]: every backend keeps {escape(result.reference)}'s top-1 class on at least"
+                   if not below else f"[red]FAIL[/]: {', '.join(escape(c.backend) for c in below)} keep "
+                   f"{escape(result.reference)}'s top-1 class on less than")
+        console.print(f"{verdict} --min-agreement {result.min_agreement:g} of the samples", highlight=False)
 
 
 @cli.command("report")

@@ -132,12 +132,12 @@ def load(path: PathLike) -> RunResults:
 
 
 def compare_with(zoo: Zoo, options: RunOptions, backends: list[str], samples: int | None = None,
-                 atol: float | None = None, rtol: float | None = None, progress: Progress | None = None
-                 ) -> CompareResult:
+                 atol: float | None = None, rtol: float | None = None, progress: Progress | None = None,
+                 min_agreement: float | None = None, precision: str | None = None) -> CompareResult:
     """:func:`zoo_core.comparison.compare_with`: compare ``backends`` under options already resolved."""
     from .comparison import compare_with as compare_resolved
 
-    return compare_resolved(zoo, options, backends, samples, atol, rtol, progress)
+    return compare_resolved(zoo, options, backends, samples, atol, rtol, progress, min_agreement, precision)
 
 
 def _app() -> Zoo:

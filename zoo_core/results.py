@@ -498,6 +498,11 @@ class OutputComparison(Record):
     passed: bool
     nonfinite: int = 0
     reference_nonfinite: int = 0
+    # The model's first output, when it holds class scores (N, classes); None where no number answers (NaN):
+    top1_agreement: float | None = None  # the share of samples whose top-1 class is the reference's
+    top5_overlap: float | None = None  # mean |top5(backend) & top5(reference)| / 5
+    top1: float | None = None  # with --data: the backend's top-1 and top-5 accuracy against the labels
+    top5: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -522,6 +527,12 @@ class CompareResult(Record):
     needed_atol: float | None = None
     needed_rtol: float | None = None
     comparisons: tuple[OutputComparison, ...]
+    tolerances_judged: bool = True  # False: --min-agreement without --atol/--rtol judges the agreement alone
+    min_agreement: float | None = None  # the least top-1 agreement that passes
+    precision: str | None = None  # what the backends other than the reference compute in, when asked
+    data: str | None = None  # the images compared (None: seeded generated inputs)
+    reference_top1: float | None = None  # with --data: the reference's accuracy against the labels
+    reference_top5: float | None = None
 
     def raise_if_failed(self) -> None:
         """A CheckError naming the worst failing output and the tolerance it needed; nothing when all passed."""
@@ -622,8 +633,11 @@ def ceil_sig(value: float, digits: int = 3) -> float:
 
 def raise_if_failed(result: Mapping[str, Any]) -> None:
     """A :class:`CheckError` naming the worst failing output of a compare result (its JSON) and the tolerance it
-    would have needed."""
-    failed = [c for c in result["comparisons"] if not c["passed"]]
+    would have needed; or, under ``min_agreement``, the backend whose top-1 agreement is below it."""
+    bound = result.get("min_agreement")
+    if bound is not None:
+        _raise_if_disagrees(result, bound)
+    failed = [c for c in result["comparisons"] if not c["passed"]] if result.get("tolerances_judged", True) else []
     if not failed:
         return
     worst = max(failed, key=lambda c: math.inf if c["needed_atol"] is None else c["needed_atol"])
@@ -644,3 +658,24 @@ def raise_if_failed(result: Mapping[str, Any]) -> None:
         note=f"needed --atol {ceil_sig(result['needed_atol']):.3g} (at --rtol {rtol:g}){rtol_hint}; "
         "an fp16 backend needs looser tolerances than the fp32 defaults",
     )
+
+
+def _raise_if_disagrees(result: Mapping[str, Any], bound: float) -> None:
+    """A :class:`CheckError` naming the backend with the lowest top-1 agreement below ``bound``."""
+    agreed = [c for c in result["comparisons"] if "top1_agreement" in c]
+    unknown = next((c for c in agreed if c["top1_agreement"] is None), None)
+    if unknown is not None:
+        raise CheckError(f"{unknown['backend']}'s top-1 agreement with {unknown['reference']} cannot be measured: "
+                         f"NaN or infinity in {unknown['output']}",
+                         note="no class ranks among NaN; check the weights or ONNX file and the backend's precision")
+    below = [c for c in agreed if c["top1_agreement"] < bound]
+    if not below:
+        return
+    worst = min(below, key=lambda c: c["top1_agreement"])
+    samples = result["samples"]
+    same = round(worst["top1_agreement"] * samples)
+    raise CheckError(
+        f"{worst['backend']} keeps {worst['reference']}'s top-1 class on {same} of {samples} samples "
+        f"(agreement {worst['top1_agreement']:.4g}, top-5 overlap {worst['top5_overlap']:.4g}), below "
+        f"--min-agreement {bound:g}",
+        note="`zoo debug` finds the first layer that goes wrong; or lower --min-agreement")
