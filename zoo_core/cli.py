@@ -433,9 +433,29 @@ def _print_results(results: RunResults, out: Path | None) -> None:
             console.print(f"[dim]{dataset.hidden} hidden entries (names starting with '.') ignored[/]")
     if results.weights == "random":
         console.print("[dim]weights: seeded random (performance only; accuracy would be meaningless)[/]")
+    if results.profile is not None:
+        _print_profile(results.profile)
     if out is not None:
         console.print(f"results: {out / 'results.json'}", style="dim", markup=False, highlight=False)
         console.print(_report_files_line(out), style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_profile(profile: Any) -> None:
+    from rich.markup import escape
+
+    from .console import make_table
+    from .profiling import headline, rows
+
+    console = _console()
+    for table in profile.tables:
+        console.print(f"profile: {headline(table)}", markup=False, highlight=False, soft_wrap=True)
+        for title, body in rows(table):
+            if body:
+                header = ("op type", "nodes") if title == "op types" else ("node", "op type")
+                shown = make_table(*header, "ms", "share", right=("ms", "share"), title=f"top {title}")
+                for row in body:
+                    shown.add_row(*(escape(c) for c in row))
+                console.print(shown)
 
 
 def _fixed(value: float | None) -> str:
@@ -576,31 +596,11 @@ def report_cmd(run_a: Path, run_b: Path, as_json: bool, fail_below: float | None
         click.echo(line, err=as_json)
     comparison.raise_if_regressed()
 
-    if results.profile is not None:
-        _print_profile(results.profile)
 
 def _print_run_comparison(data: RunComparison, run_a: Path, run_b: Path) -> None:
     from .console import make_table, plain
 
     def num(value: float | None, spec: str) -> str:
-def _print_profile(profile: Any) -> None:
-    from rich.markup import escape
-
-    from .console import make_table
-    from .profiling import headline, rows
-
-    console = _console()
-    for table in profile.tables:
-        console.print(f"profile: {headline(table)}", markup=False, highlight=False, soft_wrap=True)
-        for title, body in rows(table):
-            if body:
-                header = ("op type", "nodes") if title == "op types" else ("node", "op type")
-                shown = make_table(*header, "ms", "share", right=("ms", "share"), title=f"top {title}")
-                for row in body:
-                    shown.add_row(*(escape(c) for c in row))
-                console.print(shown)
-
-
         return "-" if value is None else format(value, spec)
 
     def points(value: float | None) -> str:

@@ -437,43 +437,9 @@ def zoo_commands(
         atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision),
         ["python3", "-m", "ais_bench", f"--model={stem}.om", "--loop=100", f"--batchsize={batch_size}",
          f"--device={device}"],
-    ]
-
-
-# -------------------------------------------------------------------------
-# Quantize: AMCT's amct_onnx calibration (INT8)
-# -------------------------------------------------------------------------
-
-
-def amct_arguments(model: ModelSpec, onnx_path: Path, save_path: Path, batch_size: int, data_dir: Path,
-                   batch_num: int) -> list[str]:
-    """``amct_onnx calibration ...`` (ascend-tools.md §6): ``data_dir`` holds ``batch_num`` or more whole-batch
-    float32 ``.bin`` files of the model's one input; it writes ``<save_path>_deploy_model.onnx`` and its kin."""
-    if len(model.input_names) != 1:
-        raise ZooError(f"model {model.name} has {len(model.input_names)} inputs; zoo calibrates models of one input",
-                       note="run it at fp16 or fp32, or quantize it with amct_onnx by hand")
-    shape = f"{model.input_names[0]}:{','.join(map(str, (batch_size, *model.input_shape)))}"
-    return [AMCT, "calibration", "--model", str(onnx_path), "--save_path", str(save_path), "--input_shape", shape,
-            "--data_dir", str(data_dir), "--data_types", "float32", "--batch_num", str(batch_num)]
-
-
-def _keep_failure_log(options: RunOptions, stem: str, text: str) -> Path | None:
-    """A failed tool's command and output, kept in the run's output folder (else the cache's logs): the stage's
-    folder is thrown away with its failure."""
-    log_dir = _failure_log_dir(options)
-    log_file = log_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log_file.write_text(text)
-    except OSError:
-        return None
-    return log_file
-
-
-def _tail(text: str, lines: int = 3) -> str:
         *([profiler_command(Path(f"{stem}.om"), batch_size, options.devices[0], options.profile,
                             Path(f"profile_bs{batch_size}"))] if options.profile else []),
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+    ]
 
 
 # -------------------------------------------------------------------------
@@ -509,6 +475,40 @@ def zoo_profile(compiled: CompiledModel, options: RunOptions, batches: int, work
                        f"{_tail(output, 1) or 'no output'}",
                        note=f"profiling needs msprof on a real Ascend NPU; its log: {log}")
     return Profile(source="ais_bench --profiler 1 (msprof)", folder=folders[-1])
+
+
+# -------------------------------------------------------------------------
+# Quantize: AMCT's amct_onnx calibration (INT8)
+# -------------------------------------------------------------------------
+
+
+def amct_arguments(model: ModelSpec, onnx_path: Path, save_path: Path, batch_size: int, data_dir: Path,
+                   batch_num: int) -> list[str]:
+    """``amct_onnx calibration ...`` (ascend-tools.md §6): ``data_dir`` holds ``batch_num`` or more whole-batch
+    float32 ``.bin`` files of the model's one input; it writes ``<save_path>_deploy_model.onnx`` and its kin."""
+    if len(model.input_names) != 1:
+        raise ZooError(f"model {model.name} has {len(model.input_names)} inputs; zoo calibrates models of one input",
+                       note="run it at fp16 or fp32, or quantize it with amct_onnx by hand")
+    shape = f"{model.input_names[0]}:{','.join(map(str, (batch_size, *model.input_shape)))}"
+    return [AMCT, "calibration", "--model", str(onnx_path), "--save_path", str(save_path), "--input_shape", shape,
+            "--data_dir", str(data_dir), "--data_types", "float32", "--batch_num", str(batch_num)]
+
+
+def _keep_failure_log(options: RunOptions, stem: str, text: str) -> Path | None:
+    """A failed tool's command and output, kept in the run's output folder (else the cache's logs): the stage's
+    folder is thrown away with its failure."""
+    log_dir = _failure_log_dir(options)
+    log_file = log_dir / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_file.write_text(text)
+    except OSError:
+        return None
+    return log_file
+
+
+def _tail(text: str, lines: int = 3) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
 
 
 @hookimpl

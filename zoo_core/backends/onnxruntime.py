@@ -122,6 +122,48 @@ def zoo_infer(compiled: CompiledModel, options: RunOptions) -> Runner:
 
 
 # -------------------------------------------------------------------------
+# --profile: ONNX Runtime's own profiler (SessionOptions.enable_profiling), its JSON trace read per node
+# -------------------------------------------------------------------------
+
+
+@hookimpl
+def zoo_profile(
+    compiled: CompiledModel, options: RunOptions, feed: Mapping[str, np.ndarray], batches: int, workdir: Path
+) -> Profile:
+    """A session like the runner's with the profiler on: one warm-up batch, then ``batches`` timed ones; the
+    trace (kept in ``workdir``) gives each node's kernel time in the profiled batches."""
+    import json
+
+    import onnxruntime as ort
+
+    from ..profiling import Profile, timed_calls
+
+    so = session_options(options.threads, "all")
+    so.enable_profiling = True
+    so.profile_file_prefix = str(workdir / "onnxruntime-trace")
+    session = ort.InferenceSession(str(compiled.path), so, providers=["CPUExecutionProvider"])
+    session.run(None, dict(feed))  # warm-up: allocations and first-call work, left out of the tables below
+    wall = timed_calls(lambda: session.run(None, dict(feed)), batches)
+    trace = Path(session.end_profiling())
+    return Profile(source=f"onnxruntime {ort.__version__} profiler", wall_ms=wall,
+                   operators=trace_operators(json.loads(trace.read_text()), batches))
+
+
+def trace_operators(events: list[dict[str, Any]], batches: int) -> tuple[tuple[str, str, float], ...]:
+    """(node, op type, microseconds) of each node kernel event in the last ``batches`` runs of an ONNX Runtime
+    profiler trace (``model_run`` events mark the runs; ``<node>_kernel_time`` events carry ``args.op_name``)."""
+    runs = sorted(float(e["ts"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    start = runs[-batches] if len(runs) >= batches else 0.0
+    found = []
+    for e in events:
+        name, args = str(e.get("name", "")), e.get("args")
+        if e.get("cat") == "Node" and name.endswith("_kernel_time") and float(e["ts"]) >= start:
+            op = args.get("op_name", "?") if isinstance(args, dict) else "?"
+            found.append((name.removesuffix("_kernel_time"), str(op), float(e["dur"])))
+    return tuple(found)
+
+
+# -------------------------------------------------------------------------
 # int8: ONNX Runtime's static quantization, QDQ format
 # -------------------------------------------------------------------------
 
@@ -168,48 +210,6 @@ def zoo_quantize(
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
             )
         except Exception as exc:  # whatever ONNX Runtime's quantizer raises on a graph it cannot take
-# -------------------------------------------------------------------------
-# --profile: ONNX Runtime's own profiler (SessionOptions.enable_profiling), its JSON trace read per node
-# -------------------------------------------------------------------------
-
-
-@hookimpl
-def zoo_profile(
-    compiled: CompiledModel, options: RunOptions, feed: Mapping[str, np.ndarray], batches: int, workdir: Path
-) -> Profile:
-    """A session like the runner's with the profiler on: one warm-up batch, then ``batches`` timed ones; the
-    trace (kept in ``workdir``) gives each node's kernel time in the profiled batches."""
-    import json
-
-    import onnxruntime as ort
-
-    from ..profiling import Profile, timed_calls
-
-    so = session_options(options.threads, "all")
-    so.enable_profiling = True
-    so.profile_file_prefix = str(workdir / "onnxruntime-trace")
-    session = ort.InferenceSession(str(compiled.path), so, providers=["CPUExecutionProvider"])
-    session.run(None, dict(feed))  # warm-up: allocations and first-call work, left out of the tables below
-    wall = timed_calls(lambda: session.run(None, dict(feed)), batches)
-    trace = Path(session.end_profiling())
-    return Profile(source=f"onnxruntime {ort.__version__} profiler", wall_ms=wall,
-                   operators=trace_operators(json.loads(trace.read_text()), batches))
-
-
-def trace_operators(events: list[dict[str, Any]], batches: int) -> tuple[tuple[str, str, float], ...]:
-    """(node, op type, microseconds) of each node kernel event in the last ``batches`` runs of an ONNX Runtime
-    profiler trace (``model_run`` events mark the runs; ``<node>_kernel_time`` events carry ``args.op_name``)."""
-    runs = sorted(float(e["ts"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
-    start = runs[-batches] if len(runs) >= batches else 0.0
-    found = []
-    for e in events:
-        name, args = str(e.get("name", "")), e.get("args")
-        if e.get("cat") == "Node" and name.endswith("_kernel_time") and float(e["ts"]) >= start:
-            op = args.get("op_name", "?") if isinstance(args, dict) else "?"
-            found.append((name.removesuffix("_kernel_time"), str(op), float(e["dur"])))
-    return tuple(found)
-
-
             raise ZooError(
                 f"ONNX Runtime {ort.__version__} could not quantize {model.name!r} at batch {batch_size} to int8 "
                 f"({method} calibration): {first_line(exc)}",
