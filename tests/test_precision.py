@@ -205,3 +205,19 @@ def test_a_row_says_what_its_compiled_model_computes_in(zoo_cli, ascend_env, tmp
     assert forced["precision"]["precisions"] == ["fp32"]
     native = run(zoo_cli, "--backend", "ascend", env=env)
     assert [r["precision"] for r in native["results"]] == ["fp16"]
+
+
+def test_fail_below_names_the_precision_that_regressed(zoo_cli, tmp_path) -> None:
+    """Two runs of fp32 and int8: only B's int8 row is slower. The regression names batch 4 int8, once, with its
+    ratio; before, it read 'batch 4, 4' and judged the pair by batch size alone."""
+    data = run(zoo_cli, "--precision", "fp32,int8", "--calib", "random", "--calib-images", "8")
+    slower = json.loads(json.dumps(data))
+    for row in slower["results"]:
+        if row["precision"] == "int8":
+            row["throughput"] /= 2
+            row["latency_ms"] = {k: v * 2 for k, v in row["latency_ms"].items()}
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    (tmp_path / "b.json").write_text(json.dumps(slower))
+    result = zoo_cli("report", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--fail-below", "0.9")
+    assert result.code == 4 and "Traceback" not in result.stderr, result
+    assert "throughput regressed at batch 4 int8: B/A down to 0.500 at batch 4 int8" in result.stderr, result

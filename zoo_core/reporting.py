@@ -634,20 +634,23 @@ def judge(rows_: Sequence[RowComparison], fail_below: float, unstable: str = "sk
     ``unstable="skip"`` leaves it unjudged, with the reason; ``"count"`` judges it like any other row."""
     if unstable not in UNSTABLE_CHOICES:
         raise ValueError(f"unstable must be one of {UNSTABLE_CHOICES}, not {unstable!r}")
-    judged, not_judged, regressed = [], [], []
+    judged, not_judged, regressed, precisions = [], [], [], []
     for r in rows_:
         shaky = [side for side, stable in (("A", r.stable_a), ("B", r.stable_b)) if stable is False]
         if r.throughput_ratio is None:
-            not_judged.append(NotJudged(batch_size=r.batch_size, reason="no throughput ratio (A's throughput is 0)"))
+            not_judged.append(NotJudged(batch_size=r.batch_size, precision=r.precision,
+                                        reason="no throughput ratio (A's throughput is 0)"))
         elif shaky and unstable == "skip":
-            not_judged.append(NotJudged(batch_size=r.batch_size,
+            not_judged.append(NotJudged(batch_size=r.batch_size, precision=r.precision,
                                         reason=f"unstable in {' and '.join(shaky)}: the timing did not settle"))
         else:
             judged.append(r.batch_size)
             if r.throughput_ratio < fail_below:
                 regressed.append(r.batch_size)
+                precisions.append(r.precision)
+    by_precision = any(p is not None for p in precisions)
     return Judgement(fail_below=fail_below, unstable=unstable, judged=tuple(judged), not_judged=tuple(not_judged),
-                     regressed=tuple(regressed))
+                     regressed=tuple(regressed), regressed_precisions=tuple(precisions) if by_precision else None)
 
 
 def not_judged_line(comparison: RunComparison) -> str | None:
@@ -655,8 +658,9 @@ def not_judged_line(comparison: RunComparison) -> str | None:
     judgement = comparison.judgement
     if judgement is None or not judgement.not_judged:
         return None
-    return "not judged by --fail-below: " + "; ".join(
-        f"batch {r.batch_size} ({r.reason})" for r in judgement.not_judged) + (
+    named = (f"batch {r.batch_size}{' ' + r.precision if r.precision else ''} ({r.reason})"
+             for r in judgement.not_judged)
+    return "not judged by --fail-below: " + "; ".join(named) + (
         "; --unstable count judges unstable rows too" if any(
             r.reason.startswith("unstable") for r in judgement.not_judged) else "")
 

@@ -576,6 +576,7 @@ class Difference(Record):
 class NotJudged(Record):
     batch_size: int
     reason: str
+    precision: str | None = None  # when rows were matched by batch size and precision
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -587,6 +588,13 @@ class Judgement(Record):
     judged: tuple[int, ...] = ()
     not_judged: tuple[NotJudged, ...] = ()
     regressed: tuple[int, ...] = ()
+    # When rows were matched by batch size and precision: the precision of each regressed batch size, in order.
+    regressed_precisions: tuple[str | None, ...] | None = None
+
+    def regressed_rows(self) -> list[tuple[int, str | None]]:
+        """(batch size, precision or None) of each regressed row."""
+        precisions = self.regressed_precisions or (None,) * len(self.regressed)
+        return list(zip(self.regressed, precisions, strict=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -609,12 +617,20 @@ class RunComparison(Record):
         """A CheckError naming the batch sizes whose throughput ratio fell below ``fail_below``, as
         ``zoo report --fail-below`` exits 4; nothing without a judgement or a regression."""
         judgement = self.judgement
-        slow = [r for r in self.rows if judgement is not None and r.batch_size in judgement.regressed]
-        if not slow or judgement is None:
+        if judgement is None:
             return
+        keys = judgement.regressed_rows()
+        slow = [r for r in self.rows if (r.batch_size, r.precision) in keys
+                or (r.batch_size, None) in keys and judgement.regressed_precisions is None]
+        if not slow:
+            return
+
+        def name(r: RowComparison) -> str:
+            return f"{r.batch_size}" + (f" {r.precision}" if r.precision else "")
+
         worst = min(slow, key=lambda r: r.throughput_ratio if r.throughput_ratio is not None else math.inf)
-        raise CheckError(f"throughput regressed at batch {', '.join(str(r.batch_size) for r in slow)}: "
-                         f"B/A down to {worst.throughput_ratio:.3f} at batch {worst.batch_size}, "
+        raise CheckError(f"throughput regressed at batch {', '.join(map(name, slow))}: "
+                         f"B/A down to {worst.throughput_ratio:.3f} at batch {name(worst)}, "
                          f"below --fail-below {judgement.fail_below:g}",
                          note="check the environment differences above, or re-run both on a quiet machine")
 
