@@ -244,6 +244,49 @@ def test_atc_out_nodes_must_name_the_models_nodes_or_tensors(env, models, tmp_pa
     assert not list(tmp_path.rglob("*.om"))
 
 
+@pytest.mark.parametrize("out_nodes", ["relu:0;Relu_1:0", "Softmax_4:0;Relu_1:0;Softmax_4:0"])
+def test_atc_out_nodes_refuses_a_tensor_listed_twice(env, models, tmp_path, out_nodes):
+    """What ATC does with a repeated item is not documented: the fake refuses it, so zoo lists each tensor once."""
+    proc = atc(env, tmp_path, *base_flags(models), f"--out_nodes={out_nodes}")
+    assert_failed(proc, "E10001", "is listed twice", "[--out_nodes]")
+    assert not list(tmp_path.rglob("*.om"))
+
+
+def test_atc_out_nodes_without_the_original_output_drops_it_in_every_generation(ais, env, models, tmp_path):
+    """--out_nodes replaces the outputs: the .om returns exactly the listed tensors, in that order, and the model's
+    own output only where it is listed (here last)."""
+    for out_nodes, tensors in (("Flatten_3:0;Relu_1:0", ["flat", "relu"]),
+                               ("Flatten_3:0;Relu_1:0;Softmax_4:0", ["flat", "relu", "output1"])):
+        target = tmp_path / str(len(tensors))
+        target.mkdir()
+        assert_succeeded(atc(env, target, *base_flags(models, "out/cut"), "--precision_mode=force_fp32",
+                             f"--out_nodes={out_nodes}"))
+        session = ais.InferSession(0, str(target / "out" / "cut.om"))
+        assert [o.name for o in session.get_outputs()] == tensors
+        batch = np.random.default_rng(5).standard_normal((4, *SHAPE)).astype(np.float32)
+        got = session.infer([batch])
+        assert [g.shape for g in got] == [e.shape for e in intermediate(models / "tiny.onnx", batch, tensors)]
+
+
+def test_atc_out_nodes_in_float16_return_the_chips_values_and_change_nothing_else(ais, env, models, tmp_path):
+    """Under ATC's default precision mode the marked tensors come back as float16 values near ONNX Runtime's, and the
+    model's output is bit for bit the one of the same model compiled without --out_nodes."""
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    for folder, extra in ((plain, []), (marked, ["--out_nodes=Softmax_4:0;Conv_0:0;pool"])):
+        folder.mkdir()
+        assert_succeeded(atc(env, folder, *base_flags(models, "out/m"), *extra))
+    batch = np.random.default_rng(6).standard_normal((4, *SHAPE)).astype(np.float32)
+    (alone,) = ais.InferSession(0, str(plain / "out" / "m.om")).infer([batch])
+    output, conv, pool = ais.InferSession(0, str(marked / "out" / "m.om")).infer([batch])
+    np.testing.assert_array_equal(output, alone)
+    for got, want in zip((output, conv, pool), intermediate(models / "tiny.onnx", batch, ["output1", "conv", "pool"]),
+                         strict=True):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, got.astype(np.float16).astype(np.float32))  # float16 values
+        assert not np.array_equal(got, want)  # not the float32 ones
+        assert np.abs(got - want).max() <= 2e-3 * max(1.0, float(np.abs(want).max()))  # float16's error
+
+
 def aipp_cfg(path: Path, **fields: object) -> Path:
     lines = ["aipp_op {", "    aipp_mode : static", "    input_format : RGB888_U8",
              *(f"    {key} : {value}" for key, value in fields.items()), "}"]
