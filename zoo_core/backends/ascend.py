@@ -126,6 +126,7 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             device_env="ASCEND_RT_VISIBLE_DEVICES",  # narrowed by Ray to the actor's NPU, which is then device 0
             precisions=("fp16", "fp32", "int8"),  # fp16: ATC's default precision_mode, force_fp16
             calib_methods=(),  # amct_onnx calibration takes no method flag
+            exposes_tensors=True,  # RunOptions.extra_outputs: ATC --out_nodes, the original outputs listed first
         )
     )
 
@@ -266,10 +267,11 @@ def soc_version(options: RunOptions, *, placeholder: bool = False) -> str:
 
 def atc_arguments(
     model: ModelSpec, onnx_path: Path, output: Path, batch_size: int, soc: str, options: RunOptions,
-    precision: str = "fp16",
+    precision: str = "fp16", out_nodes: str | None = None,
 ) -> list[str]:
-    """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's, and the
-    ``--precision_mode`` that computes in ``precision``."""
+    """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's, the
+    ``--precision_mode`` that computes in ``precision``, and ``--out_nodes`` when tensors are marked
+    (:func:`out_nodes`)."""
     shape = ";".join(f"{name}:{','.join(map(str, (batch_size, *model.input_shape)))}" for name in model.input_names)
     flags: dict[str, str] = {
         "framework": "5",
@@ -292,7 +294,37 @@ def atc_arguments(
               f"model {model.name}'s backend_args['ascend']['precision_mode']" if "precision_mode" in declared else
               "--precision-mode")
     _set_precision_mode(flags, precision, bool(options.precisions), origin)
+    if out_nodes is not None:
+        if "out_nodes" in flags:  # either would replace the other's outputs: the compared ones must be zoo's
+            raise UsageError(f"out_nodes={flags['out_nodes']} (from the model's backend_args or --atc-arg) and "
+                             "marked tensors both set ATC's outputs",
+                             note="leave out_nodes out when comparing layers: zoo lists the outputs and the marked "
+                             "tensors itself")
+        flags["out_nodes"] = out_nodes
     return ["atc", *(f"--{key}={value}" for key, value in flags.items())]
+
+
+def out_nodes(model: ModelSpec, onnx_path: Path, batch_size: int, marks: tuple[str, ...]) -> str:
+    """ATC's ``--out_nodes`` that keeps the model's outputs and adds the marked tensors after them, each once
+    (ascend-tools.md §5: the list REPLACES the outputs). Each is ``node:index``, the ONNX node that makes it and
+    its output index; a tensor of an unnamed node, and every one before ``onnx_path`` exists (a dry run), by its
+    ONNX tensor name, ATC's other spelling. A name that is no node's output is one usage error."""
+    from .marked import check_marked, unique
+
+    if not Path(onnx_path).is_file():
+        items = unique((*model.output_names, *marks))
+    else:
+        import onnx
+
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        made = check_marked(graph, marks, model.name, batch_size)
+        tensors = unique((*(o.name for o in graph.output), *marks))
+        items = [f"{made[t][0]}:{made[t][1]}" if t in made and made[t][0] else t for t in tensors]
+    for item in items:
+        if ";" in item:
+            raise UsageError(f"ATC's --out_nodes cannot name {item!r} of {model.name}: ';' separates its items",
+                             note="mark another tensor, or compare on onnxruntime")
+    return ";".join(items)
 
 
 def _set_precision_mode(flags: dict[str, str], precision: str, asked: bool, origin: str) -> None:
@@ -371,8 +403,9 @@ def zoo_compile(
     # ATC leaves fusion_result.json and kernel_meta/ in its working directory: give it a scratch one.
     with tempfile.TemporaryDirectory(prefix="zoo-atc-") as scratch:
         stem = f"{model.name}_bs{batch_size}"
+        marked = out_nodes(model, onnx_path, batch_size, options.extra_outputs) if options.extra_outputs else None
         args = atc_arguments(model, Path(onnx_path).resolve(), Path(scratch) / stem, batch_size, soc, options,
-                             precision)
+                             precision, marked)
         try:
             proc = subprocess.run(args, cwd=scratch, capture_output=True, text=True)
         except FileNotFoundError:
@@ -402,7 +435,7 @@ def zoo_compile(
         batch_size=batch_size,
         path=workdir / OM_FILE,
         inputs=compiled_inputs(model, NAME, batch_size),
-        output_names=model.output_names,
+        output_names=(*model.output_names, *options.extra_outputs),
         device="npu",
         extra=extra,
     )
@@ -432,9 +465,10 @@ def zoo_commands(
         save = Path("amct") / stem
         quantize = [amct_arguments(model, onnx_path, save, batch_size, data, batches)]
         onnx_path = Path(f"{save}_deploy_model.onnx")
+    marked = out_nodes(model, onnx_path, batch_size, options.extra_outputs) if options.extra_outputs else None
     return [
         *quantize,
-        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision),
+        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision, marked),
         ["python3", "-m", "ais_bench", f"--model={stem}.om", "--loop=100", f"--batchsize={batch_size}",
          f"--device={device}"],
         *([profiler_command(Path(f"{stem}.om"), batch_size, options.devices[0], options.profile,

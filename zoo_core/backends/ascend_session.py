@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import ZooError
 from ..runtime import Runner
+from .marked import unique
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,6 +97,11 @@ class AscendRunner(Runner):
         # A dynamic-batch .om keeps -1 in its inputs' batch axis: the batch is set before each call.
         self._dynamic = any(list(d.shape)[:1] == [-1] for d in session.get_inputs())
         self._mode = "dymbatch" if self._dynamic else "static"
+        # A marked tensor that is also a model output, or marked twice, is one output of the .om (ATC's --out_nodes
+        # lists each once): returned at every place it was asked.
+        names = list(compiled.output_names)
+        order = unique(compiled.output_names)
+        self._pick = [order.index(name) for name in names] if len(order) != len(names) else None
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
         arrays = [feed[name] for name in self._order]
@@ -105,7 +111,7 @@ class AscendRunner(Runner):
         times = self._summary().exec_time_list
         self.last_device_ms = call_ms(times[-1]) if times else None
         self._reset()  # keep the summary at one entry, however long the run
-        return outputs
+        return outputs if self._pick is None else [outputs[i] for i in self._pick]
 
     def close(self) -> None:
         session, self.session = getattr(self, "session", None), None

@@ -50,6 +50,7 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             precisions=("fp32", "int8"),
             calib_methods=CALIB_METHODS,
             quantize_opset=13,  # per-channel QuantizeLinear/DequantizeLinear (an axis) needs opset 13
+            exposes_tensors=True,  # RunOptions.extra_outputs: added as graph outputs before the session is built
         )
     )
 
@@ -62,6 +63,8 @@ def session_options(threads: int, level: str = "all", optimized_path: Path | Non
     so.graph_optimization_level = {
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     }[level]
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -80,11 +83,15 @@ def zoo_compile(
     # The saved graph stops at the portable (extended) level; the runner's session adds the
     # hardware-specific layout optimizations when it loads it.
     target = workdir / OPTIMIZED_FILE
-    ort.InferenceSession(
-        str(onnx_path),
-        session_options(options.threads, "extended", optimized_path=target),
-        providers=["CPUExecutionProvider"],
-    )
+    extra: dict[str, object] = {"onnxruntime": ort.__version__}
+    if options.extra_outputs:
+        extra["optimization"] = _compile_marked(model, Path(onnx_path), batch_size, target, options)
+    else:
+        ort.InferenceSession(
+            str(onnx_path),
+            session_options(options.threads, "extended", optimized_path=target),
+            providers=["CPUExecutionProvider"],
+        )
     reshare(target)  # its weights as files by content, as the simplified model's: the cache stores them once
     return CompiledModel(
         backend=NAME,
@@ -92,10 +99,45 @@ def zoo_compile(
         batch_size=batch_size,
         path=target,
         inputs=compiled_inputs(model, NAME, batch_size),
-        output_names=model.output_names,
+        output_names=(*model.output_names, *options.extra_outputs),
         device="cpu",
-        extra={"onnxruntime": ort.__version__},
+        extra=extra,
     )
+
+
+# Tried in this order for a compile with marked tensors: a level whose saved graph lost a marked tensor (a fusion
+# that dropped it) gives way to the next, lower one, so that every marked tensor is still returned.
+MARKED_LEVELS = ("extended", "basic", "disabled")
+
+
+def _compile_marked(model: ModelSpec, onnx_path: Path, batch_size: int, target: Path, options: RunOptions) -> str:
+    """Save at ``target`` the optimized graph of ``onnx_path`` with ``options.extra_outputs`` added as graph outputs
+    (typed by ONNX shape inference where it can), at the highest of :data:`MARKED_LEVELS` whose saved graph still
+    holds every marked tensor as an output; returns that level (the runner loads the file at it)."""
+    import onnx
+    import onnxruntime as ort
+
+    from ..onnx_shared import load_shared
+    from .marked import check_marked, unique
+
+    proto = load_shared(onnx_path)
+    check_marked(proto.graph, options.extra_outputs, model.name, batch_size)
+    present = {o.name for o in proto.graph.output}
+    added = [name for name in unique(options.extra_outputs) if name not in present]
+    typed = {v.name: v for v in onnx.shape_inference.infer_shapes(proto).graph.value_info}
+    proto.graph.output.extend(typed.get(name) or onnx.helper.make_empty_tensor_value_info(name) for name in added)
+    data = proto.SerializeToString()
+    for level in MARKED_LEVELS:
+        ort.InferenceSession(data, session_options(options.threads, level, optimized_path=target),
+                             providers=["CPUExecutionProvider"])
+        saved = onnx.load(str(target), load_external_data=False).graph
+        made = {name for node in saved.node for name in node.output} | {t.name for t in saved.initializer}
+        outputs = {o.name for o in saved.output}
+        if all(name in outputs and name in made for name in options.extra_outputs):
+            return level
+    raise ZooError(f"ONNX Runtime {ort.__version__} does not keep the marked tensors of {model.name!r} at batch "
+                   f"{batch_size} as outputs, even with its graph optimizations off",
+                   note="mark other tensors, or compare on another backend")
 
 
 class OnnxRuntimeRunner(Runner):
@@ -105,12 +147,17 @@ class OnnxRuntimeRunner(Runner):
         super().__init__(compiled)
         import onnxruntime as ort
 
+        # A compile with marked tensors says the level its saved graph kept them at; loading it higher could undo that.
+        level = str(compiled.extra.get("optimization", "all"))
         self.session = ort.InferenceSession(
-            str(compiled.path), session_options(threads, "all"), providers=["CPUExecutionProvider"]
+            str(compiled.path), session_options(threads, level), providers=["CPUExecutionProvider"]
         )
+        # With marked tensors, by name: one that is also a model output, or marked twice, is one graph output
+        # returned twice. Without, every graph output, as the model's export made them.
+        self.names = list(compiled.output_names) if "optimization" in compiled.extra else None
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> Sequence[np.ndarray]:
-        return self.session.run(None, dict(feed))
+        return self.session.run(self.names, dict(feed))
 
     def close(self) -> None:
         self.session = None

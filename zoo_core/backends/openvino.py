@@ -49,6 +49,7 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             precisions=("fp32", "int8"),
             calib_methods=CALIB_METHODS,
             quantize_opset=None,
+            exposes_tensors=True,  # RunOptions.extra_outputs: model.add_outputs before the IR is saved
         )
     )
 
@@ -138,6 +139,8 @@ def zoo_compile(
     mode, streams = run_mode(options)
     core = ov.Core()
     ir = core.read_model(str(onnx_path))
+    if options.extra_outputs:
+        _add_marked_outputs(ir, model, Path(onnx_path), batch_size, options.extra_outputs)
     target = workdir / IR_FILE
     ov.save_model(ir, str(target), compress_to_fp16=False)  # its default would halve the FP32 weights
     if mode == THROUGHPUT and streams is None:  # what the throughput hint picks for this model on these threads
@@ -149,10 +152,34 @@ def zoo_compile(
         batch_size=batch_size,
         path=target,
         inputs=compiled_inputs(model, NAME, batch_size),
-        output_names=model.output_names,
+        output_names=(*model.output_names, *options.extra_outputs),
         device="cpu",
         extra={"openvino": ov.get_version(), "precision": precision, "mode": mode, "streams": streams},
     )
+
+
+def _add_marked_outputs(ir: Any, model: ModelSpec, onnx_path: Path, batch_size: int, marks: tuple[str, ...]) -> None:
+    """The marked tensors as outputs of ``ir`` (the runner reads every output by its tensor name). Names are checked
+    against the ONNX graph first (an int8 compile starts from NNCF's IR, where OpenVINO's own lookup is the check);
+    a tensor OpenVINO's reader did not keep under its ONNX name is one line too."""
+    from .marked import check_marked, unique
+
+    if onnx_path.suffix == ".onnx":
+        from ..onnx_shared import load_shared
+
+        check_marked(load_shared(onnx_path).graph, marks, model.name, batch_size)
+    present = {name for output in ir.outputs for name in output.get_names()}
+    for name in unique(marks):
+        if name in present:
+            continue
+        try:
+            ir.add_outputs([name])
+        except Exception as exc:  # noqa: BLE001 -- OpenVINO raises its own RuntimeError subclasses
+            lines = str(exc).strip().splitlines()  # its first line is a source location, the last one the reason
+            raise UsageError(f"OpenVINO cannot return tensor {name!r} of {model.name} at batch {batch_size} as an "
+                             f"extra output: {lines[-1].strip() if lines else type(exc).__name__}",
+                             note="mark another tensor (OpenVINO keeps the ONNX names of most node outputs), or "
+                             "compare on onnxruntime") from None
 
 
 # -------------------------------------------------------------------------
