@@ -338,6 +338,108 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
     click.echo(f"wrote {data['written']} files to {data['folder']} (skipped {data['skipped']['count']})")
 
 
+@cli.command("debug", cls=_WithPluginOptions)
+@click.argument("model")
+@click.option("--backends", required=True, metavar="REF,TARGET",
+              help="The reference and the backend to check, e.g. torch,onnxruntime or onnxruntime,ascend.")
+@click.option("--bs", "batch_size", default="1", show_default=True, help="Batch size of both backends.")
+@click.option("--weights", default=None, help="A checkpoint file, or `random` for seeded random weights.")
+@click.option("--onnx", type=click.Path(path_type=Path), default=None,
+              help="Use this ONNX file instead of exporting (torch as the reference still uses its own export).")
+@click.option("--precision", default=None, metavar="fp32|fp16|int8", help="The target's precision (as zoo run's).")
+@click.option("--calib", default=None, metavar="DIR|random", help="Images to calibrate int8 on (as zoo run's).")
+@click.option("--calib-images", type=int, default=None, help="Calibration images.  [default: 512]")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Use the first --samples images of this folder as inputs (default: seeded generated input).")
+@click.option("--layers", default=None, metavar="REGEX",
+              help="Compare only the tensors whose name, op type or node name matches (default: every tensor).")
+@click.option("--every", type=int, default=None, help="Compare every Nth tensor (of those --layers selects).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance.  [default: 1e-4]")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance.  [default: 1e-3]")
+@click.option("--samples", type=int, default=None, help="Inputs to run (default: one batch).")
+@click.option("--group", type=int, default=None, help="Marked tensors per compile.  [default: 48]")
+@click.option("--bisect", is_flag=True, help="Cut the graph and halve, even where the target returns tensors.")
+@click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write debug.csv and debug.json here.")
+@click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE",
+              help="An option of one of the backends, by key; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def debug_cmd(
+    model: str, backends: str, batch_size: str, precision: str | None, data: Path | None, layers: str | None,
+    every: int | None, atol: float | None, rtol: float | None, samples: int | None, group: int | None,
+    bisect: bool, out: Path | None, backend_opts: tuple[str, ...], as_json: bool, **flags: Any,
+) -> None:
+    """Find where two backends part: every intermediate tensor of the graph compared on the same inputs, in graph
+    order, and the first one over the tolerance."""
+    from .comparison import DEFAULT_ATOL, DEFAULT_RTOL, compare_options
+    from .debug import GROUP, debug, write_files
+    from .progress import RichProgress
+    from .specs import parse_precisions
+
+    zoo = _zoo()
+    plugin_flags = _pop_plugin_flags(flags)
+    options, names = compare_options(zoo, model, batch_size, backends, _run_flags(**flags), plugin_flags,
+                                     backend_opts, click.get_current_context().meta)
+    if out is not None:
+        check_path("--out", out)
+    asked = parse_precisions(precision)[0] if precision is not None else None
+    inputs = _debug_inputs(zoo, options, data, samples) if data is not None else None
+    result = debug(zoo, options, names, layers=layers, every=every,
+                   atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
+                   samples=samples, inputs=inputs, precision=asked, group=group or GROUP, bisect=bisect,
+                   progress=RichProgress())
+    written = write_files(result, out) if out is not None else []
+    if as_json:
+        return _emit_json(result)
+    _print_debug(result)
+    for path in written:
+        _console().print(f"wrote {path}", style="dim", markup=False, highlight=False)
+
+
+def _debug_inputs(zoo: Any, options: Any, data: Path, samples: int | None) -> Any:
+    """The first images of ``data``, preprocessed as the model's ONNX input."""
+    import numpy as np
+
+    from .datasets import Sample, text_of
+    from .evaluate import Preprocessor
+    from .precision import calibration_images
+    from .samples import expected_sample
+
+    model = zoo.registry.model(options.model)
+    paths = calibration_images(data, samples or options.batch_sizes[0], flag="--data")
+    expected = expected_sample(model, options.preset)
+    batch = np.zeros((len(paths), *expected[0]), dtype=expected[1])
+    with Preprocessor(model, options.preset, options.workers, zoo.pm, expected) as pre:
+        for index, value, error in pre.map([Sample(text_of(p.stem), p, None) for p in paths]):
+            if error is not None:
+                raise ZooError(f"cannot read image {paths[index]}: {error}", note="remove or replace the file")
+            batch[index] = value
+    return batch
+
+
+def _print_debug(result: dict[str, Any]) -> None:
+    from .console import make_table, plain
+    from .debug import verdict
+
+    def number(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3g}"
+
+    title = (f"{result['model']}: {result['target']} against {result['reference']}, batch {result['batch_size']}, "
+             f"{result['samples']} samples, {result['mode']}")
+    columns = ("#", "tensor", "op", "max abs", "max rel", "cosine", "result")
+    table = make_table(*columns, right=("#", "max abs", "max rel", "cosine"), title=title, header_style="bold")
+    first = result["first_exceeding"]
+    for row in [*result["rows"], *result["outputs"]]:
+        mark = "[green]ok[/]" if row["passed"] else "[red]over[/]"
+        if first is not None and row["tensor"] == first["tensor"]:
+            mark = "[bold red]FIRST over[/]"
+        table.add_row(str(row["index"] + 1), plain(row["tensor"]), plain(row["op_type"]), number(row["max_abs"]),
+                      number(row["max_rel"]), "-" if row["cosine"] is None else f"{row['cosine']:.6f}", mark)
+    console = _console()
+    console.print(table)
+    console.print(verdict(result), markup=False, highlight=False, soft_wrap=True)
+
+
 @cli.command("calibrate")
 @click.argument("model")
 @click.option("--calib", default=None, metavar="DIR|random", help="Images to calibrate on, or `random` (noise).")
