@@ -105,3 +105,44 @@ def test_bad_requests_are_one_line(zoo_cli, args, message) -> None:
     result = zoo_cli("debug", TINY, "--weights", "random", "--bs", "2", *args)
     one_error(result, 2)
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("target", ["slowq-cpu", "onnxruntime"])
+def test_a_target_that_returns_no_tensors_is_bisected_to_the_same_layer(zoo_cli, tmp_path, target) -> None:
+    """slowq-cpu (tests/plugins/zoo_slowquant.py) does not declare exposes_tensors: zoo compiles it on the graph
+    cut at a tensor, halving; --bisect does the same on a backend that could return them."""
+    exported = tmp_path / "tiny.onnx"
+    assert zoo_cli("export", TINY, "--weights", "random", "-o", str(exported)).code == 0
+    weight, output = conv_in_the_middle(exported)
+    scale_weight(exported, tmp_path / "modified.onnx", weight, 2.0)
+    extra = ["--bisect"] if target == "onnxruntime" else []
+    data = debug_json(zoo_cli, TINY, "--backends", f"torch,{target}", "--onnx", str(tmp_path / "modified.onnx"),
+                      "--bs", "2", *extra, env={"ZOO_PLUGINS": "zoo_tiny,zoo_slowquant"})
+    assert data["mode"] == "bisect"
+    assert data["first_exceeding"]["tensor"] == output
+    assert data["compared"] <= 2 + data["tensors_in_graph"].bit_length()  # halving, not every tensor
+
+
+def test_ascend_fp16_error_grows_through_the_network_and_compare_reports_the_agreement(zoo_cli, ascend_env) -> None:
+    """On the fakes' float16 emulation (ATC's default force_fp16), against ONNX Runtime fp32: the first Conv carries
+    one rounding of its input and weights; the tensors after it carry the roundings of every layer before them, so
+    their relative error (||a - b|| / ||b||) is larger, up to the logits. With --precision fp32 (force_fp32) the
+    same fakes agree to float32 rounding: the growth is float16's. zoo compare gives the task-level agreement."""
+    data = debug_json(zoo_cli, TINY, "--backends", "onnxruntime,ascend", "--bs", "2", "--samples", "8",
+                      env=ascend_env)
+    errors = [r["rel_l2"] for r in data["rows"]]
+    first, later = errors[0], errors[len(errors) // 2 :]
+    # Measured here (resnest-tiny, seed 0, 8 samples): the first Conv 3.6e-4, the median of the second half 5.6e-4,
+    # the logits 6.2e-4.
+    assert data["rows"][0]["op_type"] == "Conv" and 1e-5 < first < 1e-3
+    assert np.median(later) > 1.3 * first, (first, np.median(later))
+    assert data["outputs"][0]["rel_l2"] > first
+    assert all(r["cosine"] > 0.9999 for r in data["rows"])  # float16 rounding, not a wrong layer
+    fp32 = debug_json(zoo_cli, TINY, "--backends", "onnxruntime,ascend", "--bs", "2", "--samples", "8",
+                      "--precision", "fp32", env=ascend_env)
+    assert max(r["rel_l2"] for r in fp32["rows"]) < 1e-5 and fp32["first_exceeding"] is None
+    compared = zoo_cli("compare", TINY, "--backends", "onnxruntime,ascend", "--bs", "2", "--weights", "random",
+                       "--atol", "1", "--rtol", "1", "--json", env=ascend_env)
+    assert compared.code == 0, compared
+    (comparison,) = compared.json()["comparisons"]
+    assert 0 <= comparison["top1_agreement"] <= 1 and comparison["top5_overlap"] is not None

@@ -162,13 +162,17 @@ def _row(tensor: Tensor, actual: np.ndarray, expected: np.ndarray, atol: float, 
     errors = output_errors(actual, expected, atol, rtol)
     a, b = (np.asarray(x, dtype=np.float64).ravel() for x in (actual, expected))
     norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+    difference = float(np.linalg.norm(a - b))
+    reference = float(np.linalg.norm(b))
+    rel_l2 = difference / reference if reference > 0 and math.isfinite(difference) else None
     if norms > 0 and np.isfinite(norms):
         cosine: float | None = float(a @ b / norms)
     else:  # a zero tensor on both sides is the same tensor; on one side only, no angle
         cosine = 1.0 if not a.any() and not b.any() else None
     return {"index": tensor.index, "tensor": tensor.name, "op_type": tensor.op_type, "node": tensor.node,
             "shape": list(actual.shape), "max_abs": errors.max_abs, "max_rel": errors.max_rel,
-            "cosine": cosine if cosine is None or math.isfinite(cosine) else None, "passed": errors.passed,
+            "rel_l2": rel_l2, "cosine": cosine if cosine is None or math.isfinite(cosine) else None,
+            "passed": errors.passed,
             "nonfinite": errors.nonfinite}
 
 
@@ -181,9 +185,12 @@ def _bisect(zoo: Zoo, target: Side, reference: Side, tensors: list[Tensor], inpu
     tensor), halving the candidates until the first whose error exceeds the tolerance; returns the rows probed."""
     import onnx.utils
 
+    from .onnx_shared import load_shared
+
     prepared = prepare(zoo, target.options, progress)
     model = prepared.model
     simplified = next(a for a in prepared.artifacts if a.stage == "simplify").file(SIMPLIFIED_FILE)
+    whole = load_shared(simplified)  # its tensors are files shared by content: loaded as zoo stored them
     rows: dict[int, dict[str, Any]] = {}
 
     def probe(position: int) -> bool:
@@ -191,8 +198,7 @@ def _bisect(zoo: Zoo, target: Side, reference: Side, tensors: list[Tensor], inpu
         _, (expected,) = _run(zoo, reference, (tensor.name,), inputs, progress)
         with tempfile.TemporaryDirectory(prefix="zoo-bisect-") as scratch:
             cut = Path(scratch) / "cut.onnx"
-            extracted = onnx.utils.Extractor(onnx.load(str(simplified))).extract_model(
-                list(model.input_names), [tensor.name])
+            extracted = onnx.utils.Extractor(whole).extract_model(list(model.input_names), [tensor.name])
             onnx.save(extracted, str(cut))
             work = Path(scratch) / "compiled"
             work.mkdir()
@@ -297,7 +303,8 @@ def write_files(data: dict[str, Any], out: Path) -> list[Path]:
     from .files import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)
-    columns = ["index", "tensor", "op_type", "node", "shape", "max_abs", "max_rel", "cosine", "passed", "nonfinite"]
+    columns = ["index", "tensor", "op_type", "node", "shape", "max_abs", "max_rel", "rel_l2", "cosine", "passed",
+               "nonfinite"]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
