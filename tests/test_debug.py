@@ -146,3 +146,11 @@ def test_ascend_fp16_error_grows_through_the_network_and_compare_reports_the_agr
     assert compared.code == 0, compared
     (comparison,) = compared.json()["comparisons"]
     assert 0 <= comparison["top1_agreement"] <= 1 and comparison["top5_overlap"] is not None
+
+
+def test_the_table_is_written_beside_the_runs_by_default(zoo_cli) -> None:
+    result = zoo_cli("debug", TINY, "--backends", "torch,onnxruntime", "--weights", "random", "--bs", "2")
+    assert result.code == 0, result
+    (folder,) = Path("zoo-runs").glob(f"{TINY}-debug-torch-onnxruntime-*")  # the test's own working folder
+    assert (folder / "debug.csv").is_file() and json.loads((folder / "debug.json").read_text())["compared"] > 0
+    assert f"wrote {folder / 'debug.csv'}" in result.stdout

@@ -360,7 +360,8 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
 @click.option("--group", type=int, default=None, help="Marked tensors per compile.  [default: 48]")
 @click.option("--bisect", is_flag=True, help="Cut the graph and halve, even where the target returns tensors.")
 @click.option("--seed", type=int, default=None, help="Seed of random weights and generated input.  [default: 0]")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write debug.csv and debug.json here.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for debug.csv and debug.json (default: zoo-runs/MODEL-debug-REF-TARGET-TIME).")
 @click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE",
               help="An option of one of the backends, by key; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -388,7 +389,11 @@ def debug_cmd(
                    atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
                    samples=samples, inputs=inputs, precision=asked, group=group or GROUP, bisect=bisect,
                    progress=RichProgress())
-    written = write_files(result, out) if out is not None else []
+    if out is None:  # beside the runs: zoo-runs/MODEL-debug-REF-TARGET-TIME
+        import time
+
+        out = Path("zoo-runs") / f"{model}-debug-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    written = write_files(result, out)
     if as_json:
         return _emit_json(result)
     _print_debug(result)
