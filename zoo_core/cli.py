@@ -373,9 +373,8 @@ def debug_cmd(
     """Find where two backends part: every intermediate tensor of the graph compared on the same inputs, in graph
     order, and the first one over the tolerance."""
     from .comparison import DEFAULT_ATOL, DEFAULT_RTOL, compare_options
-    from .debug import GROUP, debug, write_files
+    from .debug import GROUP, check_out, debug, one_precision, write_files
     from .progress import RichProgress
-    from .specs import parse_precisions
 
     zoo = _zoo()
     plugin_flags = _pop_plugin_flags(flags)
@@ -383,12 +382,13 @@ def debug_cmd(
                                      backend_opts, click.get_current_context().meta)
     if out is not None:
         check_path("--out", out)
-    asked = parse_precisions(precision)[0] if precision is not None else None
+        check_out(out)
+    asked = one_precision(precision) if precision is not None else None
     inputs = _debug_inputs(zoo, options, data, samples) if data is not None else None
     result = debug(zoo, options, names, layers=layers, every=every,
                    atol=DEFAULT_ATOL if atol is None else atol, rtol=DEFAULT_RTOL if rtol is None else rtol,
-                   samples=samples, inputs=inputs, precision=asked, group=group or GROUP, bisect=bisect,
-                   progress=RichProgress())
+                   samples=samples, inputs=inputs, precision=asked, group=GROUP if group is None else group,
+                   bisect=bisect, progress=RichProgress())
     if out is None:  # beside the runs: zoo-runs/MODEL-debug-REF-TARGET-TIME
         import time
 

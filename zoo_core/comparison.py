@@ -137,14 +137,15 @@ def _check_request(zoo: Zoo, options: RunOptions, backends: list[str], samples: 
                          note="drop --samples; --limit N compares the first N images")
 
 
-def _one_precision(text: str) -> str:
-    """``--precision`` of ``zoo compare``: one precision (a sweep is zoo run's)."""
+def _one_precision(text: str, command: str = "compare",
+                   applies: str = "every backend but the reference") -> str:
+    """``--precision`` of ``zoo compare`` (or ``zoo debug``): one precision (a sweep is zoo run's)."""
     from .specs import parse_precisions
 
     found = parse_precisions(text)
     if len(found) != 1:
-        raise UsageError(f"--precision: zoo compare takes one precision, not a sweep ({text})",
-                         note="write e.g. --precision int8; it applies to every backend but the reference")
+        raise UsageError(f"--precision: zoo {command} takes one precision, not a sweep ({text})",
+                         note=f"write e.g. --precision int8; it applies to {applies}")
     return found[0]
 
 

@@ -98,6 +98,16 @@ def select(tensors: list[Tensor], layers: str | None, every: int | None) -> list
 
 def _sides(zoo: Zoo, options: RunOptions, backends: list[str], precision: str | None) -> tuple[Side, Side]:
     """The reference and the target: torch through its export on ONNX Runtime, every other backend as named."""
+    from .precision import export_opset, plan_precisions
+
+    if precision is not None:  # the target's quantizer may need a later opset: both sides export at it, so the
+        # reference's graph holds the target's tensors
+        target = zoo.registry.backend(backends[1])
+        own = options.with_(backend=target.name, precisions=(precision,))
+        plan = plan_precisions(target, own)
+        zoo.registry.call("zoo_check_run", target, backend=target, model=zoo.registry.model(options.model),
+                          options=own, precisions=plan.precisions)
+        options = options.with_(opset=export_opset(target, own, plan))
     sides = []
     for position, name in enumerate(backends):
         spec = zoo.registry.backend(name)
@@ -302,7 +312,6 @@ def write_files(data: dict[str, Any], out: Path) -> list[Path]:
 
     from .files import atomic_write
 
-    out.mkdir(parents=True, exist_ok=True)
     columns = ["index", "tensor", "op_type", "node", "shape", "max_abs", "max_rel", "rel_l2", "cosine", "passed",
                "nonfinite"]
     text = io.StringIO()
@@ -310,8 +319,30 @@ def write_files(data: dict[str, Any], out: Path) -> list[Path]:
     writer.writeheader()
     for row in [*data["rows"], *data["outputs"]]:
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-    with atomic_write(out / CSV_FILE) as fh:
-        fh.write(text.getvalue())
-    with atomic_write(out / JSON_FILE) as fh:
-        fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out / CSV_FILE) as fh:
+            fh.write(text.getvalue())
+        with atomic_write(out / JSON_FILE) as fh:
+            fh.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise ZooError(f"cannot write the debug files to {out}: {exc.strerror or exc}",
+                       note="choose a writable folder with --out") from None
     return [out / CSV_FILE, out / JSON_FILE]
+
+
+def check_out(out: Path) -> None:
+    """``--out`` that names a file (or a folder below one), refused before any work."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UsageError(f"--out {out}: {folder} is a file, not a folder",
+                                 note="name a folder for debug.csv and debug.json, or leave --out out")
+            return
+
+
+def one_precision(text: str) -> str:
+    """``--precision`` of ``zoo debug``: the one precision of the target (a sweep is zoo run's)."""
+    from .comparison import _one_precision
+
+    return _one_precision(text, "debug", "the target, the second of --backends")
