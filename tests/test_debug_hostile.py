@@ -68,3 +68,22 @@ def test_debug_files_that_cannot_be_written_are_one_zoo_error(tmp_path) -> None:
     with pytest.raises(ZooError, match="cannot write the debug files to") as caught:
         write_files(data, tmp_path / "zoo-runs" / "run")
     assert caught.value.exit_code == 3
+
+
+def test_an_onnx_whose_tensors_are_named_otherwise_says_so(zoo_cli, tmp_path) -> None:
+    """--onnx: the model's export with every intermediate tensor renamed. The torch reference runs its own export,
+    whose graph has none of those names: before, the error blamed the simplified graph for not computing
+    'R/conv1/…' and suggested the reference's name, as if the user had misspelled a tensor."""
+    import onnx
+
+    exported = tmp_path / "tiny.onnx"
+    assert zoo_cli("export", TINY, "--weights", "random", "--bs", "2", "-o", str(exported)).code == 0
+    model = onnx.load(str(exported))
+    outputs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        node.output[:] = [o if o in outputs else "R" + o for o in node.output]
+        node.input[:] = ["R" + i if i.startswith("/") else i for i in node.input]
+    onnx.save(model, str(tmp_path / "renamed.onnx"))
+    result = zoo_cli(*BASE, "--onnx", str(tmp_path / "renamed.onnx"))
+    one_error(result, 2)
+    assert "no tensor of --onnx" in result.stderr and "the reference" in result.stderr

@@ -161,6 +161,22 @@ def _calibration(zoo: Zoo, options: RunOptions, progress: Progress) -> Any:
     return calibrate(zoo, zoo.registry.model(options.model), options, plan, progress) if plan.quantized else None
 
 
+def _in_reference(zoo: Zoo, reference: Side, chosen: list[Tensor], onnx: Path | None,
+                  progress: Progress) -> list[Tensor]:
+    """The chosen tensors that the reference's own graph also computes (compared by name); a usage error when
+    none is: the --onnx file's tensors are named otherwise than in the reference's export."""
+    prepared = prepare(zoo, reference.options, progress, None)
+    known = {t.name for t in graph_tensors(
+        next(a for a in prepared.artifacts if a.stage == "simplify").file(SIMPLIFIED_FILE))[0]}
+    common = [t for t in chosen if t.name in known]
+    if not common:
+        raise UsageError(f"no tensor of --onnx {onnx} is in the graph the reference {reference.name!r} runs (its "
+                         f"own export): the file's tensors are named otherwise (e.g. {chosen[0].name!r})",
+                         note="pass the file that `zoo export` wrote, or compare two backends that both run it "
+                         "(e.g. --backends onnxruntime,openvino)")
+    return common
+
+
 def _groups(tensors: list[Tensor], size: int) -> Iterator[list[Tensor]]:
     for start in range(0, len(tensors), size):
         yield tensors[start : start + size]
@@ -269,6 +285,8 @@ def debug(zoo: Zoo, options: RunOptions, backends: list[str], *, layers: str | N
     simplified = next(a for a in prepared.artifacts if a.stage == "simplify").file(SIMPLIFIED_FILE)
     tensors, graph_outputs = graph_tensors(simplified)
     chosen = select(tensors, layers, every)
+    if reference.options.onnx != target.options.onnx:  # torch's own export beside an --onnx file
+        chosen = _in_reference(zoo, reference, chosen, options.onnx, progress)
     rows: list[dict[str, Any]] = []
     mode = "layers"
     if target.exposes and not bisect:
