@@ -154,3 +154,30 @@ def test_the_table_is_written_beside_the_runs_by_default(zoo_cli) -> None:
     (folder,) = Path("zoo-runs").glob(f"{TINY}-debug-torch-onnxruntime-*")  # the test's own working folder
     assert (folder / "debug.csv").is_file() and json.loads((folder / "debug.json").read_text())["compared"] > 0
     assert f"wrote {folder / 'debug.csv'}" in result.stdout
+
+
+def test_a_bisected_verdict_says_it_was_bisected_and_the_table_has_the_relative_l2(zoo_cli, tmp_path) -> None:
+    exported = tmp_path / "tiny.onnx"
+    assert zoo_cli("export", TINY, "--weights", "random", "-o", str(exported)).code == 0
+    weight, _ = conv_in_the_middle(exported)
+    scale_weight(exported, tmp_path / "modified.onnx", weight, 2.0)
+    result = zoo_cli("debug", TINY, "--backends", "torch,onnxruntime", "--onnx", str(tmp_path / "modified.onnx"),
+                     "--weights", "random", "--bs", "2", "--bisect", "--out", str(tmp_path / "out"))
+    assert result.code == 0, result
+    assert "(bisected in " in result.stdout and "an earlier tensor may be over too" in result.stdout
+    assert "rel L2" in result.stdout
+
+
+def test_profiling_without_an_output_folder_leaves_no_temporary_folder(tmp_path, monkeypatch) -> None:
+    """The Python API's runner without an output folder profiles into a temporary folder, and removes it."""
+    import tempfile
+
+    from zoo_core.runner import Zoo, run
+    from zoo_core.specs import resolve_options
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    zoo = Zoo.create()
+    options = resolve_options(zoo.registry.model(TINY), {"weights": "random", "warmup": 0, "iterations": 1,
+                                                         "batch_sizes": (2,), "profile": 2})
+    data = run(zoo, options)
+    assert data["profile"] and not list(tmp_path.glob("zoo-profile-*"))

@@ -431,15 +431,17 @@ def _print_debug(result: dict[str, Any]) -> None:
 
     title = (f"{result['model']}: {result['target']} against {result['reference']}, batch {result['batch_size']}, "
              f"{result['samples']} samples, {result['mode']}")
-    columns = ("#", "tensor", "op", "max abs", "max rel", "cosine", "result")
-    table = make_table(*columns, right=("#", "max abs", "max rel", "cosine"), title=title, header_style="bold")
+    columns = ("#", "tensor", "op", "max abs", "max rel", "rel L2", "cosine", "result")
+    table = make_table(*columns, right=("#", "max abs", "max rel", "rel L2", "cosine"), title=title,
+                       header_style="bold")
     first = result["first_exceeding"]
     for row in [*result["rows"], *result["outputs"]]:
         mark = "[green]ok[/]" if row["passed"] else "[red]over[/]"
         if first is not None and row["tensor"] == first["tensor"]:
             mark = "[bold red]FIRST over[/]"
         table.add_row(str(row["index"] + 1), plain(row["tensor"]), plain(row["op_type"]), number(row["max_abs"]),
-                      number(row["max_rel"]), "-" if row["cosine"] is None else f"{row['cosine']:.6f}", mark)
+                      number(row["max_rel"]), number(row.get("rel_l2")),
+                      "-" if row["cosine"] is None else f"{row['cosine']:.6f}", mark)
     console = _console()
     console.print(table)
     console.print(verdict(result), markup=False, highlight=False, soft_wrap=True)

@@ -315,11 +315,15 @@ def debug(zoo: Zoo, options: RunOptions, backends: list[str], *, layers: str | N
 def verdict(data: dict[str, Any]) -> str:
     """The last line: the first tensor over the tolerance, or that none is."""
     first = data["first_exceeding"]
+    compared = f"{data['compared']} tensor{'s' if data['compared'] != 1 else ''} compared"
     if first is None:
-        return f"no layer exceeds the tolerance (atol {data['atol']:g}, rtol {data['rtol']:g}; " \
-               f"{data['compared']} tensors compared)"
-    return (f"first tensor over the tolerance: {first['tensor']} ({first['op_type']} {first['node']}), "
-            f"tensor {first['index'] + 1} of {data['tensors_in_graph']} in graph order")
+        return f"no layer exceeds the tolerance (atol {data['atol']:g}, rtol {data['rtol']:g}; {compared})"
+    found = (f"first tensor over the tolerance: {first['tensor']} ({first['op_type']} {first['node']}), "
+             f"tensor {first['index'] + 1} of {data['tensors_in_graph']} in graph order")
+    if data["mode"] == "bisect":  # halving trusts that a tensor over the tolerance stays so further down
+        found += (f" (bisected in {compared}: where errors rise and fall along the graph an earlier tensor may be "
+                  "over too; a backend that returns tensors compares them all)")
+    return found
 
 
 def write_files(data: dict[str, Any], out: Path) -> list[Path]:

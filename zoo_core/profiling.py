@@ -73,12 +73,20 @@ def profile_compiled(zoo: Zoo, model: ModelSpec, compiled: CompiledModel, option
     feed = {i.name: sample_batch(i.shape, i.dtype, seed=options.seed) for i in compiled.inputs}
     workdir = _workdir(options, compiled.batch_size, precision)
     batches = options.profile
-    with progress.stage(f"profile batch {compiled.batch_size}: {batches} batches") as done:
-        got = zoo.registry.call("zoo_profile", backend, compiled=compiled, model=model, options=options, feed=feed,
-                                batches=batches, workdir=workdir)
-        table = summarize(_checked(got, backend, batches), compiled.batch_size, precision, batches)
-        done(f"operators {table['coverage'] * 100:.0f}% of the wall time" if table["coverage"] is not None
-             else f"profile in {table['folder']}")
+    keep = options.out is not None  # a temporary folder (no --out) goes, unless the profile is the folder itself
+    try:
+        with progress.stage(f"profile batch {compiled.batch_size}: {batches} batches") as done:
+            got = zoo.registry.call("zoo_profile", backend, compiled=compiled, model=model, options=options,
+                                    feed=feed, batches=batches, workdir=workdir)
+            table = summarize(_checked(got, backend, batches), compiled.batch_size, precision, batches)
+            done(f"operators {table['coverage'] * 100:.0f}% of the wall time" if table["coverage"] is not None
+                 else f"profile in {table['folder']}")
+        keep = keep or table.get("folder") is not None
+    finally:
+        if not keep:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)  # zoo's own mkdtemp folder
     return table
 
 
