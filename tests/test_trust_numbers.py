@@ -351,8 +351,8 @@ def test_zoo_report_marks_unstable_rows_and_does_not_judge_them_by_default(zoo_c
     as_json = zoo_cli("report", str(a), str(b), "--fail-below", "1000", "--json")
     assert as_json.code == 0, as_json
     assert strict_json(as_json.stdout)["judgement"] == {
-        "fail_below": 1000.0, "unstable": "skip", "judged": [], "regressed": [],
-        "not_judged": [{"batch_size": 2, "reason": "unstable in B: the timing did not settle"}]}
+        "fail_below": 1000.0, "unstable": "skip", "judged": [], "regressed": [], "regressed_precisions": None,
+        "not_judged": [{"batch_size": 2, "reason": "unstable in B: the timing did not settle", "precision": None}]}
     assert "not judged by --fail-below: batch 2" in as_json.stderr
 
     counted = zoo_cli("report", str(a), str(b), "--fail-below", "1000", "--unstable", "count", "--json")
