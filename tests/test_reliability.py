@@ -61,6 +61,23 @@ def assert_cache_whole(cache: Path) -> None:
     assert not list(cache.glob("evaluations/*/.*.tmp"))
 
 
+def kill_after_stages(proc: subprocess.Popen[str], stages: int, delay: float) -> str:
+    """SIGKILL ``proc`` ``delay`` seconds after its ``stages``-th finished stage (a ``✓`` line on stderr), or after
+    ``delay`` from its start for 0; the stderr read meanwhile."""
+    assert proc.stderr is not None
+    read = []
+    finished = 0
+    while finished < stages:
+        line = proc.stderr.readline()
+        if not line:  # it ended first
+            break
+        read.append(line)
+        finished += line.startswith("✓")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    return "".join(read)
+
+
 def test_runs_killed_at_random_points_rerun_to_the_same_results(tmp_path: Path) -> None:
     data = tmp_path / "val"
     write_dataset(data)
@@ -78,10 +95,11 @@ def test_runs_killed_at_random_points_rerun_to_the_same_results(tmp_path: Path) 
             cache = tmp_path / f"cache-{i - 1}"
         out = tmp_path / f"out-{i}"
         proc = start(args(data, out), cache)
-        time.sleep(whole * (i % 4 + rng.random()) / 4)  # spread over the whole run, stage by stage
-        proc.send_signal(signal.SIGKILL)
+        # Spread over the run stage by stage: after the (i % 4)-th finished stage, at a random moment of the next.
+        # Counted by the run's own progress lines, not by the clock: a busy machine slows the run, not the spread.
+        seen = kill_after_stages(proc, i % 4, rng.random() * whole / 4)
         _, _, killed_err = finish(proc)
-        done = [line for line in killed_err.splitlines() if line.startswith("✓")]
+        done = [line for line in (seen + killed_err).splitlines() if line.startswith("✓")]
         interrupted_after.append(done[-1].split()[1] if done else "start")
 
         code, _, err = finish(start(args(data, out), cache))
