@@ -447,6 +447,39 @@ def _print_debug(result: dict[str, Any]) -> None:
     console.print(verdict(result), markup=False, highlight=False, soft_wrap=True)
 
 
+@cli.command("score")
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@click.option("--model", "model", required=True, help="The model whose outputs these are.")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of the images that were run.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for predictions.csv and the report (default: zoo-runs/MODEL-ascend-score-TIME).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def score_cmd(output_dir: Path, model: str, out: Path | None, as_json: bool, **flags: Any) -> None:
+    """Score a folder of ais_bench outputs (TXT, NPY or BIN) against the dataset's labels, as zoo run scores."""
+    from .scoring import score
+    from .specs import resolve_options
+
+    if out is None:
+        out = Path("zoo-runs") / f"{model}-ascend-score-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_path("--out", out)
+    zoo = _zoo()
+    spec = zoo.registry.model(model)
+    scored = score(zoo, spec, output_dir, resolve_options(spec, _run_flags(out=out, **flags)))
+    if scored.results is None:
+        why = "no summary beside the folder" if scored.summary is None else "the summary holds no device times"
+        click.echo(f"throughput: none ({why}); results.json not written", err=True)
+    if as_json:
+        return _emit_json(scored.results.to_json() if scored.results is not None else
+                          {"model": spec.name, "backend": "ascend", "throughput": None, "accuracy": scored.accuracy})
+    accuracy = scored.accuracy
+    line = f"{spec.name}: top-1 {accuracy['top1']:.4f}, top-5 {accuracy['top5']:.4f} over {accuracy['images']} images"
+    if scored.results is not None:
+        line += f", throughput {scored.results.results[0].throughput:.2f} images/s (ais_bench)"
+    click.echo(line)
+    click.echo(f"wrote {out}")
+
+
 @cli.command("calibrate")
 @click.argument("model")
 @click.option("--calib", default=None, metavar="DIR|random", help="Images to calibrate on, or `random` (noise).")
