@@ -166,3 +166,15 @@ def test_a_summary_naming_missing_files_is_named(zoo_cli, made, tmp_path: Path) 
     summary.write_text(json.dumps(data))
     error, _ = one_error(score(zoo_cli, made, folder, tmp_path / "o"), EXIT_ENV)
     assert "elsewhere_0.npy" in error and "summary" in error
+
+
+def test_a_summary_whose_throughput_disagrees_with_its_times_is_named(zoo_cli, made, tmp_path: Path) -> None:
+    """ais_bench's throughput is 1000 * batchsize / mean(npu_compute_time_list): an edited summary (or another
+    run's) giving 10 times that is not printed as the throughput."""
+    folder = write_outputs(made, tmp_path / "ais", "NPY")
+    summary = tmp_path / "ais" / "result_summary.json"
+    data = json.loads(summary.read_text())
+    data["throughput"] *= 10
+    summary.write_text(json.dumps(data))
+    error, _ = one_error(score(zoo_cli, made, folder, tmp_path / "o"), EXIT_ENV)
+    assert "gives throughput" in error and "mean npu_compute_time 0.55 ms give" in error

@@ -457,11 +457,11 @@ def _print_debug(result: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def score_cmd(output_dir: Path, model: str, out: Path | None, as_json: bool, **flags: Any) -> None:
     """Score a folder of ais_bench outputs (TXT, NPY or BIN) against the dataset's labels, as zoo run scores."""
-    from .scoring import score
+    from .backends.ais_bench_output import NAME, score
     from .specs import resolve_options
 
     if out is None:
-        out = Path("zoo-runs") / f"{model}-ascend-score-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = Path("zoo-runs") / f"{model}-{NAME}-score-{time.strftime('%Y%m%d-%H%M%S')}"
     check_path("--out", out)
     zoo = _zoo()
     spec = zoo.registry.model(model)
@@ -471,7 +471,7 @@ def score_cmd(output_dir: Path, model: str, out: Path | None, as_json: bool, **f
         click.echo(f"throughput: none ({why}); results.json not written", err=True)
     if as_json:
         return _emit_json(scored.results.to_json() if scored.results is not None else
-                          {"model": spec.name, "backend": "ascend", "throughput": None, "accuracy": scored.accuracy})
+                          {"model": spec.name, "backend": NAME, "throughput": None, "accuracy": scored.accuracy})
     accuracy = scored.accuracy
     line = f"{spec.name}: top-1 {accuracy['top1']:.4f}, top-5 {accuracy['top5']:.4f} over {accuracy['images']} images"
     if scored.results is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import tempfile
@@ -11,15 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ZooError
+from ..errors import ZooError
+from .ascend import NAME  # ais_bench's outputs are the Ascend backend's
+
+DEVICE = "npu"
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .app import Zoo
-    from .datasets import Sample
-    from .results import RunResults
-    from .specs import ModelSpec, RunOptions
+    from ..app import Zoo
+    from ..datasets import Sample
+    from ..results import RunResults
+    from ..specs import ModelSpec, RunOptions
 
 # ais_bench's output name: the input file's name cut at its FIRST dot, then _<output index>.<format>
 OUTPUT_NAME = re.compile(r"^(?P<stem>[^.]+)_(?P<index>\d+)\.(?P<ext>txt|npy|bin)$", re.IGNORECASE)
@@ -47,7 +51,7 @@ def score(zoo: Zoo, model: ModelSpec, folder: Path, options: RunOptions) -> Scor
     summary beside the folder, results.json, results.csv and report.md into ``options.out``."""
     import numpy as np
 
-    from .evaluate import PREDICTIONS_FILE, _save_shard, _score, load_dataset
+    from ..evaluate import PREDICTIONS_FILE, _save_shard, _score, load_dataset
 
     if not folder.is_dir():
         raise ZooError(f"{folder} is not a folder of ais_bench outputs",
@@ -82,9 +86,9 @@ def score(zoo: Zoo, model: ModelSpec, folder: Path, options: RunOptions) -> Scor
                           {"setup_seconds": 0.0, "seconds": 0.0}, PREDICTIONS_FILE)
     accuracy.pop("scored")
     accuracy["preset"] = options.preset
-    results = _results(zoo, model, options, accuracy, summary) if summary is not None else None
+    results = _results(zoo, model, options, accuracy, summary, summary_path) if summary is not None else None
     if results is not None and options.out is not None:
-        from .runner import write_results
+        from ..runner import write_results
 
         write_results(results, options.out)
     return Scored(results, accuracy, summary_path if summary is not None else None, unmatched)
@@ -195,17 +199,28 @@ def throughput_of(summary: dict[str, Any]) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else None
 
 
+def _check_throughput(path: Path, throughput: float, batch_size: int, latency: dict[str, float]) -> None:
+    """ais_bench's throughput is 1000 * batchsize / mean(npu_compute_time_list): a summary whose numbers disagree
+    (edited, or of another run) is not a result zoo prints."""
+    implied = 1000 * batch_size / latency["mean"] if latency["mean"] > 0 else math.inf
+    if not math.isclose(throughput, implied, rel_tol=0.01):
+        raise ZooError(f"the ais_bench summary {path} gives throughput {throughput:g}, but its batchsize "
+                       f"{batch_size} and mean npu_compute_time {latency['mean']:g} ms give {implied:g}",
+                       note="pass the summary of the run that wrote these outputs, unedited")
+
+
 def _results(zoo: Zoo, model: ModelSpec, options: RunOptions, accuracy: dict[str, Any],
-             summary: dict[str, Any]) -> RunResults | None:
-    from .results import RunResults
-    from .runner import SCHEMA, environment
+             summary: dict[str, Any], path: Path) -> RunResults | None:
+    from ..results import RunResults
+    from ..runner import SCHEMA, environment
 
     throughput, latency, bs = throughput_of(summary), _latency(summary), _batch_size(summary)
     if throughput is None or latency is None or bs is None:
         return None
+    _check_throughput(path, throughput, bs, latency)
     row = {"batch_size": bs, "throughput": throughput, "throughput_device": throughput, "latency_ms": latency,
            "top1": accuracy.get("top1"), "top5": accuracy.get("top5"), "images": accuracy["images"]}
-    data = {"schema": SCHEMA, "model": model.name, "backend": "ascend", "device": "npu", "weights": "unknown",
+    data = {"schema": SCHEMA, "model": model.name, "backend": NAME, "device": DEVICE, "weights": "unknown",
             "preset": options.preset, "env": environment(zoo),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "accuracy": accuracy, "results": [row]}
     return RunResults.from_json(data, "the results of zoo score")
