@@ -181,3 +181,18 @@ def test_profiling_without_an_output_folder_leaves_no_temporary_folder(tmp_path,
                                                          "batch_sizes": (2,), "profile": 2})
     data = run(zoo, options)
     assert data["profile"] and not list(tmp_path.glob("zoo-profile-*"))
+
+
+def test_data_images_are_the_inputs_and_an_unreadable_one_is_one_line(zoo_cli, tmp_path) -> None:
+    from zoo_core.testing import write_image_dataset
+
+    write_image_dataset(tmp_path / "val", count=4)
+    data = debug_json(zoo_cli, TINY, "--backends", "torch,onnxruntime", "--bs", "2", "--data", str(tmp_path / "val"),
+                      "--samples", "3", "--every", "20")
+    assert data["samples"] == 3 and data["first_exceeding"] is None
+    first = sorted((tmp_path / "val").glob("*.JPEG"))[0]
+    first.write_bytes(b"not a jpeg")
+    result = zoo_cli("debug", TINY, "--backends", "torch,onnxruntime", "--weights", "random", "--bs", "2",
+                     "--data", str(tmp_path / "val"))
+    error, _ = one_error(result, 3)
+    assert f"cannot read image {first}" in error

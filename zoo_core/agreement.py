@@ -6,9 +6,9 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from .errors import UsageError, ZooError
+from .errors import UsageError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,25 +88,13 @@ def image_inputs(zoo: Zoo, model: ModelSpec, options: RunOptions, progress: Prog
 
     import numpy as np
 
-    from .datasets import shown_name
-    from .evaluate import Preprocessor, load_dataset
-    from .samples import expected_sample
+    from .evaluate import load_dataset, preprocess_array
 
     dataset = load_dataset(zoo, model, options)
     samples = dataset.samples
-    expected = expected_sample(model, options.preset)
     with tempfile.TemporaryDirectory(prefix="zoo-compare-") as folder:
-        array: Any = np.lib.format.open_memmap(Path(folder) / "inputs.npy", mode="w+", dtype=np.dtype(expected[1]),
-                                               shape=(len(samples), *expected[0]))
-        with Preprocessor(model, options.preset, options.workers, zoo.pm, expected) as pre, \
-                progress.loop(f"preprocess {len(samples)} images", len(samples)) as advance:
-            for index, value, error in pre.map(samples):
-                if error is not None:
-                    raise ZooError(shown_name(f"cannot read image {samples[index].path}: {error}"),
-                                   note="remove or replace the file, or compare on another folder")
-                array[index] = value
-                advance()
-        array.flush()
+        array = preprocess_array(zoo, model, options, samples, Path(folder) / "inputs.npy", "image",
+                                 "remove or replace the file, or compare on another folder", progress)
         labels = np.asarray([s.label for s in samples], dtype=np.int64)
         yield ImageInputs(array, labels, [s.id for s in samples])
         del array

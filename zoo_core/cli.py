@@ -403,23 +403,14 @@ def debug_cmd(
 
 def _debug_inputs(zoo: Any, options: Any, data: Path, samples: int | None) -> Any:
     """The first images of ``data``, preprocessed as the model's ONNX input."""
-    import numpy as np
-
     from .datasets import Sample, text_of
-    from .evaluate import Preprocessor
+    from .evaluate import preprocess_array
     from .precision import calibration_images
-    from .samples import expected_sample
 
     model = zoo.registry.model(options.model)
     paths = calibration_images(data, samples or options.batch_sizes[0], flag="--data")
-    expected = expected_sample(model, options.preset)
-    batch = np.zeros((len(paths), *expected[0]), dtype=expected[1])
-    with Preprocessor(model, options.preset, options.workers, zoo.pm, expected) as pre:
-        for index, value, error in pre.map([Sample(text_of(p.stem), p, None) for p in paths]):
-            if error is not None:
-                raise ZooError(f"cannot read image {paths[index]}: {error}", note="remove or replace the file")
-            batch[index] = value
-    return batch
+    return preprocess_array(zoo, model, options, [Sample(text_of(p.stem), p, None) for p in paths], None, "image",
+                            "remove or replace the file")
 
 
 def _print_debug(result: dict[str, Any]) -> None:

@@ -493,6 +493,33 @@ def _write_predictions(path: Path, samples: list[Sample], scores: np.ndarray, la
 # -------------------------------------------------------------------------
 
 
+def preprocess_array(zoo: Zoo, model: ModelSpec, options: RunOptions, samples: list[Sample], target: Path | None,
+                     what: str, note: str, progress: Progress | None = None) -> np.ndarray:
+    """``samples`` preprocessed as for evaluation with the run's preset (the ONNX model's own input), in order: one
+    array, memory-mapped into the .npy ``target`` (or in memory without one). An unreadable image stops it in one
+    line: ``cannot read {what} PATH: why``, with ``note``."""
+    import numpy as np
+
+    from .datasets import shown_name
+    from .progress import Progress
+
+    expected = expected_sample(model, options.preset)
+    shape, dtype = (len(samples), *expected[0]), np.dtype(expected[1])
+    array: Any = (np.lib.format.open_memmap(target, mode="w+", dtype=dtype, shape=shape) if target is not None
+                  else np.zeros(shape, dtype))
+    progress = progress or Progress()
+    with Preprocessor(model, options.preset, options.workers, zoo.pm, expected) as pre, \
+            progress.loop(f"preprocess {len(samples)} {what}s", len(samples)) as advance:
+        for index, value, error in pre.map(samples):
+            if error is not None:
+                raise ZooError(shown_name(f"cannot read {what} {samples[index].path}: {error}"), note=note)
+            array[index] = value
+            advance()
+    if target is not None:
+        array.flush()
+    return array
+
+
 def write_bins(zoo: Zoo, model: ModelSpec, options: RunOptions, target: Path, progress: Progress) -> dict[str, Any]:
     """Every image under ``--data`` preprocessed to ``<id>.bin`` (raw float32, no batch axis) in ``target``."""
     from collections import Counter

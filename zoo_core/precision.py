@@ -266,25 +266,12 @@ def _preprocess_into(zoo: Zoo, model: ModelSpec, options: RunOptions, paths: lis
                      progress: Progress) -> None:
     """The images, preprocessed as for evaluation with the ONNX model's own input (the run's preset), written
     into one .npy in order."""
-    import numpy as np
+    from .datasets import Sample, text_of
+    from .evaluate import preprocess_array
 
-    from .datasets import Sample, shown_name, text_of
-    from .errors import ZooError
-    from .evaluate import Preprocessor
-    from .samples import expected_sample
-
-    expected = expected_sample(model, options.preset)
     samples = [Sample(text_of(p.stem), p, None) for p in paths]
-    array = np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=(len(paths), *expected[0]))
-    with Preprocessor(model, options.preset, options.workers, zoo.pm, expected) as pre, \
-            progress.loop(f"preprocess {len(paths)} calibration images", len(paths)) as advance:
-        for index, value, error in pre.map(samples):
-            if error is not None:
-                raise ZooError(shown_name(f"cannot read calibration image {paths[index]}: {error}"),
-                               note="remove or replace the file, or calibrate on another folder with --calib")
-            array[index] = value
-            advance()
-    array.flush()
+    array = preprocess_array(zoo, model, options, samples, target, "calibration image",
+                             "remove or replace the file, or calibrate on another folder with --calib", progress)
     del array
 
 
