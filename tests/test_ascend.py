@@ -203,7 +203,7 @@ def test_missing_cann_environment(ascend_env, tmp_path, monkeypatch) -> None:
         backend = zoo.registry.backends["ascend"]
         zoo.registry.call("zoo_compile", backend, backend=backend, model=prepared.model, weights=prepared.weights,
                           onnx_path=simplified.file("model.sim.onnx"), batch_size=2, workdir=tmp_path / "work",
-                          options=options, precision=backend.precisions[0])
+                          options=options, precision=backend.precisions[0], batch_sizes=())
     assert "CANN environment is not set" in info.value.message and "set_env.sh" in info.value.note
     # set_env.sh alone can leave the driver's library out of reach: the note says where it must be.
     assert "libascend_hal.so" in info.value.message
@@ -341,7 +341,8 @@ def test_a_dynamic_batch_om_serves_each_listed_batch(ascend_env, tmp_path) -> No
     backend = zoo.registry.backends["ascend"]
     compiled = zoo.registry.call("zoo_compile", backend, backend=backend, model=prepared.model,
                                  weights=prepared.weights, onnx_path=exported, batch_size=2,
-                                 workdir=tmp_path / "work", options=options, precision=backend.precisions[0])
+                                 workdir=tmp_path / "work", options=options, precision=backend.precisions[0],
+                                 batch_sizes=())
     samples = sample_input(prepared.model, 4, seed=3)
     with zoo.open_runner(prepared.compiled[2], prepared.model, options) as reference:
         expected = infer_batches(reference, {"actual_input_1": samples})[0]

@@ -99,7 +99,7 @@ def test_int8_compiles_the_deploy_model_and_ais_bench_runs_int8_numerics(ascend_
     backend = zoo.registry.backends["ascend"]
     compiled = zoo.registry.call("zoo_compile", backend, backend=backend, model=tiny["model"], weights=None,
                                        onnx_path=deploy, batch_size=BS, workdir=tmp_path / "compiled",
-                                       options=options, precision="int8")
+                                       options=options, precision="int8", batch_sizes=())
     assert compiled.extra["precision"] == "int8" and compiled.extra["precision_mode"] == "ATC default"
     assert compiled.extra["fake_quant_model"] == str((tmp_path / "quantized" / ascend.FAKE_QUANT_FILE).resolve())
     assert f"--model={deploy.resolve()}" in compiled.extra["atc"]
@@ -153,7 +153,8 @@ def test_the_compiled_model_records_the_precision_it_computes_in(ascend_env, tin
         (tmp_path / name / expected).mkdir(parents=True)
         compiled = zoo.registry.call("zoo_compile", backend, backend=backend, model=tiny["model"], weights=None,
                                      onnx_path=tiny["onnx"], batch_size=BS, workdir=tmp_path / name / expected,
-                                     options=options_for(zoo, backend_options=flags), precision=name)
+                                     options=options_for(zoo, backend_options=flags), precision=name,
+                                     batch_sizes=())
         assert compiled.extra["precision"] == expected
 
 

@@ -273,6 +273,11 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
 @click.option("--calib-images", type=int, default=None, help="Calibration images.  [default: 512]")
 @click.option("--calib-method", default=None, metavar="minmax|entropy|percentile",
               help="How the quantizer sets ranges, where the backend offers a choice (default: its first).")
+@click.option("--dynamic-batch", "dynamic_batch", is_flag=False, flag_value="only", default=None,
+              type=click.Choice(["only", "both"]),
+              help="Compile one model for all the --bs sizes (where the backend can: Ascend ATC's "
+              "--dynamic_batch_size) and time each size on it; --dynamic-batch=both: the per-size models too, a row "
+              "each, side by side.")
 @click.option("--profile", is_flag=True,
               help="After the timed batches, profile more under the backend's profiler: the top 20 op types and "
               "nodes by time (terminal, profile.csv, results.json, report.md).")
@@ -281,7 +286,7 @@ _BACKEND_OPT_HELP = ("An option of the run's backend, by key (its name, with _ f
 @click.option("--dry-run", is_flag=True, help="Print the commands that would do the same by hand; run nothing.")
 def run_cmd(
     model: str, batch_sizes: str, devices: str | None, backend_opts: tuple[str, ...], as_json: bool, dry_run: bool,
-    precisions: str | None, profile: bool, profile_batches: int | None, **flags: Any,
+    precisions: str | None, profile: bool, profile_batches: int | None, dynamic_batch: str | None, **flags: Any,
 ) -> None:
     """Export, compile and time MODEL on a backend: the recipe in one command."""
     from .progress import RichProgress
@@ -296,7 +301,8 @@ def run_cmd(
     options = run_options(zoo, model, _run_flags(
         batch_sizes=parse_batch_sizes(batch_sizes), devices=parse_devices(devices) if devices else None,
         precisions=parse_precisions(precisions) if precisions is not None else None,
-        profile=profile_batches_option(profile, profile_batches), **flags,
+        profile=profile_batches_option(profile, profile_batches),
+        batch_modes={None: None, "only": ("dynamic",), "both": ("static", "dynamic")}[dynamic_batch], **flags,
     ), plugin_flags, backend_opts, click.get_current_context().meta)
     if dry_run:
         data = plan(zoo, options)
@@ -521,9 +527,9 @@ def _print_results(results: RunResults, out: Path | None) -> None:
     if measurement is not None and measurement.mode == "throughput":
         title += ", throughput mode" + (f" ({measurement.streams} streams)" if measurement.streams else "")
     has_device = any(row.throughput_device is not None for row in results.results)
-    several = report.several_precisions(results)
+    several, modes = report.several_precisions(results), report.several_modes(results)
     cost = any(row.agreement is not None for row in results.results)
-    columns = ["batch", *(["precision"] if several else []), "throughput (img/s)",
+    columns = ["batch", *(["precision"] if several else []), *(["batch mode"] if modes else []), "throughput (img/s)",
                *(["end-to-end (img/s)"] if has_device else []), "mean ms", "p50 ms", "p90 ms", "p99 ms", "top-1",
                "top-5", *(["top-1 vs fp32", "agreement"] if cost else [])]
     table = make_table(*columns, right=tuple(columns), title=title, header_style="bold")
@@ -535,12 +541,14 @@ def _print_results(results: RunResults, out: Path | None) -> None:
         costs = [f"{row.top1_points:+.2f} pts" if row.top1_points is not None else "-",
                  f"{row.agreement * 100:.2f} %" if row.agreement is not None else "-"] if cost else []
         table.add_row(str(row.batch_size), *([row.precision or "-"] if several else []),
-                      f"{row.throughput:.2f}{mark}", *e2e,
+                      *([row.batch_mode or "static"] if modes else []), f"{row.throughput:.2f}{mark}", *e2e,
                       *(f"{value:.2f}" for value in (lat.mean, lat.p50, lat.p90, lat.p99)), *acc, *costs)
     console = _console()
     console.print(table)
     for line in report.precision_lines(results):
         console.print(f"precision: {line}", markup=False, highlight=False, soft_wrap=True)
+    for line in report.batch_mode_lines(results):
+        console.print(f"dynamic batch: {line}", markup=False, highlight=False, soft_wrap=True)
     unsettled = [str(row.batch_size) for row in results.results if row.stable is False]
     if unsettled and results.measurement is not None:
         console.print(f"[yellow]unstable[/]: the timing of batch {', '.join(unsettled)} did not settle within "
@@ -743,14 +751,16 @@ def _print_run_comparison(data: RunComparison, run_a: Path, run_b: Path) -> None
         return num(value, ".2f") + (" [yellow]unstable[/]" if stable is False else "")
 
     several = any(r.precision for r in data.rows)  # rows matched by batch size and precision: say which is which
-    columns = ("batch", *(["precision"] if several else []), "A img/s", "B img/s", "throughput B/A", "e2e B/A",
-               "latency B/A", "p99 B/A", "top-1 delta", "top-5 delta")
+    modes = any(r.batch_mode for r in data.rows)  # and by batch mode
+    columns = ("batch", *(["precision"] if several else []), *(["batch mode"] if modes else []), "A img/s",
+               "B img/s", "throughput B/A", "e2e B/A", "latency B/A", "p99 B/A", "top-1 delta", "top-5 delta")
     table = make_table(*columns, right=columns, title=f"B = {run_b} vs A = {run_a}", header_style="bold",
                        caption="ratio = B / A: throughput above 1 and latency below 1 mean B is faster; "
                        "top-1/top-5 delta = B - A in percentage points")
     for r in data.rows:
         table.add_row(str(r.batch_size), *([r.precision or "-"] if several else []),
-                      img_s(r.throughput_a, r.stable_a), img_s(r.throughput_b, r.stable_b),
+                      *([r.batch_mode or "-"] if modes else []), img_s(r.throughput_a, r.stable_a),
+                      img_s(r.throughput_b, r.stable_b),
                       num(r.throughput_ratio, ".3f"), num(r.throughput_e2e_ratio, ".3f"),
                       num(r.latency_ratio, ".3f"), num(r.latency_p99_ratio, ".3f"),
                       points(r.top1_delta), points(r.top5_delta))

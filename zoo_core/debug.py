@@ -234,7 +234,8 @@ def _bisect(zoo: Zoo, target: Side, reference: Side, tensors: list[Tensor], inpu
                 compiled = zoo.registry.call("zoo_compile", backend, backend=backend, model=spec,
                                              weights=prepared.weights, onnx_path=cut,
                                              batch_size=target.options.batch_sizes[0], workdir=work,
-                                             options=target.options, precision=prepared.precision)
+                                             options=target.options, precision=prepared.precision,
+                                             batch_sizes=())
                 done("compiled")
             with zoo.open_runner(compiled, spec, target.options) as runner:
                 (actual,) = infer_batches(runner, {i.name: inputs for i in compiled.inputs})

@@ -232,14 +232,22 @@ def run_onnx(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
     return session.run(None, feed)
 
 
-def simplify_onnx(model: ModelSpec, src: Path, dst: Path, batch_size: int, atol: float = 1e-4) -> ExportCheck:
-    """onnxsim ``src`` with the batch fixed at ``batch_size`` into ``dst``, and check it still agrees with ``src``."""
+DYNAMIC_CHECK_BATCH = 3  # a dynamic-batch simplification is checked at a batch no graph is likely to bake in
+
+
+def simplify_onnx(model: ModelSpec, src: Path, dst: Path, batch_size: int | None, atol: float = 1e-4) -> ExportCheck:
+    """onnxsim ``src`` with the batch fixed at ``batch_size`` (``None``: left dynamic, checked at batch
+    ``DYNAMIC_CHECK_BATCH``) into ``dst``, and check it still agrees with ``src``."""
     import onnxsim
 
     from .onnx_shared import load_shared, save_shared
 
-    shapes = {name: [batch_size, *model.input_shape] for name in model.input_names}
-    simplified, ok = onnxsim.simplify(load_shared(src), overwrite_input_shapes=shapes)
+    if batch_size is None:  # one graph for every batch size: the batch axis stays as exported
+        simplified, ok = onnxsim.simplify(load_shared(src))
+        batch_size = DYNAMIC_CHECK_BATCH
+    else:
+        shapes = {name: [batch_size, *model.input_shape] for name in model.input_names}
+        simplified, ok = onnxsim.simplify(load_shared(src), overwrite_input_shapes=shapes)
     if not ok:
         raise CheckError(f"onnxsim could not validate the simplified model of {model.name!r} at batch {batch_size}")
     with writing(dst):

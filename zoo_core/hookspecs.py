@@ -215,6 +215,7 @@ def zoo_compile(
     workdir: Path,
     options: RunOptions,
     precision: str,
+    batch_sizes: tuple[int, ...],
 ) -> CompiledModel | None:
     """Compile a simplified ONNX file, fixed at ``batch_size``, for ``backend``.
 
@@ -233,6 +234,9 @@ def zoo_compile(
         too, after the model's own outputs and in that order, and its ``output_names`` say so.
     :param precision: The precision to compute in: one of ``backend.precisions`` (its first when the run asked
         for none).
+    :param batch_sizes: Empty, except for ``--dynamic-batch`` on a backend that declares ``dynamic_batch``: then
+        ``onnx_path`` keeps its batch axis dynamic, and the one compiled model must serve each of these batch sizes
+        (sorted; ``batch_size`` is the largest, the batch of the returned model's inputs).
     :return: The compiled model.
 
     Stops at first non-None result.

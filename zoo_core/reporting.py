@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from .errors import CheckError, UsageError, ZooError
 from .files import atomic_write as _atomic
+from .specs import DYNAMIC, STATIC
 from .results import (AccuracyResult, DatasetFacts, Difference, Judgement, NotJudged, Row, RowComparison,
                       RunComparison, RunResults)
 
@@ -34,7 +35,7 @@ CSV_COLUMNS = (
     "throughput", "throughput_device", "throughput_e2e",
     "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_min_ms", "latency_max_ms",
     "latency_e2e_mean_ms", "top1", "top5", "images", "weights", "timed_batches", "stable",
-    "precision", "top1_points", "top5_points", "agreement",
+    "precision", "top1_points", "top5_points", "agreement", "batch_mode",
 )
 LATENCY_KEYS = ("mean", "p50", "p90", "p99", "min", "max")
 
@@ -68,6 +69,35 @@ def rows(results: RunResults | Mapping[str, Any]) -> list[Row]:
 def several_precisions(results: RunResults) -> bool:
     """Whether the rows differ in precision: then every table names each row's."""
     return len({r.precision for r in results.results}) > 1
+
+
+def several_modes(results: RunResults) -> bool:
+    """Whether the rows differ in batch mode (``--dynamic-batch=both``): then every table names each row's."""
+    return len({r.batch_mode or STATIC for r in results.results}) > 1
+
+
+def row_label(row: Row, precisions: bool, modes: bool) -> str:
+    """A row's name in a table: its batch size, then its precision and its batch mode where the rows differ in it."""
+    return str(row.batch_size) + (f" {row.precision or '-'}" if precisions else "") + (
+        f" {row.batch_mode or STATIC}" if modes else "")
+
+
+def batch_mode_lines(results: RunResults) -> list[str]:
+    """Dynamic against static batch, in words: one line per batch size (and precision) timed both ways, with the
+    throughput ratio dynamic / static; empty unless the run has both."""
+    if not several_modes(results):
+        return []
+    static = {(r.batch_size, r.precision): r for r in results.results if (r.batch_mode or STATIC) == STATIC}
+    lines = []
+    for row in results.results:
+        base = static.get((row.batch_size, row.precision))
+        if row.batch_mode == DYNAMIC and base is not None:
+            ratio = _ratio(row.throughput, base.throughput)
+            lines.append(f"batch {row.batch_size}" + (f" {row.precision}" if several_precisions(results) else "")
+                         + f": dynamic {row.throughput:.2f} img/s, static {base.throughput:.2f} img/s, "
+                         + f"dynamic/static {_num(ratio, '.3f')}"
+                         + (" (a row did not settle)" if False in (row.stable, base.stable) else ""))
+    return lines
 
 
 def precision_lines(results: RunResults) -> list[str]:
@@ -192,7 +222,7 @@ def csv_rows(results: RunResults | Mapping[str, Any]) -> list[dict[str, Any]]:
             "weights": results.weights, "timed_batches": row.timed_batches,
             "stable": row.stable,
             "precision": row.precision, "top1_points": row.top1_points, "top5_points": row.top5_points,
-            "agreement": row.agreement,
+            "agreement": row.agreement, "batch_mode": row.batch_mode,
         })
     return out
 
@@ -221,14 +251,14 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
     lines += [f"Weights `{results.weights}`, preset `{results.preset or '-'}`, "
               f"created {results.created or '-'}, zoo {results.env.zoo or '-'}."
               + (f" Precision {', '.join(results.precision.precisions)}." if results.precision else ""), ""]
-    several = several_precisions(results)
+    several, modes = several_precisions(results), several_modes(results)
 
     # 1. The seed's table: chip x batch size x dataset x top-1 x throughput.
     body = []
     for row in table:
         name = chip(results) + (f" x{_device_count(row)}" if _device_count(row) > 1 else "")
         scored = row.top1 is not None
-        batch = str(row.batch_size) + (f" {row.precision}" if several else "")
+        batch = row_label(row, several, modes)
         body.append([name, batch, _cell(dataset.kind if dataset else None) if scored else "-",
                      _pct(row.top1), _num(row.throughput, ".1f") + (" (unstable)" if row.stable is False else "")])
     lines += _md_table(list(SEED_COLUMNS), body, ["---", "---:", "---", "---:", "---:"])
@@ -246,6 +276,7 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
     if random_weights:
         notes.append("**Seeded random weights: the timings are real, but any accuracy figure is meaningless.**")
     notes += [f"Precision: {line}." for line in precision_lines(results)]
+    notes += [f"Dynamic batch (one model compiled for every batch size), {line}." for line in batch_mode_lines(results)]
     engine = results.engine
     if engine is not None and engine.name == "ray":
         workers = engine.workers if isinstance(engine.workers, tuple) else ()
@@ -268,7 +299,7 @@ def markdown(results: RunResults | Mapping[str, Any], chart: bool | None = None)
     for row in table:
         stable = row.stable
         body.append([
-            str(row.batch_size) + (f" {row.precision}" if several else ""), str(_device_count(row)),
+            row_label(row, several, modes), str(_device_count(row)),
             _num(row.throughput, ".2f"),
             _num(row.throughput_device, ".2f"), _num(row.throughput_e2e, ".2f"),
             *(_num(getattr(row.latency_ms, k), ".3f") for k in LATENCY_KEYS),
@@ -540,10 +571,11 @@ def _results_problem(data: Any) -> str | None:
         if not isinstance(row, dict) or not isinstance(row.get("batch_size"), int) \
                 or not isinstance(row.get("throughput"), (int, float)):
             return f"results[{i}] has no integer batch_size and numeric throughput"
-        key = (row["batch_size"], row.get("precision"))
+        key = (row["batch_size"], row.get("precision"), row.get("batch_mode") or STATIC)
         if key in seen:
             return f"results[{i}] repeats batch_size {row['batch_size']}" + (
-                f" in {row['precision']}" if row.get("precision") else "")
+                f" in {row['precision']}" if row.get("precision") else "") + (
+                f" ({row['batch_mode']})" if row.get("batch_mode") else "")
         seen.add(key)
     errors = _row_errors(data["results"])
     return errors[0] if errors else None
@@ -573,15 +605,22 @@ def compare_runs(a: RunResults | Mapping[str, Any], b: RunResults | Mapping[str,
     a, b = typed(a), typed(b)
     # One precision each (an fp32 run against an int8 one, say): rows match by batch size, and a precision that
     # differs is among the differences. A run of several precisions: rows match by batch size and precision.
+    # The same for batch modes: a static run against a dynamic one matches by batch size, the mode among the
+    # differences; a run of both modes (--dynamic-batch=both) matches by mode too.
     by_precision = any(len({r.precision for r in x.results}) > 1 for x in (a, b))
-    rows_a = {(r.batch_size, r.precision if by_precision else None): r for r in a.results}
-    rows_b = {(r.batch_size, r.precision if by_precision else None): r for r in b.results}
+    by_mode = any(several_modes(x) for x in (a, b))
+
+    def match_key(r: Row) -> tuple[int, str | None, str | None]:
+        return r.batch_size, r.precision if by_precision else None, (r.batch_mode or STATIC) if by_mode else None
+
+    rows_a = {match_key(r): r for r in a.results}
+    rows_b = {match_key(r): r for r in b.results}
     matched = []
-    for pair in sorted(set(rows_a) & set(rows_b), key=lambda k: (k[0], k[1] or "")):
+    for pair in sorted(set(rows_a) & set(rows_b), key=lambda k: (k[0], k[1] or "", k[2] or "")):
         ra, rb = rows_a[pair], rows_b[pair]
         e2e_a, e2e_b = ra.throughput_e2e, rb.throughput_e2e
         matched.append(RowComparison(
-            batch_size=pair[0], precision=pair[1],
+            batch_size=pair[0], precision=pair[1], batch_mode=pair[2],
             throughput_a=ra.throughput, throughput_b=rb.throughput,
             throughput_ratio=_ratio(rb.throughput, ra.throughput),
             throughput_e2e_ratio=_ratio(e2e_b, e2e_a),
@@ -596,6 +635,8 @@ def compare_runs(a: RunResults | Mapping[str, Any], b: RunResults | Mapping[str,
         k: (getattr(a, k), getattr(b, k)) for k in ("model", "backend", "device", "weights", "preset")}
     precision_a, precision_b = (",".join(dict.fromkeys(r.precision or "-" for r in x.results)) for x in (a, b))
     run_keys["precision"] = (precision_a, precision_b)
+    mode_a, mode_b = (",".join(dict.fromkeys(r.batch_mode or STATIC for r in x.results)) for x in (a, b))
+    run_keys["batch_mode"] = (mode_a, mode_b)
     # every measurement setting each run recorded, as recorded (a newer zoo's too)
     measurement_a, measurement_b = ({k: v for k, v in (r.measurement.to_json() if r.measurement else {}).items()
                                      if k != "formula"} for r in (a, b))

@@ -234,6 +234,9 @@ class Row(Record):
     top1_points: float | None = None  # top-1 difference in percentage points (negative: this precision loses)
     top5_points: float | None = None
     agreement: float | None = None  # the share of images whose top-1 class is fp32's
+    # "dynamic": timed on the one model compiled for every batch size of the run (--dynamic-batch); "static" beside
+    # such rows; None (older results, and runs without --dynamic-batch): a model compiled for this batch size.
+    batch_mode: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -548,6 +551,7 @@ class RowComparison(Record):
 
     batch_size: int
     precision: str | None = None  # set when a run has several precisions: rows are matched by both
+    batch_mode: str | None = None  # set when a run has several batch modes (--dynamic-batch=both): matched by it too
     throughput_a: float | None = None
     throughput_b: float | None = None
     throughput_ratio: float | None = None

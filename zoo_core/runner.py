@@ -26,7 +26,7 @@ from .profiling import block as profile_block, check_profile, profile_compiled
 from .progress import Progress
 from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
-from .specs import QUANTIZED, BackendSpec, ModelSpec, RunOptions
+from .specs import DYNAMIC, QUANTIZED, STATIC, BackendSpec, ModelSpec, RunOptions
 from .weights import WeightsRef, resolve_weights
 
 SCHEMA = 1
@@ -47,6 +47,7 @@ class Prepared:
     exported: Artifact
     compiled: dict[int, CompiledModel] = field(default_factory=dict)
     precision: str = ""  # what the compiled models compute in (the backend's native one when none was asked)
+    batch_mode: str = STATIC  # DYNAMIC: every batch size's compiled model is the same one, compiled for them all
     artifacts: list[Artifact] = field(default_factory=list)  # every stage's, in the order they were needed
 
 
@@ -102,15 +103,15 @@ def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Ar
     return artifact
 
 
-def simplify(zoo: Zoo, model: ModelSpec, exported: Artifact, batch_size: int, progress: Progress) -> Artifact:
-    """onnxsim with the batch fixed at ``batch_size``, from the cache or built now."""
+def simplify(zoo: Zoo, model: ModelSpec, exported: Artifact, batch_size: int | None, progress: Progress) -> Artifact:
+    """onnxsim with the batch fixed at ``batch_size`` (``None``: left dynamic), from the cache or built now."""
     inputs = {"export": exported.key, "batch_size": batch_size, "onnxsim": package_version("onnxsim"), "checks": CHECKS}
 
     def build(folder: Path) -> None:
         with zoo.timer.stage("simplify"):
             simplify_onnx(model, exported.file(EXPORT_FILE), folder / SIMPLIFIED_FILE, batch_size)
 
-    with progress.stage(f"simplify at batch {batch_size}") as done:
+    with progress.stage(f"simplify at batch {batch_size}" if batch_size else "simplify with a dynamic batch") as done:
         artifact = zoo.store.get_or_build("simplify", inputs, build)
         done(_stage_note(artifact))
     return artifact
@@ -127,12 +128,15 @@ def compile_model(
     progress: Progress,
     precision: str = "",
     quantized: Artifact | None = None,
+    batch_sizes: tuple[int, ...] = (),
 ) -> Artifact:
     """The backend's compiled model for one batch size, from the cache or built now; of ``quantized`` (what the
-    backend's zoo_quantize made) when the precision is a quantized one."""
+    backend's zoo_quantize made) when the precision is a quantized one. With ``batch_sizes`` (``--dynamic-batch``),
+    one model that serves each of them, ``batch_size`` being the largest."""
     precision = precision or backend.precisions[0]
     inputs = {
         "simplified": simplified.key,
+        **({"batch_sizes": list(batch_sizes)} if batch_sizes else {}),
         **({"precision": precision} if precision != backend.precisions[0] else {}),  # native: the keys of before
         **({"quantized": quantized.key} if quantized is not None else {}),
         **({"extra_outputs": list(options.extra_outputs)} if options.extra_outputs else {}),
@@ -158,6 +162,7 @@ def compile_model(
             compiled = zoo.registry.call(
                 "zoo_compile", backend, backend=backend, model=model, weights=weights,
                 onnx_path=source, batch_size=batch_size, workdir=folder, options=options, precision=precision,
+                batch_sizes=batch_sizes,
             )
         if compiled is None:
             raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} compiled nothing",
@@ -168,7 +173,8 @@ def compile_model(
         save_compiled(compiled, folder)
 
     what = f" ({precision})" if precision != backend.precisions[0] else ""
-    with progress.stage(f"compile for {backend.name}{what} at batch {batch_size}") as done:
+    at = f"for batches {','.join(map(str, batch_sizes))}" if batch_sizes else f"at batch {batch_size}"
+    with progress.stage(f"compile for {backend.name}{what} {at}") as done:
         artifact = zoo.store.get_or_build("compile", inputs, build)
         done(_stage_note(artifact))
     return artifact
@@ -230,9 +236,10 @@ def quantized_file(artifact: Artifact) -> Path:
 
 
 def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None, precision: str | None = None,
-            calibration: Calibration | None = None) -> Prepared:
+            calibration: Calibration | None = None, batch_mode: str = STATIC) -> Prepared:
     """Resolve, export, simplify (quantize) and compile for every batch size of ``options``, in ``precision``
-    (default: the backend's native one; a quantized one needs ``calibration``)."""
+    (default: the backend's native one; a quantized one needs ``calibration``); in ``batch_mode`` DYNAMIC, one model
+    simplified with a dynamic batch and compiled for all of them."""
     progress = progress or Progress()
     model = zoo.registry.model(options.model)
     backend = zoo.registry.backend(options.backend)
@@ -241,7 +248,19 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None, pre
     weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
     exported = export(zoo, model, weights, options, progress)
     check_batch_memory(model, exported.file(EXPORT_FILE), options.batch_sizes)  # before a batch is allocated
-    prepared = Prepared(model, backend, weights, exported, artifacts=[exported], precision=precision)
+    prepared = Prepared(model, backend, weights, exported, artifacts=[exported], precision=precision,
+                        batch_mode=batch_mode)
+    if batch_mode == DYNAMIC:
+        if precision in QUANTIZED:  # check_batch_modes refused it before any work
+            raise RuntimeError(f"prepare({precision!r}, {batch_mode!r}): a quantized dynamic batch")
+        simplified = simplify(zoo, model, exported, None, progress)
+        sizes = tuple(sorted(options.batch_sizes))
+        compiled = compile_model(zoo, model, backend, weights, simplified, sizes[-1], options, progress, precision,
+                                 batch_sizes=sizes)
+        prepared.artifacts += [simplified, compiled]
+        one = load_compiled(compiled.path)
+        prepared.compiled = {bs: at_batch(one, bs) for bs in options.batch_sizes}
+        return prepared
     for bs in options.batch_sizes:
         simplified = simplify(zoo, model, exported, bs, progress)
         prepared.artifacts.append(simplified)
@@ -255,6 +274,34 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None, pre
         prepared.artifacts.append(compiled)
         prepared.compiled[bs] = load_compiled(compiled.path)
     return prepared
+
+
+def at_batch(compiled: CompiledModel, batch_size: int) -> CompiledModel:
+    """A dynamic-batch compiled model (compiled at its largest batch size) as it runs at ``batch_size``: the same
+    file, inputs of that batch."""
+    from dataclasses import replace
+
+    inputs = tuple(replace(i, shape=(batch_size, *i.shape[1:])) for i in compiled.inputs)
+    return replace(compiled, batch_size=batch_size, inputs=inputs)
+
+
+def check_batch_modes(backend: BackendSpec, options: RunOptions, precisions: tuple[str, ...]) -> None:
+    """``--dynamic-batch`` needs a backend that compiles one model for several batch sizes, two or more batch
+    sizes, and float precisions (a quantizer calibrates one batch shape)."""
+    if DYNAMIC not in options.batch_modes:
+        return
+    if not backend.dynamic_batch:
+        raise UsageError(f"--dynamic-batch: backend {backend.name!r} compiles one model per batch size",
+                         note="leave --dynamic-batch out, or choose a backend that compiles a dynamic batch "
+                         "(`zoo doctor` lists them)")
+    if len(options.batch_sizes) < 2:
+        raise UsageError(f"--dynamic-batch with the one batch size {options.batch_sizes[0]}: a dynamic-batch model "
+                         "serves two or more", note="give the batch sizes it serves, e.g. --bs 1,4,8 --dynamic-batch")
+    quantized = [p for p in precisions if p in QUANTIZED]
+    if quantized:
+        raise UsageError(f"--dynamic-batch with --precision {quantized[0]}: zoo quantizes and compiles one "
+                         f"{quantized[0]} model per batch size", note="run the quantized precision without "
+                         "--dynamic-batch, or the float ones with it")
 
 
 def run(zoo: Zoo, options: RunOptions, progress: Progress | None = None) -> dict[str, Any]:
@@ -271,6 +318,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     check_engine(zoo, options)
     check_devices(backend, options)
     plan = plan_precisions(backend, options)  # what the backend cannot do, or no calibration: before any work
+    check_batch_modes(backend, options, plan.precisions)
     check_profile(zoo, backend, options)
     zoo.registry.call("zoo_check_run", backend, backend=backend, model=zoo.registry.model(options.model),
                       options=options, precisions=plan.precisions)
@@ -287,20 +335,23 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     with engine:
         model = zoo.registry.model(options.model)
         calibration = calibrate(zoo, model, options, plan, progress) if plan.quantized else None
-        rows, accuracy, evaluations = [], None, {}
+        rows, asked, accuracy, evaluations = [], [], None, {}
         profiles: list[dict[str, Any]] = []
-        for precision in plan.precisions:
-            prepared = prepare(zoo, options, progress, precision, calibration)
+        modes = options.batch_modes
+        for precision, mode in [(p, m) for p in plan.precisions for m in modes]:
+            prepared = prepare(zoo, options, progress, precision, calibration, mode)
             for bs in options.batch_sizes:
                 compiled = prepared.compiled[bs]
                 row = results_row(bs, engine.measure(model, compiled, options, progress))
                 # What the compiled model computes in, where its backend says (an Ascend .om compiled with
                 # --precision-mode force_fp32 and no --precision is fp32, not the backend's native fp16).
                 said = compiled.extra.get("precision") if isinstance(compiled.extra, dict) else None
-                rows.append({**row, "precision": said if isinstance(said, str) and said else precision})
+                rows.append({**row, "precision": said if isinstance(said, str) and said else precision,
+                             **({"batch_mode": mode} if modes != (STATIC,) else {})})
+                asked.append(precision)
                 if options.profile:  # extra batches after the timed ones, under the backend's profiler
                     profiles.append(profile_compiled(zoo, model, compiled, options, rows[-1]["precision"], progress))
-            if options.data is not None:
+            if options.data is not None and mode == modes[0]:  # scored once per precision, in the first mode
                 from .evaluate import evaluate
 
                 evaluated = evaluate(zoo, prepared, options, progress, engine,
@@ -310,9 +361,9 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
                 row = rows[len(rows) - len(options.batch_sizes) + options.batch_sizes.index(evaluated["batch_size"])]
                 row.update(top1=evaluated.get("top1"), top5=evaluated.get("top5"), images=evaluated["images"])
         if plan.reference is not None and evaluations:
-            for row, asked in zip(rows, [p for p in plan.precisions for _ in options.batch_sizes], strict=True):
-                if asked != plan.reference and row.get("images") is not None:
-                    row.update(accuracy_cost(evaluations[plan.reference], evaluations[asked]))
+            for row, precision in zip(rows, asked, strict=True):
+                if precision != plan.reference and row.get("images") is not None:
+                    row.update(accuracy_cost(evaluations[plan.reference], evaluations[precision]))
         rows.sort(key=lambda r: options.batch_sizes.index(r["batch_size"]))  # a batch size's precisions together
         engine_facts = engine.describe()
     env = environment(zoo)
@@ -477,6 +528,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     check_engine(zoo, options)  # a plan the run would refuse is refused too
     check_devices(backend, options)
     precisions = plan_precisions(backend, options)
+    check_batch_modes(backend, options, precisions.precisions)
     check_profile(zoo, backend, options)
     zoo.registry.call("zoo_check_run", backend, backend=backend, model=model, options=options,
                       precisions=precisions.precisions)

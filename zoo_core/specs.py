@@ -295,6 +295,9 @@ class BackendSpec:
     # Whether its zoo_compile honours RunOptions.extra_outputs (intermediate tensors returned after the outputs):
     # `zoo debug` compares such a backend layer by layer; another is bisected (compiled on cut graphs).
     exposes_tensors: bool = False
+    # Whether its zoo_compile can compile one model that serves several batch sizes (``batch_sizes``), for
+    # ``--dynamic-batch`` (Ascend ATC's --dynamic_batch_size); without it, one model per batch size.
+    dynamic_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -342,6 +345,9 @@ class RunOptions:
     # (`zoo debug`; a backend that declares exposes_tensors honours it); empty for every other run.
     extra_outputs: tuple[str, ...] = ()
     profile: int = 0  # `zoo run --profile`: batches profiled after the timed ones, through zoo_profile; 0: none
+    # How the batch sizes are compiled, in order (a row per mode and batch size): "static", one model per batch size;
+    # "dynamic", one model for all of them (`--dynamic-batch`, where the backend declares dynamic_batch).
+    batch_modes: tuple[str, ...] = ("static",)
 
     def __post_init__(self) -> None:
         for name in ("backend_options", "engine_options"):  # immutable, hashable, picklable, whatever was given
@@ -461,6 +467,7 @@ def one_batch_size(sizes: tuple[int, ...], command: str) -> int:
 
 PRECISIONS = ("fp32", "fp16", "int8")  # what --precision names
 QUANTIZED = ("int8",)  # the precisions made by a zoo_quantize stage from calibration data
+STATIC, DYNAMIC = "static", "dynamic"  # RunOptions.batch_modes: a model per batch size, or one for all of them
 
 
 def parse_precisions(text: str) -> tuple[str, ...]:

@@ -127,6 +127,7 @@ def zoo_register_backends(register: Callable[[BackendSpec], None]) -> None:
             precisions=("fp16", "fp32", "int8"),  # fp16: ATC's default precision_mode, force_fp16
             calib_methods=(),  # amct_onnx calibration takes no method flag
             exposes_tensors=True,  # RunOptions.extra_outputs: ATC --out_nodes, the original outputs listed first
+            dynamic_batch=True,  # --dynamic-batch: ATC --dynamic_batch_size, one .om run with mode="dymbatch"
         )
     )
 
@@ -267,12 +268,13 @@ def soc_version(options: RunOptions, *, placeholder: bool = False) -> str:
 
 def atc_arguments(
     model: ModelSpec, onnx_path: Path, output: Path, batch_size: int, soc: str, options: RunOptions,
-    precision: str = "fp16", out_nodes: str | None = None,
+    precision: str = "fp16", out_nodes: str | None = None, batch_sizes: Sequence[int] = (),
 ) -> list[str]:
     """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's, the
-    ``--precision_mode`` that computes in ``precision``, and ``--out_nodes`` when tensors are marked
-    (:func:`out_nodes`)."""
-    shape = ";".join(f"{name}:{','.join(map(str, (batch_size, *model.input_shape)))}" for name in model.input_names)
+    ``--precision_mode`` that computes in ``precision``, ``--out_nodes`` when tensors are marked
+    (:func:`out_nodes`), and with ``batch_sizes`` a dynamic batch (-1 in N, ``--dynamic_batch_size``)."""
+    batch = -1 if batch_sizes else batch_size
+    shape = ";".join(f"{name}:{','.join(map(str, (batch, *model.input_shape)))}" for name in model.input_names)
     flags: dict[str, str] = {
         "framework": "5",
         "model": str(onnx_path),
@@ -281,6 +283,7 @@ def atc_arguments(
         "input_shape": shape,
         "soc_version": soc,
         "log": "error",
+        **({"dynamic_batch_size": ",".join(map(str, batch_sizes))} if batch_sizes else {}),
     }
     if options.backend_options.get("precision_mode"):
         flags["precision_mode"] = options.backend_options["precision_mode"]
@@ -397,15 +400,15 @@ def _failure_log_dir(options: RunOptions) -> Path:
 @hookimpl
 def zoo_compile(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, workdir: Path, options: RunOptions,
-    precision: str,
+    precision: str, batch_sizes: tuple[int, ...],
 ) -> CompiledModel:
     soc = soc_version(options)
     # ATC leaves fusion_result.json and kernel_meta/ in its working directory: give it a scratch one.
     with tempfile.TemporaryDirectory(prefix="zoo-atc-") as scratch:
-        stem = f"{model.name}_bs{batch_size}"
+        stem = f"{model.name}_bs{'_'.join(map(str, batch_sizes)) if batch_sizes else batch_size}"
         marked = out_nodes(model, onnx_path, batch_size, options.extra_outputs) if options.extra_outputs else None
         args = atc_arguments(model, Path(onnx_path).resolve(), Path(scratch) / stem, batch_size, soc, options,
-                             precision, marked)
+                             precision, marked, batch_sizes)
         try:
             proc = subprocess.run(args, cwd=scratch, capture_output=True, text=True)
         except FileNotFoundError:
@@ -425,7 +428,8 @@ def zoo_compile(
     mode = next((a.split("=", 1)[1] for a in args if a.startswith("--precision_mode=")), "ATC default")
     # What the .om computes in: an fp32 precision mode set without --precision makes the native fp16 run fp32.
     computed = "fp32" if precision == "fp16" and mode in PRECISION_MODES["fp32"][1] else precision
-    extra: dict[str, Any] = {"soc_version": soc, "atc": args[1:], "precision": computed, "precision_mode": mode}
+    extra: dict[str, Any] = {"soc_version": soc, "atc": args[1:], "precision": computed, "precision_mode": mode,
+                             **({"dynamic_batch_sizes": list(batch_sizes)} if batch_sizes else {})}
     fake_quant = Path(onnx_path).parent / Path(FAKE_QUANT_FILE).name
     if precision == "int8" and fake_quant.is_file():  # beside the deploy model, in the quantize artifact
         extra["fake_quant_model"] = str(fake_quant.resolve())
@@ -445,9 +449,13 @@ def zoo_compile(
 def zoo_check_run(model: ModelSpec, options: RunOptions, precisions: tuple[str, ...]) -> None:
     """A precision mode that contradicts the precisions asked (or int8 with a dynamic batch) is refused here, before
     the export, as zoo_compile would refuse it after: the same ATC arguments, made without running anything."""
+    dynamic = tuple(sorted(options.batch_sizes)) if "dynamic" in options.batch_modes else ()
     for precision in precisions:
         for batch_size in options.batch_sizes:
             atc_arguments(model, Path("model.onnx"), Path("model"), batch_size, "Ascend${chip}", options, precision)
+        if dynamic:
+            atc_arguments(model, Path("model.onnx"), Path("model"), dynamic[-1], "Ascend${chip}", options, precision,
+                          batch_sizes=dynamic)
 
 
 @hookimpl
