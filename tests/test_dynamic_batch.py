@@ -119,3 +119,24 @@ def test_compiled_model_records_its_batch_sizes(zoo_cli, ascend_env, tmp_path) -
     (record,) = [json.loads(p.read_text()) for p in (tmp_path / "cache").rglob("compiled.json")]
     assert record["extra"]["dynamic_batch_sizes"] == [1, 4]  # sorted, as ATC lists them
     assert record["batch_size"] == 4
+
+
+def test_an_onnx_that_fixes_its_batch_cannot_be_compiled_dynamically(zoo_cli, ascend_env, tmp_path) -> None:
+    fixed = tmp_path / "bs4.onnx"
+    assert zoo_cli("export", "resnest-tiny", "--weights", "random", "--bs", "4", "-o", str(fixed)).code == 0
+    result = zoo_cli("run", "resnest-tiny", "--backend", "ascend", *TIMING, "--onnx", str(fixed), "--bs", "1,4",
+                     "--dynamic-batch", "--out", str(tmp_path / "o"), env=ascend_env)
+    one_error(result, 2)
+    assert "fixes the batch at 4, so it cannot serve --dynamic-batch" in result.stderr
+
+
+def test_the_python_api_takes_dynamic_batch(ascend_env, tmp_path) -> None:
+    import zoo_core
+    from zoo_core.errors import UsageError
+
+    results = zoo_core.run("resnest-tiny", bs=[1, 2], backend="ascend", weights="random", warmup=0, iterations=1,
+                           dynamic_batch="both", out=tmp_path / "o")
+    assert [(r.batch_size, r.batch_mode) for r in results.results] == [(1, "static"), (1, "dynamic"),
+                                                                      (2, "static"), (2, "dynamic")]
+    with pytest.raises(UsageError, match="dynamic_batch='sometimes'"):
+        zoo_core.run("resnest-tiny", bs=[1, 2], backend="ascend", weights="random", dynamic_batch="sometimes")

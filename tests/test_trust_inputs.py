@@ -323,3 +323,19 @@ def test_a_signal_to_the_whole_group_during_a_multi_device_run(ascend_env, tmp_p
     assert error == f"Error: {what}"
     assert time.monotonic() - began < 30, "the device loops were waited for, not ended"
     assert not _spawned_children(proc.pid)
+
+
+@pytest.mark.parametrize("bs", ["1,2", "8"])
+def test_an_onnx_that_fixes_its_batch_serves_that_batch_size_only(zoo_cli, tmp_path, bs) -> None:
+    # A graph exported at batch 2 may bake the 2 into a reshape: simplified at another batch size it failed with
+    # ONNX Runtime's traceback. Now one line before anything is built; at --bs 2 it runs.
+    fixed = tmp_path / "bs2.onnx"
+    assert zoo_cli("export", "resnest-tiny", "--weights", "random", "--bs", "2", "-o", str(fixed)).code == 0
+    result = zoo_cli("run", "resnest-tiny", "--weights", "random", *FAST, "--onnx", str(fixed), "--bs", bs,
+                     "--out", str(tmp_path / "o"))
+    one_error(result, 2)
+    assert f"fixes the batch at 2, so it cannot serve --bs {bs}" in result.stderr
+    result = zoo_cli("run", "resnest-tiny", "--weights", "random", *FAST, "--onnx", str(fixed), "--bs", "2",
+                     "--out", str(tmp_path / "ok"), "--json")
+    assert result.code == 0, result
+    assert result.json()["results"][0]["batch_size"] == 2

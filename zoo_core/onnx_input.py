@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .environment import package_version
-from .errors import ZooError, first_line
+from .errors import UsageError, ZooError, first_line
 
 if TYPE_CHECKING:
     from .specs import ModelSpec
@@ -24,6 +24,19 @@ class GivenOnnx:
 
     path: Path
     external: tuple[str, ...]
+    batch: int | None = None  # the batch size the graph's inputs fix; None: a dynamic batch axis
+
+    def check_batch_sizes(self, batch_sizes: tuple[int, ...], dynamic: bool) -> None:
+        """A graph that fixes its batch serves that batch size only (a reshape may bake it in), and no dynamic
+        batch: one line before anything is simplified at another size."""
+        if self.batch is None:
+            return
+        asked = ("--dynamic-batch" if dynamic else
+                 f"--bs {','.join(map(str, batch_sizes))}" if set(batch_sizes) != {self.batch} else None)
+        if asked:
+            raise UsageError(f"{self.path} fixes the batch at {self.batch}, so it cannot serve {asked}",
+                             note=f"pass an export with a dynamic batch axis (`zoo export MODEL -o FILE`), or run it "
+                             f"at --bs {self.batch}")
 
     def external_hashes(self) -> dict[str, str]:
         """Each external data file's sha256, for the cache key: changed weights are another export."""
@@ -81,7 +94,10 @@ def read_given_onnx(model: ModelSpec, path: Path) -> GivenOnnx:
     _check_versions(proto, path)
     _check_inputs(proto, model, path)
     _check_outputs(proto, model, path)
-    return GivenOnnx(path, tuple(sorted({_external_file(t, path) for t in _tensors(proto.graph) if _is_external(t)})))
+    batches = {dims[0] for dims in (_described(i)[1] for i in proto.graph.input if i.name in model.input_names)
+               if dims and isinstance(dims[0], int) and dims[0] > 0}
+    return GivenOnnx(path, tuple(sorted({_external_file(t, path) for t in _tensors(proto.graph) if _is_external(t)})),
+                     batch=min(batches) if batches else None)
 
 
 def _check_versions(proto: Any, path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from . import arguments as args
 from .arguments import PathLike
-from .errors import ZooError
+from .errors import UsageError, ZooError
 
 from .comparison import compare_models as compare
 
@@ -39,12 +39,14 @@ def run(
     engine: str | None = None, address: str | None = None, actors: int | None = None,
     actor_cpus: float | None = None, engine_options: Mapping[str, object] | None = None,
     precision: str | Sequence[str] | None = None, calib: PathLike | None = None, calib_images: int | None = None,
-    calib_method: str | None = None, progress: bool = False, zoo: Zoo | None = None,
+    calib_method: str | None = None, dynamic_batch: bool | str = False, progress: bool = False,
+    zoo: Zoo | None = None,
 ) -> RunResults:
     """``zoo run MODEL``: export, compile and time ``model`` (and score it with ``data``); the typed results,
     also written to ``out`` (default ``zoo-runs/MODEL-BACKEND-TIME``) as results.json, results.csv, report.md and
     the chart. Each keyword is the flag of the same name (``bs=[1, 4, 8]`` is ``--bs 1,4,8``; ``device=[0, 1]``
-    is ``--device 0,1``; ``precision=["fp32", "int8"]`` is ``--precision fp32,int8``;
+    is ``--device 0,1``; ``precision=["fp32", "int8"]`` is ``--precision fp32,int8``; ``dynamic_batch=True`` is
+    ``--dynamic-batch``, ``dynamic_batch="both"`` is ``--dynamic-batch=both``;
     ``backend_options={"soc": "Ascend310P3"}`` is ``--backend-opt soc=Ascend310P3``); ``None``
     leaves it to the model's config and then zoo's default, as a flag left out does. ``zoo``: an application made
     with ``Zoo.create(...)`` (default: one with the installed plugins)."""
@@ -63,6 +65,11 @@ def run(
         flags["precisions"] = parse_precisions(args.listed(precision))
     if device is not None:
         flags["devices"] = parse_devices(args.listed(device))
+    if dynamic_batch not in (False, True, "only", "both"):
+        raise UsageError(f"dynamic_batch={dynamic_batch!r}: give True (or 'only') or 'both'",
+                         note="dynamic_batch=True is --dynamic-batch, 'both' is --dynamic-batch=both")
+    if dynamic_batch:
+        flags["batch_modes"] = ("static", "dynamic") if dynamic_batch == "both" else ("dynamic",)
     zoo = zoo or args.app()
     options = run_options(zoo, model, flags, args.given_flags(engine_options), args.pairs(backend_options))
     return run_with(zoo, with_default_out(zoo, options), args.progress_for(progress))

@@ -76,20 +76,23 @@ def export(zoo: Zoo, model: ModelSpec, weights: WeightsRef, options: RunOptions,
         reshare(folder / EXPORT_FILE)  # its weights as files by content: stored once with the simplified ones
 
     if options.onnx is not None:
-        return given_onnx(zoo, model, Path(options.onnx), progress)
+        return given_onnx(zoo, model, Path(options.onnx), progress, options)
     with progress.stage(f"export {model.name} to ONNX (opset {options.opset})") as done:
         artifact = zoo.store.get_or_build("export", inputs, build)
         done(_stage_note(artifact, _export_check(artifact)))
     return artifact
 
 
-def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress) -> Artifact:
+def given_onnx(zoo: Zoo, model: ModelSpec, path: Path, progress: Progress,
+               options: RunOptions | None = None) -> Artifact:
     """``--onnx FILE`` in place of the export: the user's file (and the external data files it references),
     checked once and keyed by its content."""
     from .files import sha256_file
     from .onnx_input import read_given_onnx
 
     given = read_given_onnx(model, path)  # a file zoo cannot use is one line here, not a traceback later
+    if options is not None:
+        given.check_batch_sizes(options.batch_sizes, DYNAMIC in options.batch_modes)
     external = given.external_hashes()
 
     def build(folder: Path) -> None:
