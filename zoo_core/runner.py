@@ -11,6 +11,7 @@ from typing import Any
 
 from .app import Zoo
 from .artifacts import Artifact, scratch_beside
+from .datasets import check_folder
 from .engines import check_engine, open_engine
 from .environment import fingerprint, package_version
 from .errors import EXIT_BUG, UsageError, ZooError
@@ -26,7 +27,7 @@ from .profiling import block as profile_block, check_profile, profile_compiled
 from .progress import Progress
 from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
-from .specs import QUANTIZED, BackendSpec, ModelSpec, RunOptions
+from .specs import DEFAULTS, QUANTIZED, BackendSpec, ModelSpec, RunOptions
 from .weights import WeightsRef, resolve_weights
 
 SCHEMA = 1
@@ -485,7 +486,17 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     onnx_name = f"{model.name}.onnx"
     steps = [["zoo", "export", model.name, "-o", onnx_name,
               *(["--weights", options.weights] if options.weights else []),
+              # random weights are seeded: the run's seed makes the run's weights
+              *(["--seed", str(options.seed)] if options.weights == "random" and options.seed != DEFAULTS["seed"]
+                else []),
               *(["--opset", str(opset)] if opset != options.opset else [])]]
+    inputs = None
+    if options.data is not None:  # the accuracy recipe: the dataset's .bin inputs, run at the evaluated batch size
+        check_folder(Path(options.data))
+        inputs = Path(f"{model.name}_prep")
+        preprocess = ["zoo", "preprocess", model.name, "--data", str(options.data), "-o", str(inputs),
+                      *(["--preset", options.preset] if options.preset != model.preset else []),
+                      *(["--limit", str(options.limit)] if options.limit is not None else [])]
     per_batch: list[dict[str, Any]] = []
     for bs in options.batch_sizes:
         sim = f"{model.name}_bs{bs}_sim.onnx"
@@ -506,11 +517,16 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
             backend_cmds = zoo.registry.call(
                 "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs,
                 options=options, precision=precision, calibration_dir=calibration_dir,
+                inputs=inputs if bs == max(options.batch_sizes) else None,  # where evaluate() scores
             )
             commands += backend_cmds or []
             has_commands = has_commands and backend_cmds is not None
         per_batch.append({"batch_size": bs, "commands": commands, "backend_has_commands": has_commands})
-    lines = [shell_join(c) for c in steps] + [shell_join(c) for b in per_batch for c in b["commands"]]
+    with_commands = all(b["backend_has_commands"] for b in per_batch)
+    setup = zoo.registry.call("zoo_commands_setup", backend, backend=backend, options=options) or []
+    if inputs is not None and with_commands:
+        steps.insert(0, preprocess)
+    lines = [*setup, *(shell_join(c) for c in steps), *(shell_join(c) for b in per_batch for c in b["commands"])]
     return {
         "model": model.name,
         "backend": backend.name,
@@ -520,8 +536,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         "cache": str(zoo.store.root),
         "out": str(options.out) if options.out else None,
         "commands": lines,
-        "note": None if all(b["backend_has_commands"] for b in per_batch)
-        else f"{backend.name} has no standalone commands: zoo runs it in-process",
+        "note": None if with_commands else f"{backend.name} has no standalone commands: zoo runs it in-process",
     }
 
 
