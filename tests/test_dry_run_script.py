@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -245,3 +246,14 @@ def test_a_missing_data_folder_is_refused_as_the_run_refuses_it(zoo_cli, tmp_pat
                      "--dry-run")
     error, _ = one_error(result, 3)
     assert error == f"Error: data folder not found: {tmp_path / 'nowhere'}"
+
+
+def test_the_script_in_the_docs_is_what_the_dry_run_prints(zoo_cli, no_tools, tmp_path) -> None:
+    section = (ROOT / "docs" / "ascend.md").read_text().split("## The recipe by hand", 1)[1]
+    block = re.search(r"^```\n(.*?)^```", section, re.M | re.S)
+    assert block is not None
+    (tmp_path / "imagenet" / "val").mkdir(parents=True)
+    result = zoo_cli("run", "resnest50", "--backend", "ascend", "--bs", "1,8", "--data", "imagenet/val", "--labels",
+                     "imagenet/val_label.txt", "--dry-run", cwd=tmp_path)
+    assert result.code == 0, result
+    assert result.stdout == block.group(1)
