@@ -73,7 +73,8 @@ def evaluated(zoo_process, tmp_path: Path, *args: str) -> dict:
 def test_the_printed_script_runs_as_printed_and_scores_as_zoo_run(zoo_cli, zoo_process, no_tools, tmp_path) -> None:
     data = tmp_path / "val"
     write_image_dataset(data, IMAGES)
-    args = ("--bs", "1,4", "--seed", "3", "--data", str(data), "--labels", str(data / "val_label.txt"))
+    args = ("--bs", "1,4", "--seed", "3", "--data", str(data), "--labels", str(data / "val_label.txt"),
+            "--preset", "reference")  # not the model's: zoo preprocess and zoo score are told
     lines = dry_run(zoo_cli, *args, env={"ASCEND_TOOLKIT_HOME": str(TOOLKIT)})
     assert lines[0] == f"source {TOOLKIT / 'set_env.sh'}" and lines[1] == NPU_SMI_CHIP and lines[2] == NO_CHIP
     assert lines[3].startswith("zoo preprocess ") and lines[4] == f"zoo export {TINY} -o {TINY}.onnx --weights " \
@@ -96,6 +97,7 @@ def test_the_printed_script_runs_as_printed_and_scores_as_zoo_run(zoo_cli, zoo_p
     written = tmp_path / "work" / f"{TINY}_score_bs4"  # the script's own zoo score
     mine = json.loads((written / "results.json").read_text())["results"][0]
     assert (mine["top1"], mine["top5"]) == (row["top1"], row["top5"])
+    assert json.loads((written / "results.json").read_text())["preset"] == run["preset"] == "reference"
     predictions = (written / "predictions.csv").read_text().splitlines()
     assert len(predictions) == IMAGES + 1
     assert predictions == (tmp_path / "run" / "predictions.csv").read_text().splitlines()

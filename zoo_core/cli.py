@@ -444,6 +444,9 @@ def _print_debug(result: dict[str, Any]) -> None:
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of the images that were run.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's).")
 @click.option("--limit", type=int, default=None, help="The first N images only (natural order), as zoo run --limit.")
+@click.option("--preset", default=None,
+              help="The preprocessing the inputs were made with (zoo preprocess --preset), for the results "
+              "(default: the model's).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for predictions.csv and the report (default: zoo-runs/MODEL-ascend-score-TIME).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")

@@ -524,6 +524,7 @@ def accuracy_commands(model: ModelSpec, om: Path, batch_size: int, options: RunO
         ["zoo", "score", str(output / name), "--model", model.name, "--data", str(options.data),
          *(["--labels", str(options.labels)] if options.labels is not None else []),
          *(["--limit", str(options.limit)] if options.limit is not None else []),
+         *(["--preset", options.preset] if options.preset != model.preset else []),  # what made the inputs
          "--out", f"{model.name}_score_{name}"],
     ]
 
