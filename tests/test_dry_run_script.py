@@ -254,8 +254,27 @@ def test_the_script_in_the_docs_is_what_the_dry_run_prints(zoo_cli, no_tools, tm
     section = (ROOT / "docs" / "ascend.md").read_text().split("## The recipe by hand", 1)[1]
     block = re.search(r"^```\n(.*?)^```", section, re.M | re.S)
     assert block is not None
-    (tmp_path / "imagenet" / "val").mkdir(parents=True)
+    write_image_dataset(tmp_path / "imagenet" / "val", 2)  # the dry run reads the labels, as the run would
+    (tmp_path / "imagenet" / "val" / "val_label.txt").rename(tmp_path / "imagenet" / "val_label.txt")
     result = zoo_cli("run", "resnest50", "--backend", "ascend", "--bs", "1,8", "--data", "imagenet/val", "--labels",
                      "imagenet/val_label.txt", "--dry-run", cwd=tmp_path)
     assert result.code == 0, result
     assert result.stdout == block.group(1)
+
+
+def test_a_dataset_the_recipe_cannot_score_is_refused_in_one_line(zoo_cli, no_tools, tmp_path) -> None:
+    for name in ("cats", "dogs"):  # class folders: zoo preprocess converts the images directly in --data only
+        write_image_dataset(tmp_path / "classes" / name, 2)
+        (tmp_path / "classes" / name / "val_label.txt").unlink()
+    result = zoo_cli("run", TINY, "--backend", "ascend", "--weights", "random", "--data", str(tmp_path / "classes"),
+                     "--dry-run")
+    error, _ = one_error(result, 2)
+    assert error.endswith("and this folder dataset keeps its images in subfolders")
+    # Without a recipe to print (onnxruntime), the same folder is fine.
+    assert zoo_cli("run", TINY, "--weights", "random", "--data", str(tmp_path / "classes"), "--dry-run").code == 0
+
+    write_image_dataset(tmp_path / "val", 2)
+    result = zoo_cli("run", TINY, "--backend", "ascend", "--weights", "random", "--data", str(tmp_path / "val"),
+                     "--skip-bad", "--dry-run")
+    error, _ = one_error(result, 2)
+    assert error == "Error: --skip-bad: the printed recipe cannot skip unreadable images (zoo score scores every image)"

@@ -525,6 +525,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     with_commands = all(b["backend_has_commands"] for b in per_batch)
     setup = zoo.registry.call("zoo_commands_setup", backend, backend=backend, options=options) or []
     if inputs is not None and with_commands:
+        _check_recipe_dataset(zoo, model, options)
         steps.insert(0, preprocess)
     lines = [*setup, *(shell_join(c) for c in steps), *(shell_join(c) for b in per_batch for c in b["commands"])]
     return {
@@ -538,6 +539,24 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         "commands": lines,
         "note": None if with_commands else f"{backend.name} has no standalone commands: zoo runs it in-process",
     }
+
+
+def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> None:
+    """The printed recipe scores what ``zoo run --data`` scores, or the dry run says why not: ``zoo preprocess``
+    converts the images directly in ``--data`` and ``zoo score`` reads them with their label file, every one."""
+    from .evaluate import load_dataset
+
+    if options.skip_bad:
+        raise UsageError("--skip-bad: the printed recipe cannot skip unreadable images (zoo score scores every image)",
+                         note="remove the unreadable images from --data, or drop --skip-bad")
+    assert options.data is not None
+    dataset = load_dataset(zoo, model, options)  # and a dataset the run would refuse is refused here
+    folder = Path(options.data).resolve()
+    if dataset.classes is not None or any(s.path.parent.resolve() != folder for s in dataset.samples):
+        raise UsageError(f"--data {options.data}: the printed recipe reads a folder of images and their label file "
+                         f"(zoo preprocess, zoo score), and this {dataset.kind} dataset keeps its images in subfolders",
+                         note="print it for a folder of images with a label file (--labels), or run zoo run --data "
+                         "without --dry-run")
 
 
 def shell_join(argv: list[str]) -> str:
