@@ -278,3 +278,15 @@ def test_a_dataset_the_recipe_cannot_score_is_refused_in_one_line(zoo_cli, no_to
                      "--skip-bad", "--dry-run")
     error, _ = one_error(result, 2)
     assert error == "Error: --skip-bad: the printed recipe cannot skip unreadable images (zoo score scores every image)"
+
+
+def test_a_dollar_in_a_path_is_quoted_and_only_the_chip_is_left_to_the_shell(zoo_cli, no_tools, tmp_path) -> None:
+    data = tmp_path / "v$HOME{x}"  # no space: the old quoting left it bare, and bash expanded it
+    write_image_dataset(data, 2)
+    lines = dry_run(zoo_cli, "--bs", "2", "--data", str(data))
+    (preprocess,) = [line for line in lines if line.startswith("zoo preprocess ")]
+    echoed = subprocess.run(["bash", "-e", "-c", preprocess.replace("zoo preprocess", "printf '%s\\n'", 1)],
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    assert echoed[echoed.index("--data") + 1] == str(data)
+    (atc,) = [line for line in lines if line.startswith("atc ")]
+    assert "--soc_version=Ascend${chip}" in atc.split()

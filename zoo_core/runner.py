@@ -560,11 +560,12 @@ def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> No
 
 
 def shell_join(argv: list[str]) -> str:
-    """A command line to paste: quoted where needed, but a ``${placeholder}`` is left for the shell to fill."""
+    """A command line to paste: quoted where needed, but a ``${placeholder}`` is left for the shell to fill (any
+    other ``$``, as in a folder named ``a$b``, is quoted: the shell would expand it)."""
     import re
     import shlex
 
-    return " ".join(a if re.fullmatch(r"[\w@%+=:,./${}-]+", a) else shlex.quote(a) for a in argv)
+    return " ".join(a if re.fullmatch(r"(?:[\w@%+=:,./-]|\$\{\w+\})+", a) else shlex.quote(a) for a in argv)
 
 
 def _export_sources(zoo: Zoo, model: ModelSpec) -> dict[str, Any]:
