@@ -320,7 +320,7 @@ def zoo_commands(
     :param inputs: With ``--data``, at the batch size ``zoo run`` evaluates at (the largest): the folder where
         ``zoo preprocess`` (printed before) writes the dataset's inputs, one raw float32 ``<stem>.bin`` per image;
         the commands then also run the compiled model over them and score its outputs (``options.data``,
-        ``options.labels``, ``options.limit``). ``None`` otherwise.
+        ``options.labels``, ``options.limit``, ``options.preset``). ``None`` otherwise.
     :return: A list of argument lists (one per command), or ``None`` when the backend has no standalone commands.
 
     Stops at first non-None result.
