@@ -183,7 +183,8 @@ def test_ascend_dry_run_lists_the_original_outputs_then_the_marked_ones(ascend_e
 
     def atc_command(onnx_path: Path) -> list[str]:
         commands = ascend.zoo_commands(backend=prepared.backend, model=prepared.model, onnx_path=onnx_path,
-                                       batch_size=BATCH, options=options, precision="fp16", calibration_dir=None)
+                                       batch_size=BATCH, options=options, precision="fp16", calibration_dir=None,
+                                       inputs=None, batch_sizes=())
         (atc,) = [c for c in commands if c[0] == "atc"]
         return atc
 
@@ -196,7 +197,8 @@ def test_ascend_dry_run_lists_the_original_outputs_then_the_marked_ones(ascend_e
     assert f"--out_nodes={';'.join((OUTPUT, *MARKS))}" in atc_command(Path("resnest-tiny_bs2_sim.onnx"))
     plain = options_for(zoo, "ascend", (), {"soc": "Ascend310P3"})
     commands = ascend.zoo_commands(backend=prepared.backend, model=prepared.model, onnx_path=Path("x.onnx"),
-                                   batch_size=BATCH, options=plain, precision="fp16", calibration_dir=None)
+                                   batch_size=BATCH, options=plain, precision="fp16", calibration_dir=None,
+                                   inputs=None, batch_sizes=())
     assert not any(a.startswith("--out_nodes") for c in commands for a in c)
 
 

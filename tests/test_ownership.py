@@ -17,8 +17,8 @@ from zoo_core.scaffold import write_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ("--weights", "random", "--warmup", "0", "--iterations", "1")
-STAGES = {"zoo_export", "zoo_preprocess", "zoo_compile", "zoo_infer", "zoo_commands", "zoo_load_dataset",
-          "zoo_dataset_matches"}
+STAGES = {"zoo_export", "zoo_preprocess", "zoo_compile", "zoo_infer", "zoo_commands", "zoo_commands_setup",
+          "zoo_load_dataset", "zoo_dataset_matches"}
 
 
 def _owners(zoo_cli, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -209,7 +209,8 @@ def commands(tmp_path: Path, precision: str, calibration_dir: Path | None) -> li
     backend = zoo.registry.backends["ascend"]
     return zoo.registry.call("zoo_commands", backend, backend=backend, model=zoo.registry.model("resnest-tiny"),
                                     onnx_path=Path("resnest-tiny_bs2.sim.onnx"), batch_size=BS, options=options,
-                                    precision=precision, calibration_dir=calibration_dir)
+                                    precision=precision, calibration_dir=calibration_dir, inputs=None,
+                                    batch_sizes=())
 
 
 def test_int8_dry_run_commands_are_amct_then_atc_on_its_deploy_model(tmp_path) -> None:

@@ -449,6 +449,10 @@ def _print_debug(result: dict[str, Any]) -> None:
 @click.option("--model", "model", required=True, help="The model whose outputs these are.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of the images that were run.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None, help="Label file (default: the dataset's).")
+@click.option("--limit", type=int, default=None, help="The first N images only (natural order), as zoo run --limit.")
+@click.option("--preset", default=None,
+              help="The preprocessing the inputs were made with (zoo preprocess --preset), for the results "
+              "(default: the model's).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for predictions.csv and the report (default: zoo-runs/MODEL-ascend-score-TIME).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -947,6 +951,7 @@ def doctor_cmd(as_json: bool) -> None:
               help="Fix the batch at one size and simplify, not a sweep (default: dynamic batch).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Where to write the .onnx file.")
 @click.option("--weights", default=None, help="A checkpoint file, or `random`.")
+@click.option("--seed", type=int, default=None, help="Seed of --weights random (zoo run's --seed).  [default: 0]")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the model's).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def export_cmd(model: str, batch_size: str | None, output: Path, as_json: bool, **flags: Any) -> None:

@@ -306,7 +306,7 @@ def zoo_metrics(model: ModelSpec, outputs: np.ndarray, labels: np.ndarray) -> Ma
 @hookspec(firstresult=True)
 def zoo_commands(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions, precision: str,
-    calibration_dir: Path | None,
+    calibration_dir: Path | None, inputs: Path | None, batch_sizes: tuple[int, ...],
 ) -> list[list[str]] | None:
     """The shell commands that compile and benchmark ``onnx_path`` on ``backend`` by hand, for ``--dry-run``.
 
@@ -321,7 +321,29 @@ def zoo_commands(
     :param precision: The precision to compile for (as in :func:`zoo_compile`).
     :param calibration_dir: For a quantized precision, the folder where ``zoo calibrate`` writes the calibration
         set as whole-batch raw float32 ``.bin`` files (``batch-000000.bin``, ...); ``None`` otherwise.
+    :param inputs: With ``--data``, at the batch size ``zoo run`` evaluates at (the largest): the folder where
+        ``zoo preprocess`` (printed before) writes the dataset's inputs, one raw float32 ``<stem>.bin`` per image;
+        the commands then also run the compiled model over them and score its outputs (``options.data``,
+        ``options.labels``, ``options.limit``, ``options.preset``). ``None`` otherwise.
+    :param batch_sizes: Empty, except for ``--dynamic-batch`` (as in :func:`zoo_compile`): then ``onnx_path`` keeps
+        a dynamic batch axis, and the commands compile one model for these batch sizes and benchmark each.
     :return: A list of argument lists (one per command), or ``None`` when the backend has no standalone commands.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def zoo_commands_setup(backend: BackendSpec, options: RunOptions) -> list[str] | None:
+    """The shell lines that a ``--dry-run`` script for ``backend`` starts with: setting up the tools' environment,
+    and any shell variable its :func:`zoo_commands` use (e.g. ``chip=...`` for ``Ascend${chip}``).
+
+    Printed first and as they are (not quoted): each must be a complete shell line that stops the script
+    (``bash -e``) with a message when the setup fails. Run nothing, as :func:`zoo_commands`.
+
+    :param backend: The backend the script is for.
+    :param options: The resolved run options.
+    :return: The lines, or ``None`` when the commands need no setup.
 
     Stops at first non-None result.
     """

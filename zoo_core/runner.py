@@ -11,6 +11,7 @@ from typing import Any
 
 from .app import Zoo
 from .artifacts import Artifact, scratch_beside
+from .datasets import check_folder
 from .engines import check_engine, open_engine
 from .environment import fingerprint, package_version
 from .errors import EXIT_BUG, UsageError, ZooError
@@ -26,7 +27,7 @@ from .profiling import block as profile_block, check_profile, profile_compiled
 from .progress import Progress
 from .results import RunResults
 from .runtime import CompiledModel, load_compiled, save_compiled
-from .specs import DYNAMIC, QUANTIZED, STATIC, BackendSpec, ModelSpec, RunOptions
+from .specs import DEFAULTS, DYNAMIC, QUANTIZED, STATIC, BackendSpec, ModelSpec, RunOptions
 from .weights import WeightsRef, resolve_weights
 
 SCHEMA = 1
@@ -540,9 +541,20 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     onnx_name = f"{model.name}.onnx"
     steps = [["zoo", "export", model.name, "-o", onnx_name,
               *(["--weights", options.weights] if options.weights else []),
+              # random weights are seeded: the run's seed makes the run's weights
+              *(["--seed", str(options.seed)] if options.weights == "random" and options.seed != DEFAULTS["seed"]
+                else []),
               *(["--opset", str(opset)] if opset != options.opset else [])]]
+    inputs = None
+    if options.data is not None:  # the accuracy recipe: the dataset's .bin inputs, run at the evaluated batch size
+        check_folder(Path(options.data))
+        inputs = Path(f"{model.name}_prep")
+        preprocess = ["zoo", "preprocess", model.name, "--data", str(options.data), "-o", str(inputs),
+                      *(["--preset", options.preset] if options.preset != model.preset else []),
+                      *(["--limit", str(options.limit)] if options.limit is not None else [])]
     per_batch: list[dict[str, Any]] = []
-    for bs in options.batch_sizes:
+    scored = max(options.batch_sizes)  # where evaluate() scores, in the first batch mode
+    for bs in options.batch_sizes if STATIC in options.batch_modes else ():
         sim = f"{model.name}_bs{bs}_sim.onnx"
         shapes = [f"{n}:{','.join(map(str, (bs, *model.input_shape)))}" for n in model.input_names]
         commands = [["python3", "-m", "onnxsim", onnx_name, sim, "--overwrite-input-shape", *shapes]]
@@ -561,11 +573,31 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
             backend_cmds = zoo.registry.call(
                 "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=bs,
                 options=options, precision=precision, calibration_dir=calibration_dir,
+                inputs=inputs if bs == scored and options.batch_modes[0] == STATIC else None, batch_sizes=(),
             )
             commands += backend_cmds or []
             has_commands = has_commands and backend_cmds is not None
         per_batch.append({"batch_size": bs, "commands": commands, "backend_has_commands": has_commands})
-    lines = [shell_join(c) for c in steps] + [shell_join(c) for b in per_batch for c in b["commands"]]
+    if DYNAMIC in options.batch_modes:  # one model simplified with a dynamic batch, compiled for every size
+        sim = f"{model.name}_dynamic_sim.onnx"
+        commands = [["python3", "-m", "onnxsim", onnx_name, sim]]
+        has_commands = True
+        for precision in precisions.precisions:  # float ones only: check_batch_modes
+            backend_cmds = zoo.registry.call(
+                "zoo_commands", backend, backend=backend, model=model, onnx_path=Path(sim), batch_size=scored,
+                options=options, precision=precision, calibration_dir=None,
+                inputs=inputs if options.batch_modes[0] == DYNAMIC else None,
+                batch_sizes=tuple(sorted(options.batch_sizes)),
+            )
+            commands += backend_cmds or []
+            has_commands = has_commands and backend_cmds is not None
+        per_batch.append({"batch_size": scored, "commands": commands, "backend_has_commands": has_commands})
+    with_commands = all(b["backend_has_commands"] for b in per_batch)
+    setup = zoo.registry.call("zoo_commands_setup", backend, backend=backend, options=options) or []
+    if inputs is not None and with_commands:
+        _check_recipe_dataset(zoo, model, options)
+        steps.insert(0, preprocess)
+    lines = [*setup, *(shell_join(c) for c in steps), *(shell_join(c) for b in per_batch for c in b["commands"])]
     return {
         "model": model.name,
         "backend": backend.name,
@@ -575,17 +607,35 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         "cache": str(zoo.store.root),
         "out": str(options.out) if options.out else None,
         "commands": lines,
-        "note": None if all(b["backend_has_commands"] for b in per_batch)
-        else f"{backend.name} has no standalone commands: zoo runs it in-process",
+        "note": None if with_commands else f"{backend.name} has no standalone commands: zoo runs it in-process",
     }
 
 
+def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> None:
+    """The printed recipe scores what ``zoo run --data`` scores, or the dry run says why not: ``zoo preprocess``
+    converts the images directly in ``--data`` and ``zoo score`` reads them with their label file, every one."""
+    from .evaluate import load_dataset
+
+    if options.skip_bad:
+        raise UsageError("--skip-bad: the printed recipe cannot skip unreadable images (zoo score scores every image)",
+                         note="remove the unreadable images from --data, or drop --skip-bad")
+    assert options.data is not None
+    dataset = load_dataset(zoo, model, options)  # and a dataset the run would refuse is refused here
+    folder = Path(options.data).resolve()
+    if dataset.classes is not None or any(s.path.parent.resolve() != folder for s in dataset.samples):
+        raise UsageError(f"--data {options.data}: the printed recipe reads a folder of images and their label file "
+                         f"(zoo preprocess, zoo score), and this {dataset.kind} dataset keeps its images in subfolders",
+                         note="print it for a folder of images with a label file (--labels), or run zoo run --data "
+                         "without --dry-run")
+
+
 def shell_join(argv: list[str]) -> str:
-    """A command line to paste: quoted where needed, but a ``${placeholder}`` is left for the shell to fill."""
+    """A command line to paste: quoted where needed, but a ``${placeholder}`` is left for the shell to fill (any
+    other ``$``, as in a folder named ``a$b``, is quoted: the shell would expand it)."""
     import re
     import shlex
 
-    return " ".join(a if re.fullmatch(r"[\w@%+=:,./${}-]+", a) else shlex.quote(a) for a in argv)
+    return " ".join(a if re.fullmatch(r"(?:[\w@%+=:,./-]|\$\{\w+\})+", a) else shlex.quote(a) for a in argv)
 
 
 def _export_sources(zoo: Zoo, model: ModelSpec) -> dict[str, Any]:

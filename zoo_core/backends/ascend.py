@@ -33,6 +33,7 @@ OM_FILE = "model.om"
 LOG_FILE = "atc.log"
 SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 ATC_SUCCESS = "ATC run success"
+PLACEHOLDER_SOC = "Ascend${chip}"  # a dry run's --soc_version when the chip is unknown: its script sets ${chip}
 # ATC's --input_format for an ONNX model (ascend-tools.md §2): NHWC is refused. An NHWC *image* fed to an AIPP is
 # declared in the model's backend_inputs and the AIPP config, not here: ATC still sees the ONNX graph's layout.
 ATC_INPUT_FORMATS = ("NCHW", "ND", "NCDHW")
@@ -262,7 +263,7 @@ def soc_version(options: RunOptions, *, placeholder: bool = False) -> str:
         return "Ascend" + npu_info()["devices"][0]["chip"]
     except ZooError:
         if placeholder:
-            return "Ascend${chip}"
+            return PLACEHOLDER_SOC
         raise
 
 
@@ -452,17 +453,52 @@ def zoo_check_run(model: ModelSpec, options: RunOptions, precisions: tuple[str, 
     dynamic = tuple(sorted(options.batch_sizes)) if "dynamic" in options.batch_modes else ()
     for precision in precisions:
         for batch_size in options.batch_sizes:
-            atc_arguments(model, Path("model.onnx"), Path("model"), batch_size, "Ascend${chip}", options, precision)
+            atc_arguments(model, Path("model.onnx"), Path("model"), batch_size, PLACEHOLDER_SOC, options, precision)
         if dynamic:
-            atc_arguments(model, Path("model.onnx"), Path("model"), dynamic[-1], "Ascend${chip}", options, precision,
+            atc_arguments(model, Path("model.onnx"), Path("model"), dynamic[-1], PLACEHOLDER_SOC, options, precision,
                           batch_sizes=dynamic)
+
+
+# The chip in a pasted script, read from `npu-smi info` exactly as parse_npu_smi reads it: the second word of the
+# first cell of the first row that starts with `|`, whose first cell is a number then one word that is not a number
+# (the device row, not its Chip/Device row), and that has a cell after it.
+NPU_SMI_CHIP = ("chip=$(npu-smi info | awk -F'|' 'NF >= 3 && $1 ~ /^[[:space:]]*$/ && "
+                "$2 ~ /^[[:space:]]*[0-9]+[[:space:]]+[^[:space:]]+[[:space:]]*$/ "
+                "{ split($2, cell, \" \"); if (cell[2] !~ /^[0-9]+$/) { print cell[2]; exit } }')")
+NO_CHIP = ('[ -n "$chip" ] || { echo "no chip in npu-smi info: check the driver (npu-smi info), or print this '
+           'script again with --soc Ascend<chip>" >&2; exit 1; }')
+
+
+def set_env_script() -> Path:
+    """The toolkit's ``set_env.sh``: under ``$ASCEND_TOOLKIT_HOME`` (the fakes' layout), else beside it (CANN's:
+    ``.../ascend-toolkit/latest`` is the home, ``.../ascend-toolkit/set_env.sh`` the script), else the default."""
+    home = os.environ.get("ASCEND_TOOLKIT_HOME")
+    if home:
+        for candidate in (Path(home) / "set_env.sh", Path(home).parent / "set_env.sh"):
+            if candidate.is_file():
+                return candidate
+    return Path(SET_ENV)
+
+
+@hookimpl
+def zoo_commands_setup(options: RunOptions) -> list[str]:
+    """``source set_env.sh`` first; then, when neither ``--soc`` nor ``npu-smi`` here names the chip, the line that
+    reads it where the script runs (the atc lines' ``Ascend${chip}``), stopping the script when it finds none."""
+    import shlex
+
+    lines = [f"source {shlex.quote(str(set_env_script()))}"]
+    if soc_version(options, placeholder=True) == PLACEHOLDER_SOC:
+        lines += [NPU_SMI_CHIP, NO_CHIP]
+    return lines
 
 
 @hookimpl
 def zoo_commands(
     backend: BackendSpec, model: ModelSpec, onnx_path: Path, batch_size: int, options: RunOptions, precision: str,
-    calibration_dir: Path | None,
+    calibration_dir: Path | None, inputs: Path | None, batch_sizes: tuple[int, ...],
 ) -> list[list[str]] | None:
+    if batch_sizes:  # --dynamic-batch: one .om, each size run on it with --dymBatch (ascend-tools.md §5)
+        return dynamic_commands(model, onnx_path, batch_sizes, options, precision, inputs)
     stem = f"{model.name}_bs{batch_size}"
     soc = soc_version(options, placeholder=True)
     device = str(options.devices[0]) if len(options.devices) == 1 else ",".join(map(str, options.devices))
@@ -481,6 +517,44 @@ def zoo_commands(
          f"--device={device}"],
         *([profiler_command(Path(f"{stem}.om"), batch_size, options.devices[0], options.profile,
                             Path(f"profile_bs{batch_size}"))] if options.profile else []),
+        *(accuracy_commands(model, Path(f"{stem}.om"), batch_size, options, precision, inputs) if inputs else []),
+    ]
+
+
+def dynamic_commands(model: ModelSpec, onnx_path: Path, batch_sizes: tuple[int, ...], options: RunOptions,
+                     precision: str, inputs: Path | None) -> list[list[str]]:
+    """``--dynamic-batch`` by hand: one ATC compile with -1 in N and ``--dynamic_batch_size``, then each batch size
+    timed on that .om with ``--dymBatch``; the accuracy steps at the largest."""
+    stem = f"{model.name}_bs{'_'.join(map(str, batch_sizes))}"
+    device = ",".join(map(str, options.devices))
+    om = Path(f"{stem}.om")
+    return [
+        atc_arguments(model, onnx_path, Path(stem), batch_sizes[-1], soc_version(options, placeholder=True), options,
+                      precision, batch_sizes=batch_sizes),
+        *(["python3", "-m", "ais_bench", f"--model={om}", "--loop=100", f"--batchsize={bs}", f"--dymBatch={bs}",
+           f"--device={device}"] for bs in batch_sizes),
+        *(accuracy_commands(model, om, batch_sizes[-1], options, precision, inputs, dynamic=True) if inputs else []),
+    ]
+
+
+def accuracy_commands(model: ModelSpec, om: Path, batch_size: int, options: RunOptions, precision: str,
+                      inputs: Path, dynamic: bool = False) -> list[list[str]]:
+    """The ModelZoo README's accuracy steps: ais_bench over the ``zoo preprocess`` inputs (NPY outputs), then
+    ``zoo score`` on its output folder, as ``zoo run --data`` scores (on the first device, as it evaluates); a
+    dynamic-batch .om at ``--dymBatch batch_size``."""
+    output = Path(f"{model.name}_out")
+    name = f"bs{batch_size}" + (f"_{precision}" if len(options.precisions) > 1 else "") + (
+        "_dynamic" if dynamic else "")
+    assert options.data is not None  # inputs come with --data
+    return [
+        ["python3", "-m", "ais_bench", f"--model={om}", f"--input={inputs}", f"--output={output}",
+         f"--output_dirname={name}", "--outfmt", "NPY", f"--batchsize={batch_size}",
+         *([f"--dymBatch={batch_size}"] if dynamic else []), f"--device={options.devices[0]}"],
+        ["zoo", "score", str(output / name), "--model", model.name, "--data", str(options.data),
+         *(["--labels", str(options.labels)] if options.labels is not None else []),
+         *(["--limit", str(options.limit)] if options.limit is not None else []),
+         *(["--preset", options.preset] if options.preset != model.preset else []),  # what made the inputs
+         "--out", f"{model.name}_score_{name}"],
     ]
 
 
