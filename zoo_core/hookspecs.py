@@ -171,6 +171,25 @@ def zoo_check_run(backend: BackendSpec, model: ModelSpec, options: RunOptions, p
 
 
 @hookspec(firstresult=True)
+def zoo_run_model(backend: BackendSpec, model: ModelSpec, options: RunOptions) -> ModelSpec | None:
+    """The model as ``backend`` compiles and runs it with these options, where one of its options changes what the
+    compiled model takes (Ascend's ``--aipp``: uint8 images of a derived host-side preset, the chip normalising).
+
+    Called once per run, after :func:`zoo_check_run` and before the export. The core then compiles, times and
+    evaluates the returned model (its ``backend_inputs`` and ``presets`` say what the host prepares); the export
+    stays the registered model's. It must not start tools or touch devices; raise a
+    :class:`~zoo_core.errors.UsageError` to refuse a model the option cannot serve.
+
+    :param backend: The run's backend.
+    :param model: The model as registered.
+    :param options: The resolved run options (``options.backend_options`` holds this backend's).
+    :return: A model of the same name (``dataclasses.replace`` of ``model``), or ``None``: the model as registered.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
 def zoo_quantize(
     backend: BackendSpec,
     model: ModelSpec,

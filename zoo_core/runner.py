@@ -116,6 +116,20 @@ def simplify(zoo: Zoo, model: ModelSpec, exported: Artifact, batch_size: int, pr
     return artifact
 
 
+def run_model(zoo: Zoo, backend: BackendSpec, options: RunOptions) -> ModelSpec:
+    """The run's model as ``backend`` compiles and runs it with ``options`` (its ``zoo_run_model``: Ascend's
+    ``--aipp`` feeds uint8 images), else as registered."""
+    model = zoo.registry.model(options.model)
+    adapted = zoo.registry.call("zoo_run_model", backend, backend=backend, model=model, options=options)
+    if adapted is None:
+        return model
+    if not isinstance(adapted, ModelSpec) or adapted.name != model.name:
+        raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} returned "
+                       f"{type(adapted).__name__} from zoo_run_model, not model {model.name!r}",
+                       note="a bug in that plugin: report it to its author", exit_code=EXIT_BUG)
+    return adapted
+
+
 def compile_model(
     zoo: Zoo,
     model: ModelSpec,
@@ -144,6 +158,9 @@ def compile_model(
         "threads": options.threads,
         "backend_args": _with_file_hashes([*model.backend_args.get(backend.name, {}).items()]),
         "backend_options": _with_file_hashes(cache_pairs(options.backend_options)),  # every option, files hashed
+        # What the compiled model takes, where the model (or the backend's zoo_run_model) gives it another input.
+        **({"input": model.to_dict()["backend_inputs"][backend.name]} if backend.name in model.backend_inputs
+           else {}),
         "machine": sorted(json.dumps(f, sort_keys=True) for f in zoo.pm.hook.zoo_environment() if f),
     }
 
@@ -240,6 +257,7 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None, pre
     check_opset_option(model, options)
     weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
     exported = export(zoo, model, weights, options, progress)
+    model = run_model(zoo, backend, options)  # compiled, timed and evaluated as the backend runs it
     check_batch_memory(model, exported.file(EXPORT_FILE), options.batch_sizes)  # before a batch is allocated
     prepared = Prepared(model, backend, weights, exported, artifacts=[exported], precision=precision)
     for bs in options.batch_sizes:
@@ -279,7 +297,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     if options.data is not None:
         from .evaluate import check_first_sample, load_dataset
 
-        model = zoo.registry.model(options.model)
+        model = run_model(zoo, backend, options)
         # A bad dataset, or preprocessing that fails or gives the wrong sample, fails before any export.
         dataset = load_dataset(zoo, model, options)
         check_first_sample(zoo, model, backend.name, options, dataset)
@@ -287,6 +305,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     with engine:
         model = zoo.registry.model(options.model)
         calibration = calibrate(zoo, model, options, plan, progress) if plan.quantized else None
+        model = run_model(zoo, backend, options)
         rows, accuracy, evaluations = [], None, {}
         profiles: list[dict[str, Any]] = []
         for precision in plan.precisions:

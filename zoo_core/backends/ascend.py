@@ -18,6 +18,7 @@ from .. import hookimpl
 from ..errors import UsageError, ZooError, first_line
 from ..options import OptionSpec, key_value
 from ..runtime import CompiledModel, Runner, compiled_inputs
+from .ascend_aipp import AIPP_CONFIG, aipp_model
 from .ascend_session import installed_generation
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 NAME = "ascend"
 OM_FILE = "model.om"
 LOG_FILE = "atc.log"
+AIPP_FILE = "aipp.cfg"  # --aipp: the derived static AIPP config, written into the compile folder for ATC
 SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 ATC_SUCCESS = "ATC run success"
 # ATC's --input_format for an ONNX model (ascend-tools.md §2): NHWC is refused. An NHWC *image* fed to an AIPP is
@@ -153,6 +155,8 @@ def zoo_add_options(register: Callable[[OptionSpec], None]) -> None:
     register(OptionSpec("precision-mode", "ATC --precision_mode, e.g. force_fp32 (default: ATC's).", backend=NAME))
     register(OptionSpec("atc-arg", "An extra ATC argument; repeatable.", backend=NAME, type=_atc_pair,
                         multiple=True, metavar="KEY=VALUE"))
+    register(OptionSpec("aipp", "Derive a static AIPP from the model's preprocessing: the host sends uint8 images, "
+                        "the chip crops and normalises them.", backend=NAME, type=bool))
 
 
 # -------------------------------------------------------------------------
@@ -267,11 +271,11 @@ def soc_version(options: RunOptions, *, placeholder: bool = False) -> str:
 
 def atc_arguments(
     model: ModelSpec, onnx_path: Path, output: Path, batch_size: int, soc: str, options: RunOptions,
-    precision: str = "fp16", out_nodes: str | None = None,
+    precision: str = "fp16", out_nodes: str | None = None, aipp_file: Path | None = None,
 ) -> list[str]:
     """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's, the
-    ``--precision_mode`` that computes in ``precision``, and ``--out_nodes`` when tensors are marked
-    (:func:`out_nodes`)."""
+    ``--precision_mode`` that computes in ``precision``, ``--out_nodes`` when tensors are marked
+    (:func:`out_nodes`), and ``--insert_op_conf`` for ``--aipp``'s config written at ``aipp_file``."""
     shape = ";".join(f"{name}:{','.join(map(str, (batch_size, *model.input_shape)))}" for name in model.input_names)
     flags: dict[str, str] = {
         "framework": "5",
@@ -282,6 +286,8 @@ def atc_arguments(
         "soc_version": soc,
         "log": "error",
     }
+    if aipp_file is not None:  # --aipp; a model's own insert_op_conf or --atc-arg one was refused (aipp_model)
+        flags["insert_op_conf"] = str(aipp_file)
     if options.backend_options.get("precision_mode"):
         flags["precision_mode"] = options.backend_options["precision_mode"]
     declared = {k.replace("-", "_"): v for k, v in model.backend_args.get(NAME, {}).items()}
@@ -404,8 +410,12 @@ def zoo_compile(
     with tempfile.TemporaryDirectory(prefix="zoo-atc-") as scratch:
         stem = f"{model.name}_bs{batch_size}"
         marked = out_nodes(model, onnx_path, batch_size, options.extra_outputs) if options.extra_outputs else None
+        aipp = model.backend_inputs.get(NAME, {}).get(AIPP_CONFIG)  # --aipp (zoo_run_model): its config's text
+        aipp_file = workdir.resolve() / AIPP_FILE if aipp else None
+        if aipp_file is not None:
+            aipp_file.write_text(str(aipp))
         args = atc_arguments(model, Path(onnx_path).resolve(), Path(scratch) / stem, batch_size, soc, options,
-                             precision, marked)
+                             precision, marked, aipp_file)
         try:
             proc = subprocess.run(args, cwd=scratch, capture_output=True, text=True)
         except FileNotFoundError:
@@ -442,9 +452,19 @@ def zoo_compile(
 
 
 @hookimpl
+def zoo_run_model(model: ModelSpec, options: RunOptions) -> ModelSpec | None:
+    """``--aipp``: the model with the static AIPP derived from its preprocessing (ascend_aipp.py); else None."""
+    if not options.backend_options.get("aipp"):
+        return None
+    return aipp_model(model, options.preset, NAME, parse_atc_args(options.backend_options.get("atc_arg", ())))
+
+
+@hookimpl
 def zoo_check_run(model: ModelSpec, options: RunOptions, precisions: tuple[str, ...]) -> None:
     """A precision mode that contradicts the precisions asked (or int8 with a dynamic batch) is refused here, before
-    the export, as zoo_compile would refuse it after: the same ATC arguments, made without running anything."""
+    the export, as zoo_compile would refuse it after: the same ATC arguments, made without running anything; and a
+    model whose preprocessing ``--aipp`` cannot express."""
+    zoo_run_model(model, options)
     for precision in precisions:
         for batch_size in options.batch_sizes:
             atc_arguments(model, Path("model.onnx"), Path("model"), batch_size, "Ascend${chip}", options, precision)
