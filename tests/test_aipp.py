@@ -186,3 +186,26 @@ def test_aipp_on_another_backend_is_one_line(zoo_cli) -> None:
     result = zoo_cli("run", "resnest-tiny", "--backend", "onnxruntime", "--aipp", "--weights", "random")
     one_error(result, 2)
     assert "--aipp is an option of backend ascend" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["compare", "debug"])
+def test_commands_feeding_every_backend_one_input_refuse_aipp_in_one_line(zoo_cli, ascend_env, command: str) -> None:
+    # They feed ONNX Runtime and the .om the same float32 samples: the uint8 .om would get the wrong input.
+    result = zoo_cli(command, "resnest-tiny", "--backends", "onnxruntime,ascend", "--aipp", "--weights", "random",
+                     env=ascend_env)
+    one_error(result, 2)
+    assert f"zoo {command} feeds every backend resnest-tiny's input, float32[3, 64, 64], and on ascend it takes " \
+        "uint8[73, 73, 3]" in result.stderr
+
+
+def test_the_dry_run_compiles_with_the_config_a_run_would_write(zoo_cli, ascend_env) -> None:
+    from zoo_core.backends.ascend_aipp import config_for_run
+
+    result = zoo_cli("run", "resnest-tiny", "--backend", "ascend", "--aipp", "--dry-run", "--bs", "4",
+                     "--weights", "random", env=ascend_env)
+    assert result.code == 0, result
+    atc = next(line for line in result.stdout.splitlines() if line.startswith("atc "))
+    assert atc.endswith(" --insert_op_conf=aipp.cfg")
+    options = resolve_options(zoo_tiny.TINY, {"backend": "ascend", "backend_options": {"aipp": True}})
+    assert config_for_run(zoo_tiny.TINY, options) == derive(zoo_tiny.TINY, "modelzoo").config
+    assert config_for_run(zoo_tiny.TINY, resolve_options(zoo_tiny.TINY, {"backend": "ascend"})) is None

@@ -130,6 +130,19 @@ def run_model(zoo: Zoo, backend: BackendSpec, options: RunOptions) -> ModelSpec:
     return adapted
 
 
+def check_same_input(zoo: Zoo, backend: BackendSpec, options: RunOptions, command: str) -> None:
+    """``command`` feeds every backend the model's own input: a backend whose compiled model takes another (the uint8
+    images of an AIPP, say) is one usage error, before any work."""
+    model = run_model(zoo, backend, options)
+    shape, dtype, _ = model.input_for(backend.name)
+    if (shape, dtype) != (tuple(model.input_shape), model.input_dtype):
+        raise UsageError(f"{command} feeds every backend {model.name}'s input, {model.input_dtype}"
+                         f"{list(model.input_shape)}, and on {backend.name} it takes {dtype}{list(shape)} "
+                         "(the model's backend input, or an option such as --aipp)",
+                         note="drop that option if you gave one; else compare accuracies with `zoo run --data` on "
+                         "each backend")
+
+
 def compile_model(
     zoo: Zoo,
     model: ModelSpec,

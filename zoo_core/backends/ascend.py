@@ -486,9 +486,10 @@ def zoo_commands(
         quantize = [amct_arguments(model, onnx_path, save, batch_size, data, batches)]
         onnx_path = Path(f"{save}_deploy_model.onnx")
     marked = out_nodes(model, onnx_path, batch_size, options.extra_outputs) if options.extra_outputs else None
+    aipp = Path(AIPP_FILE) if options.backend_options.get("aipp") else None  # its text: derive(model, preset).config
     return [
         *quantize,
-        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision, marked),
+        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision, marked, aipp),
         ["python3", "-m", "ais_bench", f"--model={stem}.om", "--loop=100", f"--batchsize={batch_size}",
          f"--device={device}"],
         *([profiler_command(Path(f"{stem}.om"), batch_size, options.devices[0], options.profile,

@@ -18,9 +18,9 @@ from ..errors import UsageError
 from ..preprocessing import CenterCrop, Preprocessing, Resize
 
 if TYPE_CHECKING:
-    from ..specs import ModelSpec
+    from ..specs import ModelSpec, RunOptions
 
-__all__ = ["AIPP_CONFIG", "Aipp", "aipp_model", "derive", "parse_aipp_config"]
+__all__ = ["AIPP_CONFIG", "Aipp", "aipp_model", "config_for_run", "derive", "parse_aipp_config"]
 
 SUFFIX = "-aipp"  # the host-side preset's name: the run's preset's, plus this
 AIPP_CONFIG = "aipp_config"  # the config's text in the run's model's backend_inputs (compiled from, and cache-keyed)
@@ -120,6 +120,12 @@ def aipp_model(model: ModelSpec, preset: str, backend: str, given_atc_args: dict
                               "preset": derived.host.name, AIPP_CONFIG: derived.config}
     return replace(model, presets=(*model.presets, derived.host),
                    backend_inputs={**model.backend_inputs, backend: inputs})
+
+
+def config_for_run(model: ModelSpec, options: RunOptions) -> str | None:
+    """The AIPP config a run compiles with (its text, for a dry-run to print as ``aipp.cfg``), or ``None`` without
+    ``--aipp``."""
+    return derive(model, options.preset).config if options.backend_options.get("aipp") else None
 
 
 def parse_aipp_config(text: str) -> dict[str, str]:
