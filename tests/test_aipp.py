@@ -209,3 +209,41 @@ def test_the_dry_run_compiles_with_the_config_a_run_would_write(zoo_cli, ascend_
     options = resolve_options(zoo_tiny.TINY, {"backend": "ascend", "backend_options": {"aipp": True}})
     assert config_for_run(zoo_tiny.TINY, options) == derive(zoo_tiny.TINY, "modelzoo").config
     assert config_for_run(zoo_tiny.TINY, resolve_options(zoo_tiny.TINY, {"backend": "ascend"})) is None
+
+
+def test_the_hand_recipe_with_aipp_scores_as_zoo_run(zoo_cli, ascend_env, tmp_path: Path) -> None:
+    # The dry-run's export, onnxsim and atc lines (with the aipp.cfg it names), `zoo preprocess --aipp`'s uint8
+    # .bin files through `python -m ais_bench`, then `zoo score`: the same accuracy and predictions as zoo run --aipp.
+    import shlex
+    import subprocess
+    import sys
+
+    write_image_dataset(tmp_path / "val", 7)  # at batch 4 the last batch is padded
+    run = _run(zoo_cli, "resnest-tiny", tmp_path / "val", tmp_path / "run", "--aipp", env=ascend_env)
+    dry = zoo_cli("run", "resnest-tiny", "--backend", "ascend", "--aipp", "--dry-run", "--bs", "4", "--weights",
+                  "random", env=ascend_env)
+    assert dry.code == 0, dry
+    hand = tmp_path / "hand"
+    hand.mkdir()
+    (hand / "aipp.cfg").write_text(derive(zoo_tiny.TINY, "modelzoo").config)
+    python = {"zoo": [sys.executable, "-m", "zoo_core"], "python3": [sys.executable]}
+    for line in dry.stdout.splitlines():
+        words = shlex.split(line)
+        if words[:2] == ["zoo", "export"] or words[:3] == ["python3", "-m", "onnxsim"] or words[0] == "atc":
+            proc = subprocess.run([*python.get(words[0], words[:1]), *words[1:]], cwd=hand, env=ascend_env,
+                                  capture_output=True, text=True)
+            assert proc.returncode == 0, (line, proc.stdout, proc.stderr)
+    bins = zoo_cli("preprocess", "resnest-tiny", "--data", str(tmp_path / "val"), "-o", str(hand / "bins"),
+                   "--backend", "ascend", "--aipp", "--json", env=ascend_env)
+    assert bins.code == 0 and bins.json()["preset"] == "modelzoo-aipp", bins
+    assert {p.stat().st_size for p in (hand / "bins").glob("*.bin")} == {73 * 73 * 3}  # uint8 HWC, no crop
+    proc = subprocess.run([sys.executable, "-m", "ais_bench", "--model", "resnest-tiny_bs4.om", "--input", "bins",
+                           "--output", "out", "--output_dirname", "result", "--outfmt", "NPY", "--batchsize", "4"],
+                          cwd=hand, env=ascend_env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    scored = zoo_cli("score", str(hand / "out" / "result"), "--model", "resnest-tiny", "--data", str(tmp_path / "val"),
+                     "--out", str(hand / "scored"), "--json", env=ascend_env)
+    assert scored.code == 0, scored
+    for key in ("top1", "top5", "images"):
+        assert scored.json()["results"][0][key] == run["results"][0][key], key
+    assert _predictions(hand / "scored") == _predictions(tmp_path / "run")
