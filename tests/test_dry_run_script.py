@@ -154,6 +154,29 @@ def test_the_dynamic_batch_recipe_compiles_one_om_and_scores_as_zoo_run(zoo_cli,
     assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
 
 
+@pytest.mark.parametrize("mode", [(), ("--dynamic-batch",)])
+def test_the_aipp_recipe_writes_its_config_and_uint8_inputs_and_scores_as_zoo_run(zoo_cli, zoo_process, no_tools,
+                                                                                  tmp_path, mode) -> None:
+    data = tmp_path / "val"
+    write_image_dataset(data, IMAGES)
+    args = ("--bs", "1,4", "--aipp", *mode, "--data", str(data), "--labels", str(data / "val_label.txt"))
+    lines = dry_run(zoo_cli, *args, env={"ASCEND_TOOLKIT_HOME": str(TOOLKIT)})
+    start = lines.index("cat > aipp.cfg <<'EOF'")  # the config the atc lines name, as a here-document
+    assert "aipp_op {" in lines[start:lines.index("EOF")]
+    assert all("--insert_op_conf=aipp.cfg" in line.split() for line in lines if line.startswith("atc "))
+    assert any(line.startswith("zoo preprocess ") and line.endswith("--backend ascend --aipp") for line in lines)
+
+    ran = run_script(lines, tmp_path / "work")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-4000:]
+    assert {p.stat().st_size for p in (tmp_path / "work" / f"{TINY}_prep").iterdir()} == {73 * 73 * 3}  # uint8 HWC
+    run = evaluated(zoo_process, tmp_path, *args)
+    row = next(r for r in run["results"] if r["batch_size"] == 4)
+    written = tmp_path / "work" / f"{TINY}_score_bs4{'_dynamic' if mode else ''}"
+    mine = json.loads((written / "results.json").read_text())["results"][0]
+    assert (mine["top1"], mine["top5"], mine["images"]) == (row["top1"], row["top5"], IMAGES)
+    assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
+
+
 # -------------------------------------------------------------------------
 # The chip, and the environment
 # -------------------------------------------------------------------------

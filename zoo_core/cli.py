@@ -320,7 +320,7 @@ def run_cmd(
     _print_results(results, options.out)
 
 
-@cli.command("preprocess")
+@cli.command("preprocess", cls=_WithPluginOptions)
 @click.argument("model")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="Folder of images.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Folder for the .bin files.")
@@ -328,9 +328,14 @@ def run_cmd(
 @click.option("--limit", type=int, default=None, help="The first N images only (natural order).")
 @click.option("--workers", type=int, default=None, help="Processes (default: one per core).")
 @click.option("--skip-bad", is_flag=True, default=None, help="Count and skip unreadable images.")
+@click.option("--backend", default=None,
+              help="Write what this backend's compiled model takes, with its options (e.g. --aipp): as zoo run would "
+              "feed it (default: the model's own input).")
+@click.option("--backend-opt", "backend_opts", multiple=True, metavar="KEY=VALUE", help=_BACKEND_OPT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> None:
-    """Write the seed's <stem>.bin inputs (raw float32 CHW), for running ais_bench by hand."""
+def preprocess_cmd(model: str, output: Path, as_json: bool, backend_opts: tuple[str, ...], **flags: Any) -> None:
+    """Write the seed's <stem>.bin inputs (raw float32 CHW; with --backend, its compiled model's input), for
+    running ais_bench by hand."""
     from .evaluate import write_bins
     from .progress import RichProgress
     from .specs import resolve_options
@@ -338,7 +343,19 @@ def preprocess_cmd(model: str, output: Path, as_json: bool, **flags: Any) -> Non
     check_path("-o", output)
     zoo = _zoo()
     spec = zoo.registry.model(model)
-    data = write_bins(zoo, spec, resolve_options(spec, _run_flags(**flags)), output, RichProgress())
+    plugin_flags = _pop_plugin_flags(flags)
+    if flags.get("backend") is None and not plugin_flags and not backend_opts:
+        options = resolve_options(spec, _run_flags(**flags))
+    else:  # the input the backend's compiled model takes, with its options: the model as it runs it
+        from .python_api import run_options
+        from .runner import run_model
+
+        options = run_options(zoo, model, _run_flags(**flags), plugin_flags, backend_opts,
+                              click.get_current_context().meta)
+        backend = zoo.registry.backend(options.backend, require_available=False)
+        spec = run_model(zoo, backend, options)
+        options = options.with_(preset=spec.preset_for(backend.name, options.preset))
+    data = write_bins(zoo, spec, options, output, RichProgress())
     if as_json:
         return _emit_json(data)
     click.echo(f"wrote {data['written']} files to {data['folder']} (skipped {data['skipped']['count']})")

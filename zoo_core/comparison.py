@@ -16,7 +16,7 @@ from .progress import Progress
 from .results import CompareResult
 from .results import ceil_sig as ceil_sig, raise_if_failed as raise_if_failed  # the check of a result's JSON
 from .app import Zoo
-from .runner import Prepared, prepare
+from .runner import Prepared, check_same_input, prepare
 from .runtime import infer_batches
 from .specs import BackendSpec, RunOptions, one_batch_size
 
@@ -166,6 +166,7 @@ def _backend_options(zoo: Zoo, options: RunOptions, backends: list[str], referen
             own = own.with_(opset=export_opset(spec, own, plan))
         zoo.registry.call("zoo_check_run", spec, backend=spec, model=zoo.registry.model(options.model),
                           options=own, precisions=plan.precisions if plan else spec.precisions[:1])
+        check_same_input(zoo, spec, own, "zoo compare")
         planned[name] = own, plan
     return planned
 

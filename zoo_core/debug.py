@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from .comparison import DEFAULT_ATOL, DEFAULT_RTOL, RULE, output_errors
 from .errors import UsageError, ZooError
 from .progress import Progress
-from .runner import SIMPLIFIED_FILE, prepare
+from .runner import SIMPLIFIED_FILE, check_same_input, prepare
 from .runtime import infer_batches
 from .specs import RunOptions
 
@@ -118,6 +118,7 @@ def _sides(zoo: Zoo, options: RunOptions, backends: list[str], precision: str | 
                               f"{name} (its ONNX export, on {proxy})", True))
         else:
             sides.append(Side(name, options.with_(backend=name, precisions=asked), name, spec.exposes_tensors))
+            check_same_input(zoo, spec, sides[-1].options, "zoo debug")
     if not sides[0].exposes:
         raise UsageError(f"--backends: the reference {backends[0]!r} cannot return intermediate tensors",
                          note="name first a backend that can (onnxruntime, openvino, ascend, or torch)")

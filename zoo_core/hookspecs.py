@@ -171,6 +171,25 @@ def zoo_check_run(backend: BackendSpec, model: ModelSpec, options: RunOptions, p
 
 
 @hookspec(firstresult=True)
+def zoo_run_model(backend: BackendSpec, model: ModelSpec, options: RunOptions) -> ModelSpec | None:
+    """The model as ``backend`` compiles and runs it with these options, where one of its options changes what the
+    compiled model takes (Ascend's ``--aipp``: uint8 images of a derived host-side preset, the chip normalising).
+
+    Called once per run, after :func:`zoo_check_run` and before the export. The core then compiles, times and
+    evaluates the returned model (its ``backend_inputs`` and ``presets`` say what the host prepares); the export
+    stays the registered model's. It must not start tools or touch devices; raise a
+    :class:`~zoo_core.errors.UsageError` to refuse a model the option cannot serve.
+
+    :param backend: The run's backend.
+    :param model: The model as registered.
+    :param options: The resolved run options (``options.backend_options`` holds this backend's).
+    :return: A model of the same name (``dataclasses.replace`` of ``model``), or ``None``: the model as registered.
+
+    Stops at first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
 def zoo_quantize(
     backend: BackendSpec,
     model: ModelSpec,
@@ -334,7 +353,7 @@ def zoo_commands(
 
 
 @hookspec(firstresult=True)
-def zoo_commands_setup(backend: BackendSpec, options: RunOptions) -> list[str] | None:
+def zoo_commands_setup(backend: BackendSpec, model: ModelSpec, options: RunOptions) -> list[str] | None:
     """The shell lines that a ``--dry-run`` script for ``backend`` starts with: setting up the tools' environment,
     and any shell variable its :func:`zoo_commands` use (e.g. ``chip=...`` for ``Ascend${chip}``).
 
@@ -342,8 +361,10 @@ def zoo_commands_setup(backend: BackendSpec, options: RunOptions) -> list[str] |
     (``bash -e``) with a message when the setup fails. Run nothing, as :func:`zoo_commands`.
 
     :param backend: The backend the script is for.
+    :param model: The model the script compiles (as registered).
     :param options: The resolved run options.
-    :return: The lines, or ``None`` when the commands need no setup.
+    :return: The lines (one may hold several, as a here-document that writes a config file does), or ``None``
+        when the commands need no setup.
 
     Stops at first non-None result.
     """

@@ -121,6 +121,33 @@ def simplify(zoo: Zoo, model: ModelSpec, exported: Artifact, batch_size: int | N
     return artifact
 
 
+def run_model(zoo: Zoo, backend: BackendSpec, options: RunOptions) -> ModelSpec:
+    """The run's model as ``backend`` compiles and runs it with ``options`` (its ``zoo_run_model``: Ascend's
+    ``--aipp`` feeds uint8 images), else as registered."""
+    model = zoo.registry.model(options.model)
+    adapted = zoo.registry.call("zoo_run_model", backend, backend=backend, model=model, options=options)
+    if adapted is None:
+        return model
+    if not isinstance(adapted, ModelSpec) or adapted.name != model.name:
+        raise ZooError(f"the plugin {backend.plugin!r} of backend {backend.name!r} returned "
+                       f"{type(adapted).__name__} from zoo_run_model, not model {model.name!r}",
+                       note="a bug in that plugin: report it to its author", exit_code=EXIT_BUG)
+    return adapted
+
+
+def check_same_input(zoo: Zoo, backend: BackendSpec, options: RunOptions, command: str) -> None:
+    """``command`` feeds every backend the model's own input: a backend whose compiled model takes another (the uint8
+    images of an AIPP, say) is one usage error, before any work."""
+    model = run_model(zoo, backend, options)
+    shape, dtype, _ = model.input_for(backend.name)
+    if (shape, dtype) != (tuple(model.input_shape), model.input_dtype):
+        raise UsageError(f"{command} feeds every backend {model.name}'s input, {model.input_dtype}"
+                         f"{list(model.input_shape)}, and on {backend.name} it takes {dtype}{list(shape)} "
+                         "(the model's backend input, or an option such as --aipp)",
+                         note="drop that option if you gave one; else compare accuracies with `zoo run --data` on "
+                         "each backend")
+
+
 def compile_model(
     zoo: Zoo,
     model: ModelSpec,
@@ -152,6 +179,9 @@ def compile_model(
         "threads": options.threads,
         "backend_args": _with_file_hashes([*model.backend_args.get(backend.name, {}).items()]),
         "backend_options": _with_file_hashes(cache_pairs(options.backend_options)),  # every option, files hashed
+        # What the compiled model takes, where the model (or the backend's zoo_run_model) gives it another input.
+        **({"input": model.to_dict()["backend_inputs"][backend.name]} if backend.name in model.backend_inputs
+           else {}),
         "machine": sorted(json.dumps(f, sort_keys=True) for f in zoo.pm.hook.zoo_environment() if f),
     }
 
@@ -251,6 +281,7 @@ def prepare(zoo: Zoo, options: RunOptions, progress: Progress | None = None, pre
     check_opset_option(model, options)
     weights = resolve_weights(model, options.weights, seed=options.seed, progress=progress.interactive)
     exported = export(zoo, model, weights, options, progress)
+    model = run_model(zoo, backend, options)  # compiled, timed and evaluated as the backend runs it
     check_batch_memory(model, exported.file(EXPORT_FILE), options.batch_sizes)  # before a batch is allocated
     prepared = Prepared(model, backend, weights, exported, artifacts=[exported], precision=precision,
                         batch_mode=batch_mode)
@@ -331,7 +362,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     if options.data is not None:
         from .evaluate import check_first_sample, load_dataset
 
-        model = zoo.registry.model(options.model)
+        model = run_model(zoo, backend, options)
         # A bad dataset, or preprocessing that fails or gives the wrong sample, fails before any export.
         dataset = load_dataset(zoo, model, options)
         check_first_sample(zoo, model, backend.name, options, dataset)
@@ -339,6 +370,7 @@ def run_results(zoo: Zoo, options: RunOptions, progress: Progress | None = None)
     with engine:
         model = zoo.registry.model(options.model)
         calibration = calibrate(zoo, model, options, plan, progress) if plan.quantized else None
+        model = run_model(zoo, backend, options)
         rows, asked, accuracy, evaluations = [], [], None, {}
         profiles: list[dict[str, Any]] = []
         modes = options.batch_modes
@@ -551,7 +583,8 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         inputs = Path(f"{model.name}_prep")
         preprocess = ["zoo", "preprocess", model.name, "--data", str(options.data), "-o", str(inputs),
                       *(["--preset", options.preset] if options.preset != model.preset else []),
-                      *(["--limit", str(options.limit)] if options.limit is not None else [])]
+                      *(["--limit", str(options.limit)] if options.limit is not None else []),
+                      *_backend_input_flags(zoo, backend, model, options)]
     per_batch: list[dict[str, Any]] = []
     scored = max(options.batch_sizes)  # where evaluate() scores, in the first batch mode
     for bs in options.batch_sizes if STATIC in options.batch_modes else ():
@@ -593,7 +626,7 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
             has_commands = has_commands and backend_cmds is not None
         per_batch.append({"batch_size": scored, "commands": commands, "backend_has_commands": has_commands})
     with_commands = all(b["backend_has_commands"] for b in per_batch)
-    setup = zoo.registry.call("zoo_commands_setup", backend, backend=backend, options=options) or []
+    setup = zoo.registry.call("zoo_commands_setup", backend, backend=backend, model=model, options=options) or []
     if inputs is not None and with_commands:
         _check_recipe_dataset(zoo, model, options)
         steps.insert(0, preprocess)
@@ -609,6 +642,26 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
         "commands": lines,
         "note": None if with_commands else f"{backend.name} has no standalone commands: zoo runs it in-process",
     }
+
+
+def _backend_input_flags(zoo: Zoo, backend: BackendSpec, model: ModelSpec, options: RunOptions) -> list[str]:
+    """``zoo preprocess``'s flags for the input the backend's compiled model takes, where that is not the model's
+    own (``--aipp``'s uint8 images): the backend and its options, as the run was given them."""
+    from .plugin_options import declared
+
+    shape, dtype, _ = run_model(zoo, backend, options).input_for(backend.name)
+    if (shape, dtype) == (tuple(model.input_shape), model.input_dtype):
+        return []
+    flags = ["--backend", backend.name]
+    for spec in declared(zoo.registry):
+        value = options.backend_options.get(spec.key) if spec.backend == backend.name else None
+        if value is None or value is False or (spec.multiple and not value):
+            continue
+        if spec.type is bool:
+            flags.append(spec.flag)
+        else:
+            flags += [part for item in (value if spec.multiple else (value,)) for part in (spec.flag, str(item))]
+    return flags
 
 
 def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> None:

@@ -18,6 +18,7 @@ from .. import hookimpl
 from ..errors import UsageError, ZooError, first_line
 from ..options import OptionSpec, key_value
 from ..runtime import CompiledModel, Runner, compiled_inputs
+from .ascend_aipp import AIPP_CONFIG, aipp_model
 from .ascend_session import installed_generation
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 NAME = "ascend"
 OM_FILE = "model.om"
 LOG_FILE = "atc.log"
+AIPP_FILE = "aipp.cfg"  # --aipp: the derived static AIPP config, written into the compile folder for ATC
 SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 ATC_SUCCESS = "ATC run success"
 PLACEHOLDER_SOC = "Ascend${chip}"  # a dry run's --soc_version when the chip is unknown: its script sets ${chip}
@@ -155,6 +157,8 @@ def zoo_add_options(register: Callable[[OptionSpec], None]) -> None:
     register(OptionSpec("precision-mode", "ATC --precision_mode, e.g. force_fp32 (default: ATC's).", backend=NAME))
     register(OptionSpec("atc-arg", "An extra ATC argument; repeatable.", backend=NAME, type=_atc_pair,
                         multiple=True, metavar="KEY=VALUE"))
+    register(OptionSpec("aipp", "Derive a static AIPP from the model's preprocessing: the host sends uint8 images, "
+                        "the chip crops and normalises them.", backend=NAME, type=bool))
 
 
 # -------------------------------------------------------------------------
@@ -270,10 +274,12 @@ def soc_version(options: RunOptions, *, placeholder: bool = False) -> str:
 def atc_arguments(
     model: ModelSpec, onnx_path: Path, output: Path, batch_size: int, soc: str, options: RunOptions,
     precision: str = "fp16", out_nodes: str | None = None, batch_sizes: Sequence[int] = (),
+    aipp_file: Path | None = None,
 ) -> list[str]:
     """The ``atc`` argument list: zoo's settings, then the model config's, then the command line's, the
     ``--precision_mode`` that computes in ``precision``, ``--out_nodes`` when tensors are marked
-    (:func:`out_nodes`), and with ``batch_sizes`` a dynamic batch (-1 in N, ``--dynamic_batch_size``)."""
+    (:func:`out_nodes`), with ``batch_sizes`` a dynamic batch (-1 in N, ``--dynamic_batch_size``), and
+    ``--insert_op_conf`` for ``--aipp``'s config written at ``aipp_file``."""
     batch = -1 if batch_sizes else batch_size
     shape = ";".join(f"{name}:{','.join(map(str, (batch, *model.input_shape)))}" for name in model.input_names)
     flags: dict[str, str] = {
@@ -286,6 +292,8 @@ def atc_arguments(
         "log": "error",
         **({"dynamic_batch_size": ",".join(map(str, batch_sizes))} if batch_sizes else {}),
     }
+    if aipp_file is not None:  # --aipp; a model's own insert_op_conf or --atc-arg one was refused (aipp_model)
+        flags["insert_op_conf"] = str(aipp_file)
     if options.backend_options.get("precision_mode"):
         flags["precision_mode"] = options.backend_options["precision_mode"]
     declared = {k.replace("-", "_"): v for k, v in model.backend_args.get(NAME, {}).items()}
@@ -408,8 +416,12 @@ def zoo_compile(
     with tempfile.TemporaryDirectory(prefix="zoo-atc-") as scratch:
         stem = f"{model.name}_bs{'_'.join(map(str, batch_sizes)) if batch_sizes else batch_size}"
         marked = out_nodes(model, onnx_path, batch_size, options.extra_outputs) if options.extra_outputs else None
+        aipp = model.backend_inputs.get(NAME, {}).get(AIPP_CONFIG)  # --aipp (zoo_run_model): its config's text
+        aipp_file = workdir.resolve() / AIPP_FILE if aipp else None
+        if aipp_file is not None:
+            aipp_file.write_text(str(aipp))
         args = atc_arguments(model, Path(onnx_path).resolve(), Path(scratch) / stem, batch_size, soc, options,
-                             precision, marked, batch_sizes)
+                             precision, marked, batch_sizes, aipp_file)
         try:
             proc = subprocess.run(args, cwd=scratch, capture_output=True, text=True)
         except FileNotFoundError:
@@ -447,9 +459,19 @@ def zoo_compile(
 
 
 @hookimpl
+def zoo_run_model(model: ModelSpec, options: RunOptions) -> ModelSpec | None:
+    """``--aipp``: the model with the static AIPP derived from its preprocessing (ascend_aipp.py); else None."""
+    if not options.backend_options.get("aipp"):
+        return None
+    return aipp_model(model, options.preset, NAME, parse_atc_args(options.backend_options.get("atc_arg", ())))
+
+
+@hookimpl
 def zoo_check_run(model: ModelSpec, options: RunOptions, precisions: tuple[str, ...]) -> None:
     """A precision mode that contradicts the precisions asked (or int8 with a dynamic batch) is refused here, before
-    the export, as zoo_compile would refuse it after: the same ATC arguments, made without running anything."""
+    the export, as zoo_compile would refuse it after: the same ATC arguments, made without running anything; and a
+    model whose preprocessing ``--aipp`` cannot express."""
+    zoo_run_model(model, options)
     dynamic = tuple(sorted(options.batch_sizes)) if "dynamic" in options.batch_modes else ()
     for precision in precisions:
         for batch_size in options.batch_sizes:
@@ -481,14 +503,20 @@ def set_env_script() -> Path:
 
 
 @hookimpl
-def zoo_commands_setup(options: RunOptions) -> list[str]:
+def zoo_commands_setup(model: ModelSpec, options: RunOptions) -> list[str]:
     """``source set_env.sh`` first; then, when neither ``--soc`` nor ``npu-smi`` here names the chip, the line that
-    reads it where the script runs (the atc lines' ``Ascend${chip}``), stopping the script when it finds none."""
+    reads it where the script runs (the atc lines' ``Ascend${chip}``), stopping the script when it finds none; with
+    ``--aipp``, the derived config written to the ``aipp.cfg`` the atc lines name."""
     import shlex
+
+    from .ascend_aipp import config_for_run
 
     lines = [f"source {shlex.quote(str(set_env_script()))}"]
     if soc_version(options, placeholder=True) == PLACEHOLDER_SOC:
         lines += [NPU_SMI_CHIP, NO_CHIP]
+    config = config_for_run(model, options)
+    if config is not None:
+        lines.append(f"cat > {AIPP_FILE} <<'EOF'\n{config.rstrip(chr(10))}\nEOF")
     return lines
 
 
@@ -510,9 +538,10 @@ def zoo_commands(
         quantize = [amct_arguments(model, onnx_path, save, batch_size, data, batches)]
         onnx_path = Path(f"{save}_deploy_model.onnx")
     marked = out_nodes(model, onnx_path, batch_size, options.extra_outputs) if options.extra_outputs else None
+    aipp = Path(AIPP_FILE) if options.backend_options.get("aipp") else None  # its text: derive(model, preset).config
     return [
         *quantize,
-        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision, marked),
+        atc_arguments(model, onnx_path, Path(stem), batch_size, soc, options, precision, marked, aipp_file=aipp),
         ["python3", "-m", "ais_bench", f"--model={stem}.om", "--loop=100", f"--batchsize={batch_size}",
          f"--device={device}"],
         *([profiler_command(Path(f"{stem}.om"), batch_size, options.devices[0], options.profile,
@@ -530,7 +559,8 @@ def dynamic_commands(model: ModelSpec, onnx_path: Path, batch_sizes: tuple[int, 
     om = Path(f"{stem}.om")
     return [
         atc_arguments(model, onnx_path, Path(stem), batch_sizes[-1], soc_version(options, placeholder=True), options,
-                      precision, batch_sizes=batch_sizes),
+                      precision, batch_sizes=batch_sizes,
+                      aipp_file=Path(AIPP_FILE) if options.backend_options.get("aipp") else None),
         *(["python3", "-m", "ais_bench", f"--model={om}", "--loop=100", f"--batchsize={bs}", f"--dymBatch={bs}",
            f"--device={device}"] for bs in batch_sizes),
         *(accuracy_commands(model, om, batch_sizes[-1], options, precision, inputs, dynamic=True) if inputs else []),
