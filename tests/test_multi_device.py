@@ -23,6 +23,7 @@ IMAGES = 12  # at --bs 2 and --shard-images 2: six shards, three for each device
 
 
 def run_args(data: Path, out: Path, devices: str, *extra: str, model: str = "resnest-tiny") -> list[str]:
+    """``--shard-images 2`` unless ``extra`` says otherwise (a later option wins)."""
     return ["run", model, "--backend", "ascend", "--bs", "2", "--weights", "random", "--warmup", "0",
             "--iterations", "1", "--device", devices, "--data", str(data), "--shard-images", "2", "--json",
             "--out", str(out), *extra]
@@ -130,34 +131,36 @@ def test_the_evaluation_opens_every_device_in_its_own_process(two_devices, tmp_p
 def test_ctrl_c_stops_every_process_and_the_rerun_resumes_from_both_devices(tmp_path: Path) -> None:
     from fakes.env import fake_ascend_env
 
-    count = 40
+    count, per_shard = 48, 8  # six shards, three for each device; one decoding worker each (--workers 2)
     write_image_dataset(tmp_path / "val", count)
     env = fake_ascend_env(os.environ, devices=2)
+    extra = ("--shard-images", str(per_shard), "--workers", "2")
     reference = subprocess.run([sys.executable, "-m", "zoo_core",
-                                *run_args(tmp_path / "val", tmp_path / "ref", "0", model="tiny-slow")],
+                                *run_args(tmp_path / "val", tmp_path / "ref", "0", *extra, model="tiny-slow")],
                                env={**env, "ZOO_CACHE_DIR": str(tmp_path / "cache-ref"), "ZOO_SLOW_SECONDS": "0"},
                                capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr
     cache = tmp_path / "cache"
-    command = [sys.executable, "-m", "zoo_core", *run_args(tmp_path / "val", tmp_path / "out", "0,1",
+    command = [sys.executable, "-m", "zoo_core", *run_args(tmp_path / "val", tmp_path / "out", "0,1", *extra,
                                                             model="tiny-slow")]
+    # An image takes 0.15 s to decode, a shard 1.2 s on each device.
     slow = {**env, "ZOO_CACHE_DIR": str(cache), "ZOO_SLOW_SECONDS": "0.15"}
     # A session of its own, so that Ctrl-C can go to the whole process group as a terminal sends it.
     proc = subprocess.Popen(command, env=slow, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + 240
-    while {s["device"] for s in saved_shards(cache).values()} != {0, 1}:  # each device saved a shard
+    while devices_of(at_interrupt := saved_shards(cache)) != {0, 1}:  # both saved one
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-2].startswith("Error: interrupted: "), err
-    # Every process of the run has ended: the device processes and their decoding workers (all of them carry
-    # the run's cache folder in their environment).
+    # Every process of the run has ended at once: the device processes and their decoding workers (all of them
+    # carry the run's cache folder in their environment), none going on to save the shard it was on.
     assert processes_of(cache) == []
     saved = saved_shards(cache)
-    assert {s["device"] for s in saved.values()} == {0, 1} and len(saved) < count // 2
+    assert saved == at_interrupt and len(saved) < count // per_shard
     rerun = subprocess.run(command, env={**slow, "ZOO_SLOW_SECONDS": "0"}, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     accuracy, expected = json.loads(rerun.stdout)["accuracy"], json.loads(reference.stdout)["accuracy"]
@@ -165,7 +168,11 @@ def test_ctrl_c_stops_every_process_and_the_rerun_resumes_from_both_devices(tmp_
     assert (accuracy["top1"], accuracy["top5"], accuracy["images"]) == \
         (expected["top1"], expected["top5"], expected["images"])
     assert (tmp_path / "out" / "predictions.csv").read_text() == (tmp_path / "ref" / "predictions.csv").read_text()
-    assert sum(d["shards"] for d in accuracy["devices"]) == count // 2 - len(saved)
+    assert sum(d["shards"] for d in accuracy["devices"]) == count // per_shard - len(saved)
+
+
+def devices_of(shards: dict[str, dict[str, int]]) -> set[int]:
+    return {s["device"] for s in shards.values()}
 
 
 def processes_of(cache: Path) -> list[str]:

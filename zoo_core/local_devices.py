@@ -35,7 +35,7 @@ def device_options(options: RunOptions, device: int) -> RunOptions:
     return options.with_(devices=(device,), workers=max(1, options.workers // len(options.devices)))
 
 
-def evaluate_on_devices(job: EvaluationJob) -> float:
+def evaluate_on_devices(job: EvaluationJob) -> float | None:
     """Evaluate ``job``'s shards on every device of its options at once, one process each; returns when the first
     device started streaming. A device process that fails stops the others and the run, in one line naming it."""
     from multiprocessing import connection, get_context
@@ -57,7 +57,7 @@ def evaluate_on_devices(job: EvaluationJob) -> float:
                     args=(device, _Work(job.model, job.compiled, job.preset, device_options(job.options, device),
                                         job.shards, share, job.state), writer))
                 process.start()
-                writer.close()  # the process holds the only writing end: its end of file is the process's end
+                writer.close()  # only the process (and the workers it forks) write to it
                 running[reader] = (device, process)
         while running:
             # Each process's pipe, and every so often whether it still lives: the decoding workers it forked hold
@@ -80,7 +80,7 @@ def evaluate_on_devices(job: EvaluationJob) -> float:
                     raise _ended(device, process.exitcode, job)
     finally:  # done, failed, Ctrl-C or SIGTERM: every process still running is ended before the run goes on
         _end([process for _, process in running.values()])
-    return min(started)
+    return min(started, default=None)
 
 
 def _received(job: EvaluationJob, device: int, message: tuple[Any, ...], started: list[float]) -> bool:
