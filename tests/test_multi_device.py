@@ -3,6 +3,7 @@ out among them and merged in dataset order, against the strict Ascend fakes with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 
 from cli_runner import Result
 from test_bad_inputs import one_error
+from zoo_core.progress import Progress
 from zoo_core.reporting import validation_errors
 from zoo_core.testing import write_image_dataset
 
@@ -106,7 +108,6 @@ def test_the_evaluation_opens_every_device_in_its_own_process(two_devices, tmp_p
     from zoo_core.engines import LocalEngine
     from zoo_core.errors import ZooError
     from zoo_core.evaluate import evaluate
-    from zoo_core.progress import Progress
     from zoo_core.runner import prepare
     from zoo_core.specs import resolve_options
 
@@ -121,9 +122,43 @@ def test_the_evaluation_opens_every_device_in_its_own_process(two_devices, tmp_p
     with pytest.raises(ZooError) as caught:
         evaluate(zoo, prepared, bad, Progress(), LocalEngine(zoo, bad))
     assert caught.value.message.startswith("device 2: cannot open ") and "on NPU 2" in caught.value.message
+    # Device 0 may have saved shards before device 2's failure stopped it: put them aside, so that all 8 images
+    # are evaluated again.
+    (tmp_path / "cache" / "evaluations").rename(tmp_path / "evaluations-bad")
     good = options.with_(devices=(1, 0))
-    scored = evaluate(zoo, prepared, good, Progress(), LocalEngine(zoo, good))
+    progress = Counting()
+    scored = evaluate(zoo, prepared, good, progress, LocalEngine(zoo, good))
     assert [d["device"] for d in scored["devices"]] == [0, 1] and scored["images"] == 8
+    # The progress bar went by whole shards (2 images each) to all 8 images, the last label saying where.
+    assert progress.loops == [("evaluate 8 images at batch 2 on devices 1,0", 8, 8)]
+
+
+class Counting(Progress):
+    """A progress reporter that counts each loop's steps: (label, total, advances)."""
+
+    def __init__(self) -> None:
+        self.loops: list[tuple[str, int | None, int]] = []
+
+    @contextlib.contextmanager
+    def loop(self, description: str, total: int | None, max_seconds: float | None = None):
+        self.loops.append((description, total, 0))
+
+        def advance() -> None:
+            label, count, done = self.loops[-1]
+            self.loops[-1] = (label, count, done + 1)
+
+        yield advance
+
+
+def test_the_shards_are_dealt_out_in_turn_and_the_workers_shared() -> None:
+    from zoo_core.local_devices import deal, device_options
+    from zoo_core.specs import RunOptions
+
+    assert deal([0, 2, 3, 5, 6], (3, 1)) == {3: [0, 3, 6], 1: [2, 5]}  # the shards still to do, in turn
+    assert deal([4], (0, 1)) == {0: [4], 1: []}
+    assert device_options(RunOptions(model="m", devices=(0, 1), workers=5), 1).devices == (1,)
+    assert [device_options(RunOptions(model="m", devices=(0, 1, 2), workers=w), 0).workers for w in (1, 3, 7)] \
+        == [1, 1, 2]
 
 
 @pytest.mark.slow
