@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -122,6 +123,7 @@ def test_the_evaluation_opens_every_device_in_its_own_process(two_devices, tmp_p
     with pytest.raises(ZooError) as caught:
         evaluate(zoo, prepared, bad, Progress(), LocalEngine(zoo, bad))
     assert caught.value.message.startswith("device 2: cannot open ") and "on NPU 2" in caught.value.message
+    assert multiprocessing.active_children() == []  # device 0's process was ended, not left running
     # Device 0 may have saved shards before device 2's failure stopped it: put them aside, so that all 8 images
     # are evaluated again.
     (tmp_path / "cache" / "evaluations").rename(tmp_path / "evaluations-bad")

@@ -40,14 +40,15 @@ def evaluate_on_devices(job: EvaluationJob) -> float | None:
     device started streaming. A device process that fails stops the others and the run, in one line naming it."""
     from multiprocessing import connection, get_context
 
-    from .signals import blocked
+    from .signals import blocked, deliver, held_back
 
     context = get_context("spawn")  # a fresh process per device: no session or runtime state inherited
     running: dict[Any, tuple[int, Any]] = {}  # each process's end of its pipe -> (device, process)
     started: list[float] = []
     try:
-        # The processes start with Ctrl-C and SIGTERM blocked, until they handle them (see _device_main).
-        with blocked():
+        # Ctrl-C and SIGTERM wait until every process is started and known here (held back, as other threads of this
+        # process may take them), and the processes start with them blocked until they handle them (_device_main).
+        with held_back() as interrupted, blocked():
             for device, share in deal(job.todo, job.options.devices).items():
                 if not share:
                     continue
@@ -59,6 +60,7 @@ def evaluate_on_devices(job: EvaluationJob) -> float | None:
                 process.start()
                 writer.close()  # only the process (and the workers it forks) write to it
                 running[reader] = (device, process)
+        deliver(interrupted)
         while running:
             # Each process's pipe, and every so often whether it still lives: the decoding workers it forked hold
             # its pipe open, so a process that was killed shows no end of file while they linger.
@@ -181,8 +183,12 @@ def _device_main(device: int, work: _Work, pipe: Connection) -> None:
     except BrokenPipeError:  # the parent is gone (killed): nobody to evaluate for
         sys.exit(EXIT_TERMINATED)
     except ZooError as exc:
+        # Once the parent has the failure it ends the processes: this one is ending anyway, and must not be
+        # interrupted inside its last send (ignored, not blocked: the runtime's threads would still take it).
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         pipe.send(("error", exc.message, exc.note, exc.exit_code))
     except BaseException:  # noqa: BLE001 -- a bug: the parent raises it, with this traceback
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         pipe.send(("bug", f"(process {os.getpid()})\n{traceback.format_exc()}"))
     finally:
         pipe.close()
