@@ -169,8 +169,8 @@ def _device_main(device: int, work: _Work, pipe: Connection) -> None:
     os.setpgid(0, 0)  # a group of its own, with its decoding workers: the parent ends them all if this one dies
     signals.install()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.STOP_SIGNALS)  # blocked since the parent started it
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.STOP_SIGNALS)  # blocked since the parent started it
         from .app import Zoo
         from .evaluate import stream_here
 
