@@ -66,7 +66,8 @@ class EngineSpec:
 
 class LocalEngine:
     """This process and its worker processes: one device timed here, several one process each; images decoded
-    by a pool of workers and inferred here, batch by batch."""
+    by a pool of workers and inferred here, batch by batch; on several devices, one process each, with its own
+    workers, over its share of the shards (``local_devices``)."""
 
     name = LOCAL
 
@@ -86,12 +87,20 @@ class LocalEngine:
         return measure_devices(self.zoo, model, compiled, options, progress)
 
     def evaluate(self, job: EvaluationJob) -> float | None:
+        if len(job.options.devices) > 1:
+            from .local_devices import evaluate_on_devices
+
+            return evaluate_on_devices(job)
         from .evaluate import stream_here
 
-        return stream_here(job)
+        job.device = job.options.devices[0]
+        ready = stream_here(job)
+        job.evaluated_on[job.device] = list(job.todo)
+        return ready
 
     def where(self) -> str:
-        return ""
+        devices = self.options.devices
+        return f" on devices {','.join(map(str, devices))}" if len(devices) > 1 else ""
 
     def describe(self) -> dict[str, Any]:
         return {"name": LOCAL, "workers": self.options.workers, "devices": list(self.options.devices)}

@@ -7,7 +7,7 @@ import json
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -246,10 +246,12 @@ class EvaluationJob:
     todo: list[int]  # the indices of the shards to evaluate (the others are saved already)
     state: Path  # the evaluation's folder of saved shards
     advance: Callable[[], None]  # one image done, for the progress bar
+    device: int | None = None  # the device whose process saves the shards (recorded in them), where one does
+    evaluated_on: dict[int, list[int]] = field(default_factory=dict)  # device -> the shards it evaluated
 
     def save(self, shard: int, scores: np.ndarray, kept: list[int], skipped: list[dict[str, str]]) -> None:
         """Shard ``shard`` is whole: the scores of its ``kept`` positions, and the images ``skipped``."""
-        _save_shard(self.state / f"shard-{shard:06d}.npz", scores, kept, skipped)
+        _save_shard(self.state / f"shard-{shard:06d}.npz", scores, kept, skipped, self.device)
 
     def bad_image(self, sample: Sample, error: str) -> dict[str, str]:
         """An unreadable image: its skip record with --skip-bad, else the run stops on it."""
@@ -285,12 +287,14 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
         resumed = sum(len(shards[i]) for i in done)
         print(f"resumed {resumed} of {len(dataset.samples)} images from saved shards", file=sys.stderr, flush=True)
     start = ready = time.perf_counter()
+    evaluated_on: dict[int, list[int]] = {}  # filled by an engine that runs on this host's devices
     if todo:
         label = f"evaluate {fresh} images at batch {bs}" + (f" in {prepared.precision}" if several else "") + (
             f" ({len(done)} shards resumed)" if done else "")
         try:
             with progress.loop(label + engine.where(), fresh) as advance:
-                job = EvaluationJob(zoo, model, compiled, preset, options, shards, todo, state, advance)
+                job = EvaluationJob(zoo, model, compiled, preset, options, shards, todo, state, advance,
+                                    evaluated_on=evaluated_on)
                 ready = engine.evaluate(job) or ready
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
             what, exit_code = describe(exc)
@@ -300,7 +304,10 @@ def evaluate(zoo: Zoo, prepared: Prepared, options: RunOptions, progress: Progre
     end = time.perf_counter()
     timing = {"setup_seconds": ready - start, "seconds": end - ready}
     predictions = PREDICTIONS_FILE if first else PREDICTIONS_OF.format(prepared.precision)
-    return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing, predictions), "preset": preset}
+    devices = [{"device": d, "shards": len(evaluated_on[d]), "images": sum(len(shards[i]) for i in evaluated_on[d])}
+               for d in sorted(evaluated_on)]  # which devices evaluated the shards of this run
+    return {**_score(zoo, model, dataset, shards, state, options, bs, fresh, timing, predictions), "preset": preset,
+            **({"devices": devices} if devices else {})}
 
 
 def stream_here(job: EvaluationJob) -> float:
@@ -389,11 +396,16 @@ def _open_runner(zoo: Zoo, compiled: Any, model: ModelSpec, options: RunOptions)
     return zoo.open_runner(compiled, model, options)
 
 
-def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[dict[str, str]]) -> None:
+def _save_shard(path: Path, outputs: np.ndarray, kept: list[int], skipped: list[dict[str, str]],
+                device: int | None = None) -> None:
+    import os
+
     import numpy as np
 
+    # With a device: the device and the process that evaluated the shard, as it recorded them.
+    saved_by: dict[str, Any] = {"device": device, "pid": os.getpid()} if device is not None else {}
     with atomic_write(path, "wb", fsync=True) as fh:
-        np.savez(fh, outputs=outputs, kept=np.asarray(kept, dtype=np.int64), skipped=json.dumps(skipped))
+        np.savez(fh, outputs=outputs, kept=np.asarray(kept, dtype=np.int64), skipped=json.dumps(skipped), **saved_by)
 
 
 def _score(

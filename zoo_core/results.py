@@ -33,7 +33,7 @@ R = TypeVar("R", bound="Record")
 __all__ = [
     "JSON", "Record", "RunResults", "Row", "Latency", "DeviceTiming", "Environment", "PluginRef", "RunPlugins",
     "ExportFacts", "Measurement", "EngineFacts", "RayWorker", "AccuracyResult", "DatasetFacts", "NameList",
-    "ClassNumbering", "SkippedImage", "Skipped", "CompareResult", "OutputComparison", "RunComparison",
+    "ClassNumbering", "SkippedImage", "Skipped", "EvaluatedOn", "CompareResult", "OutputComparison", "RunComparison",
     "RowComparison", "Difference", "Judgement", "NotJudged", "ProfileBlock", "ProfileTable", "ProfiledOpType",
     "ProfiledNode",
 ]
@@ -389,6 +389,15 @@ class Skipped(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class EvaluatedOn(Record):
+    """A device that evaluated shards of the accuracy run (the local engine): how many, of how many images."""
+
+    device: int
+    shards: int
+    images: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccuracyResult(Record):
     """The accuracy run (``--data``): at one batch size; metrics beyond top-1/top-5 (a plugin's) are in ``extra``."""
 
@@ -404,6 +413,7 @@ class AccuracyResult(Record):
     resumed_images: int | None = None
     workers: int | None = None
     preset: str | None = None
+    devices: tuple[EvaluatedOn, ...] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
