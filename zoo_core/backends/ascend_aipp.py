@@ -5,7 +5,8 @@ the same for every image: the ``modelzoo`` preset squashes to 256x256 and crops 
 float32 ``(x / scale - mean) / std``, CHW, RGB, ATC's static AIPP (``--insert_op_conf``) can do the crop and the
 normalisation on the chip: ``(x - min_chn) * var_reci_chn`` with ``min_chn = mean * scale`` and ``var_reci_chn =
 1 / (std * scale)`` is the same arithmetic. The host then runs the declaration's steps without the crop and sends
-the 8-bit pixels, HWC: a quarter of the bytes of the float32 sample. Anything AIPP cannot express is refused in
+the 8-bit pixels, HWC: a byte a value instead of four, of the uncropped image (``modelzoo`` at 224: 196,608 bytes
+instead of 602,112, 3.06x fewer). Anything AIPP cannot express is refused in
 one line, naming the model, the preset and why.
 """
 
