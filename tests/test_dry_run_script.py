@@ -327,6 +327,25 @@ def test_a_dataset_the_recipe_cannot_score_is_refused_in_one_line(zoo_cli, no_to
     assert error == "Error: --skip-bad: the printed recipe cannot skip unreadable images (zoo score scores every image)"
 
 
+def test_images_whose_outputs_would_share_a_name_are_refused_before_the_recipe_runs(zoo_cli, no_tools,
+                                                                                    tmp_path) -> None:
+    """ais_bench names an input's outputs by its name cut at the first dot: the printed recipe would compile and run
+    every image, then zoo score would refuse img.a.JPEG and img.b.JPEG (both img_0.npy); the dry run says so first."""
+    data = tmp_path / "val"
+    labels = write_image_dataset(data, 3)
+    names = {old: new for old, new in zip(sorted(labels), ("img.a.JPEG", "img.b.JPEG", "other.JPEG"), strict=True)}
+    for old, new in names.items():
+        (data / old).rename(data / new)
+    (data / "val_label.txt").write_text("".join(f"{names[old]} {label}\n" for old, label in labels.items()))
+    result = zoo_cli("run", TINY, "--backend", "ascend", "--weights", "random", "--bs", "2", "--data", str(data),
+                     "--dry-run")
+    error, _ = one_error(result, 3)
+    assert error == "Error: images img.a.JPEG and img.b.JPEG both give ais_bench outputs named img_0"
+    # As zoo score does, --limit 1 leaves one of them: nothing to refuse.
+    assert zoo_cli("run", TINY, "--backend", "ascend", "--weights", "random", "--bs", "2", "--data", str(data),
+                   "--limit", "1", "--dry-run").code == 0
+
+
 def test_a_dollar_in_a_path_is_quoted_and_only_the_chip_is_left_to_the_shell(zoo_cli, no_tools, tmp_path) -> None:
     data = tmp_path / "v$HOME{x}"  # no space: the old quoting left it bare, and bash expanded it
     write_image_dataset(data, 2)

@@ -667,6 +667,7 @@ def _backend_input_flags(zoo: Zoo, backend: BackendSpec, model: ModelSpec, optio
 def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> None:
     """The printed recipe scores what ``zoo run --data`` scores, or the dry run says why not: ``zoo preprocess``
     converts the images directly in ``--data`` and ``zoo score`` reads them with their label file, every one."""
+    from .backends.ais_bench_names import samples_by_output_key
     from .evaluate import load_dataset
 
     if options.skip_bad:
@@ -680,6 +681,7 @@ def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> No
                          f"(zoo preprocess, zoo score), and this {dataset.kind} dataset keeps its images in subfolders",
                          note="print it for a folder of images with a label file (--labels), or run zoo run --data "
                          "without --dry-run")
+    samples_by_output_key(dataset.samples)  # zoo score's refusal of two images whose outputs share a name, first
 
 
 def shell_join(argv: list[str]) -> str:

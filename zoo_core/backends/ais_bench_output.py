@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ZooError
+from .ais_bench_names import samples_by_output_key
 from .ascend import NAME  # ais_bench's outputs are the Ascend backend's
 
 DEVICE = "npu"
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..app import Zoo
-    from ..datasets import Sample
     from ..results import RunResults
     from ..specs import ModelSpec, RunOptions
 
@@ -41,11 +41,6 @@ class Scored:
     unmatched: list[str]
 
 
-def output_key(stem: str) -> str:
-    """The stem of an image's output files: its ``zoo preprocess`` input ``<stem>.bin`` cut at the first dot."""
-    return stem.split(".", 1)[0]
-
-
 def score(zoo: Zoo, model: ModelSpec, folder: Path, options: RunOptions) -> Scored:
     """Score the outputs in ``folder`` against the labels of ``options.data``; write predictions.csv, and with a
     summary beside the folder, results.json, results.csv and report.md into ``options.out``."""
@@ -60,13 +55,7 @@ def score(zoo: Zoo, model: ModelSpec, folder: Path, options: RunOptions) -> Scor
     files = _output_files(folder)
     summary_path = folder.with_name(folder.name + "_summary.json")
     summary = _read_summary(summary_path, folder) if summary_path.is_file() else None
-    keys: dict[str, Sample] = {}
-    for sample in dataset.samples:
-        key = output_key(sample.path.stem)
-        if key in keys:
-            raise ZooError(f"images {keys[key].path.name} and {sample.path.name} both give ais_bench outputs named "
-                           f"{key}_0", note="rename one of them (ais_bench cuts an input's name at its first dot)")
-        keys[key] = sample
+    keys = samples_by_output_key(dataset.samples)
     scores = np.zeros((len(dataset.samples), model.num_classes), np.float32)
     for row, (key, sample) in enumerate(keys.items()):
         found = files.get((key, SCORED_OUTPUT))
