@@ -75,6 +75,24 @@ def test_zoo_report_gives_dynamic_over_static(zoo_cli, ascend_env, tmp_path) -> 
         (r["batch_size"], r["batch_mode"]) for r in both["results"])
 
 
+def test_zoo_report_of_both_modes_against_one_says_no_batch_size_is_missing(zoo_cli, ascend_env, tmp_path) -> None:
+    run_json(zoo_cli, ascend_env, tmp_path / "both", "--bs", "1,4", "--dynamic-batch=both")
+    run_json(zoo_cli, ascend_env, tmp_path / "static", "--bs", "1,4")
+    for a, b in (("both", "static"), ("static", "both")):
+        result = zoo_cli("report", str(tmp_path / a), str(tmp_path / b), "--json")
+        assert result.code == 0, result
+        report = result.json()
+        # the static rows match; batch sizes 1 and 4 are in both runs, the modes among the differences
+        assert [(r["batch_size"], r["batch_mode"]) for r in report["rows"]] == [(1, "static"), (4, "static")]
+        assert (report["only_in_a"], report["only_in_b"]) == ([], [])
+        assert report["differences"]["batch_mode"]["a" if a == "both" else "b"] == "static,dynamic"
+        text = zoo_cli("report", str(tmp_path / a), str(tmp_path / b))
+        assert text.code == 0 and "only in" not in text.stdout, text
+    run_json(zoo_cli, ascend_env, tmp_path / "four", "--bs", "2,4", "--dynamic-batch=both")
+    report = zoo_cli("report", str(tmp_path / "both"), str(tmp_path / "four"), "--json").json()
+    assert (report["only_in_a"], report["only_in_b"]) == ([1], [2])  # a batch size one run lacks is still named
+
+
 def test_accuracy_on_the_dynamic_om_equals_the_static_ones(zoo_cli, ascend_env, tmp_path) -> None:
     write_image_dataset(tmp_path / "val", 7)  # at batch 4: a padded last batch
     runs = {}

@@ -646,8 +646,9 @@ def compare_runs(a: RunResults | Mapping[str, Any], b: RunResults | Mapping[str,
     return RunComparison(
         a=a_name, b=b_name,
         rows=tuple(matched),
-        only_in_a=tuple(sorted({k[0] for k in set(rows_a) - set(rows_b)})),
-        only_in_b=tuple(sorted({k[0] for k in set(rows_b) - set(rows_a)})),
+        # batch sizes the other run has no row of (a mode or precision it lacks is among the differences)
+        only_in_a=tuple(sorted({k[0] for k in rows_a} - {k[0] for k in rows_b})),
+        only_in_b=tuple(sorted({k[0] for k in rows_b} - {k[0] for k in rows_a})),
         throughput_ratio_geomean=math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else None,
         differences={k: Difference(a=va, b=vb) for k, (va, vb) in run_keys.items() if va != vb},
         env={k: Difference(a=env_a.get(k), b=env_b.get(k))
