@@ -154,6 +154,34 @@ def test_the_dynamic_batch_recipe_compiles_one_om_and_scores_as_zoo_run(zoo_cli,
     assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
 
 
+def test_the_recipe_of_a_given_onnx_compiles_that_file_and_scores_as_zoo_run(zoo_cli, zoo_process, no_tools,
+                                                                             tmp_path) -> None:
+    """--onnx FILE: zoo run compiles the user's file, so the script does too (it printed `zoo export` of the model,
+    another network: a different top-1 with nothing said)."""
+    data = tmp_path / "val"
+    write_image_dataset(data, IMAGES)
+    given = tmp_path / "my model $v.onnx"
+    assert zoo_cli("export", TINY, "--weights", "random", "--seed", "5", "-o", str(given)).code == 0
+    args = ("--bs", "4", "--onnx", str(given), "--data", str(data))
+    lines = dry_run(zoo_cli, *args, env={"ASCEND_TOOLKIT_HOME": str(TOOLKIT)})
+    assert not any(line.startswith("zoo export ") for line in lines)
+    ran = run_script(lines, tmp_path / "work")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-4000:]
+    run = evaluated(zoo_process, tmp_path, *args)
+    (row,) = run["results"]
+    written = tmp_path / "work" / f"{TINY}_score_bs4"
+    mine = json.loads((written / "results.json").read_text())["results"][0]
+    assert (mine["top1"], mine["top5"], mine["images"]) == (row["top1"], row["top5"], IMAGES)
+    assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
+    # and a file the run would refuse (it fixes batch 4) is refused by the dry run too, in one line
+    fixed = tmp_path / "bs4.onnx"
+    assert zoo_cli("export", TINY, "--weights", "random", "--bs", "4", "-o", str(fixed)).code == 0
+    result = zoo_cli("run", TINY, "--backend", "ascend", "--weights", "random", "--onnx", str(fixed), "--bs", "1,4",
+                     "--dry-run", env={"ASCEND_TOOLKIT_HOME": str(TOOLKIT)})
+    error, _ = one_error(result, 2)
+    assert "fixes the batch at 4, so it cannot serve --bs 1,4" in error
+
+
 @pytest.mark.parametrize("mode", [(), ("--dynamic-batch",)])
 def test_the_aipp_recipe_writes_its_config_and_uint8_inputs_and_scores_as_zoo_run(zoo_cli, zoo_process, no_tools,
                                                                                   tmp_path, mode) -> None:

@@ -577,6 +577,12 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
               *(["--seed", str(options.seed)] if options.weights == "random" and options.seed != DEFAULTS["seed"]
                 else []),
               *(["--opset", str(opset)] if opset != options.opset else [])]]
+    if options.onnx is not None:  # --onnx FILE: the run compiles that file (or refuses it), and so does the recipe
+        from .onnx_input import read_given_onnx
+
+        read_given_onnx(model, Path(options.onnx)).check_batch_sizes(options.batch_sizes,
+                                                                      DYNAMIC in options.batch_modes)
+        onnx_name, steps = str(options.onnx), []
     inputs = None
     if options.data is not None:  # the accuracy recipe: the dataset's .bin inputs, run at the evaluated batch size
         check_folder(Path(options.data))
