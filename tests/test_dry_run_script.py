@@ -182,6 +182,29 @@ def test_the_recipe_of_a_given_onnx_compiles_that_file_and_scores_as_zoo_run(zoo
     assert "fixes the batch at 4, so it cannot serve --bs 1,4" in error
 
 
+def test_the_recipe_with_limit_and_a_label_file_for_some_images_scores_as_zoo_run(zoo_cli, zoo_process, no_tools,
+                                                                                   tmp_path) -> None:
+    """--limit N counts labelled images (zoo run, zoo score) but zoo preprocess counts every image: with images 2 and
+    3 unlabelled, `zoo preprocess --limit 3` converted images 1-3 and zoo score found no output for image 4."""
+    data = tmp_path / "val"
+    write_image_dataset(data, IMAGES)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(line + "\n" for line in (data / "val_label.txt").read_text().splitlines()
+                              if not line.startswith(("ILSVRC2012_val_00000002", "ILSVRC2012_val_00000003"))))
+    args = ("--bs", "2", "--data", str(data), "--labels", str(labels), "--limit", "3")
+    lines = dry_run(zoo_cli, *args, env={"ASCEND_TOOLKIT_HOME": str(TOOLKIT)})
+    (preprocess,) = [line for line in lines if line.startswith("zoo preprocess ")]
+    assert preprocess.endswith("--limit 5")  # images 1 to 5 hold the first three labelled ones: 1, 4, 5
+    ran = run_script(lines, tmp_path / "work")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-4000:]
+    run = evaluated(zoo_process, tmp_path, *args)
+    (row,) = run["results"]
+    written = tmp_path / "work" / f"{TINY}_score_bs2"
+    mine = json.loads((written / "results.json").read_text())["results"][0]
+    assert (mine["top1"], mine["top5"], mine["images"]) == (row["top1"], row["top5"], 3)
+    assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
+
+
 @pytest.mark.parametrize("mode", [(), ("--dynamic-batch",)])
 def test_the_aipp_recipe_writes_its_config_and_uint8_inputs_and_scores_as_zoo_run(zoo_cli, zoo_process, no_tools,
                                                                                   tmp_path, mode) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .app import Zoo
 from .artifacts import Artifact, scratch_beside
-from .datasets import check_folder
+from .datasets import Dataset, check_folder
 from .engines import check_engine, open_engine
 from .environment import fingerprint, package_version
 from .errors import EXIT_BUG, UsageError, ZooError
@@ -634,7 +634,9 @@ def plan(zoo: Zoo, options: RunOptions) -> dict[str, Any]:
     with_commands = all(b["backend_has_commands"] for b in per_batch)
     setup = zoo.registry.call("zoo_commands_setup", backend, backend=backend, model=model, options=options) or []
     if inputs is not None and with_commands:
-        _check_recipe_dataset(zoo, model, options)
+        dataset = _check_recipe_dataset(zoo, model, options)
+        if options.limit is not None:  # zoo preprocess counts every image, and --limit the labelled ones
+            preprocess[preprocess.index("--limit") + 1] = str(_images_to_preprocess(options, dataset))
         steps.insert(0, preprocess)
     lines = [*setup, *(shell_join(c) for c in steps), *(shell_join(c) for b in per_batch for c in b["commands"])]
     return {
@@ -670,7 +672,7 @@ def _backend_input_flags(zoo: Zoo, backend: BackendSpec, model: ModelSpec, optio
     return flags
 
 
-def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> None:
+def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> Dataset:
     """The printed recipe scores what ``zoo run --data`` scores, or the dry run says why not: ``zoo preprocess``
     converts the images directly in ``--data`` and ``zoo score`` reads them with their label file, every one."""
     from .backends.ais_bench_names import samples_by_output_key
@@ -688,6 +690,18 @@ def _check_recipe_dataset(zoo: Zoo, model: ModelSpec, options: RunOptions) -> No
                          note="print it for a folder of images with a label file (--labels), or run zoo run --data "
                          "without --dry-run")
     samples_by_output_key(dataset.samples)  # zoo score's refusal of two images whose outputs share a name, first
+    return dataset
+
+
+def _images_to_preprocess(options: RunOptions, dataset: Dataset) -> int:
+    """How many of the images in ``--data`` (natural order, labelled or not, as ``zoo preprocess --limit`` counts)
+    hold the first ``--limit`` labelled ones that zoo run and ``zoo score`` evaluate."""
+    from .datasets import list_images
+
+    assert options.data is not None
+    images, _ = list_images(Path(options.data))
+    position = {p.resolve(): i for i, p in enumerate(images)}
+    return 1 + max(position.get(s.path.resolve(), len(images) - 1) for s in dataset.samples)
 
 
 def shell_join(argv: list[str]) -> str:
