@@ -65,6 +65,18 @@ def evaluated(zoo_process, tmp_path: Path, *args: str) -> dict:
     return result.json()
 
 
+def assert_script_scores_as_zoo_run(zoo_process, lines: list[str], tmp_path: Path, args: tuple[str, ...],
+                                    score_folder: str, images: int) -> None:
+    """The printed script runs, and its zoo score gives zoo run's one row: top-1, top-5, images, predictions."""
+    ran = run_script(lines, tmp_path / "work")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-4000:]
+    (row,) = evaluated(zoo_process, tmp_path, *args)["results"]
+    written = tmp_path / "work" / score_folder
+    mine = json.loads((written / "results.json").read_text())["results"][0]
+    assert (mine["top1"], mine["top5"], mine["images"]) == (row["top1"], row["top5"], images)
+    assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
+
+
 # -------------------------------------------------------------------------
 # The accuracy recipe, run as printed
 # -------------------------------------------------------------------------
@@ -165,14 +177,7 @@ def test_the_recipe_of_a_given_onnx_compiles_that_file_and_scores_as_zoo_run(zoo
     args = ("--bs", "4", "--onnx", str(given), "--data", str(data))
     lines = dry_run(zoo_cli, *args, env={"ASCEND_TOOLKIT_HOME": str(TOOLKIT)})
     assert not any(line.startswith("zoo export ") for line in lines)
-    ran = run_script(lines, tmp_path / "work")
-    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-4000:]
-    run = evaluated(zoo_process, tmp_path, *args)
-    (row,) = run["results"]
-    written = tmp_path / "work" / f"{TINY}_score_bs4"
-    mine = json.loads((written / "results.json").read_text())["results"][0]
-    assert (mine["top1"], mine["top5"], mine["images"]) == (row["top1"], row["top5"], IMAGES)
-    assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
+    assert_script_scores_as_zoo_run(zoo_process, lines, tmp_path, args, f"{TINY}_score_bs4", IMAGES)
     # and a file the run would refuse (it fixes batch 4) is refused by the dry run too, in one line
     fixed = tmp_path / "bs4.onnx"
     assert zoo_cli("export", TINY, "--weights", "random", "--bs", "4", "-o", str(fixed)).code == 0
@@ -195,14 +200,7 @@ def test_the_recipe_with_limit_and_a_label_file_for_some_images_scores_as_zoo_ru
     lines = dry_run(zoo_cli, *args, env={"ASCEND_TOOLKIT_HOME": str(TOOLKIT)})
     (preprocess,) = [line for line in lines if line.startswith("zoo preprocess ")]
     assert preprocess.endswith("--limit 5")  # images 1 to 5 hold the first three labelled ones: 1, 4, 5
-    ran = run_script(lines, tmp_path / "work")
-    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-4000:]
-    run = evaluated(zoo_process, tmp_path, *args)
-    (row,) = run["results"]
-    written = tmp_path / "work" / f"{TINY}_score_bs2"
-    mine = json.loads((written / "results.json").read_text())["results"][0]
-    assert (mine["top1"], mine["top5"], mine["images"]) == (row["top1"], row["top5"], 3)
-    assert (written / "predictions.csv").read_text() == (tmp_path / "run" / "predictions.csv").read_text()
+    assert_script_scores_as_zoo_run(zoo_process, lines, tmp_path, args, f"{TINY}_score_bs2", 3)
 
 
 @pytest.mark.parametrize("mode", [(), ("--dynamic-batch",)])
