@@ -151,6 +151,20 @@ def test_each_declaration_aipp_cannot_express_is_one_line(zoo_cli, ascend_env, m
     assert "export" not in result.stderr  # refused before any work
 
 
+@pytest.mark.parametrize(("model", "args", "note"), [
+    ("aipp-bgr", (), "Note: run it without --aipp (the host prepares float32 input): no preset of model aipp-bgr "
+     "resizes to a fixed size and then centre-crops a fixed size"),  # it has no modelzoo preset to suggest
+    ("resnest-tiny", ("--preset", "reference"), "Note: run it without --aipp (the host prepares float32 input), or "
+     "choose a preset static AIPP can express: --preset modelzoo"),
+], ids=["none-other", "another"])
+def test_the_refusal_suggests_only_a_preset_the_model_has_and_aipp_expresses(zoo_cli, ascend_env, model, args,
+                                                                              note) -> None:
+    result = zoo_cli("run", model, "--backend", "ascend", "--aipp", *args, "--weights", "random",
+                     env={**ascend_env, "ZOO_PLUGINS": CASES})
+    _, printed = one_error(result, 2)
+    assert printed == note
+
+
 def test_the_reference_preset_with_aipp_is_one_line(zoo_cli, ascend_env) -> None:
     result = zoo_cli("run", "resnest-tiny", "--backend", "ascend", "--aipp", "--preset", "reference",
                      "--weights", "random", env=ascend_env)

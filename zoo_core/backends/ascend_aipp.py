@@ -36,10 +36,26 @@ class Aipp:
     image: tuple[int, int, int]  # the compiled model's per-sample input, (H, W, 3) uint8
 
 
-def _refuse(model: ModelSpec, preset: str, why: str) -> UsageError:
-    return UsageError(f"--aipp: model {model.name}'s preset {preset!r} {why}, which static AIPP cannot express",
-                      note="run it without --aipp (the host prepares float32 input), or choose a preset that "
-                      "resizes to a fixed size and then centre-crops a fixed size, e.g. --preset modelzoo")
+class _RefusedError(Exception):
+    """A preset static AIPP cannot express (``derive`` turns it into the one-line usage error)."""
+
+
+def _refuse(model: ModelSpec, preset: str, why: str) -> _RefusedError:
+    return _RefusedError(f"--aipp: model {model.name}'s preset {preset!r} {why}, which static AIPP cannot express")
+
+
+def _another_preset(model: ModelSpec, preset: str) -> str:
+    """The refusal's note: one of the model's other presets that AIPP expresses, or that none does."""
+    for name in model.preset_names:
+        try:
+            _derive(model, name)
+        except (_RefusedError, UsageError):
+            continue
+        if name != preset:
+            return ("run it without --aipp (the host prepares float32 input), or choose a preset static AIPP can "
+                    f"express: --preset {name}")
+    return (f"run it without --aipp (the host prepares float32 input): no preset of model {model.name} resizes to "
+            "a fixed size and then centre-crops a fixed size")
 
 
 def _model_size(model: ModelSpec) -> tuple[int, int]:
@@ -54,6 +70,13 @@ def _model_size(model: ModelSpec) -> tuple[int, int]:
 def derive(model: ModelSpec, preset: str) -> Aipp:
     """The static AIPP config and host-side preprocessing equivalent to ``model``'s declaration of ``preset``;
     a usage error (one line naming the model, the preset and why) when AIPP cannot express it."""
+    try:
+        return _derive(model, preset)
+    except _RefusedError as refused:
+        raise UsageError(str(refused), note=_another_preset(model, preset)) from None
+
+
+def _derive(model: ModelSpec, preset: str) -> Aipp:
     declared = model.preprocessing(preset)  # a usage error when the model has no such preset
     if declared is None:
         raise _refuse(model, preset, "is prepared by its plugin's own code, not declared")
