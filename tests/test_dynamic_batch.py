@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from test_bad_inputs import one_error
+from test_score import made, score, write_outputs  # noqa: F401 -- made: zoo score's fixture of outputs
 from zoo_core.reporting import validation_errors
 from zoo_core.testing import write_image_dataset
 
@@ -158,3 +159,19 @@ def test_the_python_api_takes_dynamic_batch(ascend_env, tmp_path) -> None:
                                                                       (2, "static"), (2, "dynamic")]
     with pytest.raises(UsageError, match="dynamic_batch='sometimes'"):
         zoo_core.run("resnest-tiny", bs=[1, 2], backend="ascend", weights="random", dynamic_batch="sometimes")
+
+
+@pytest.mark.parametrize("dym_batch", [4, 0])
+def test_zoo_score_of_a_dynamic_batch_om_says_so(zoo_cli, made, tmp_path, dym_batch) -> None:  # noqa: F811
+    """ais_bench records --dymBatch in its summary's args: zoo score's row is a dynamic one then (it said nothing, and
+    zoo report of zoo run --dynamic-batch against the printed recipe's zoo score named batch_mode a difference)."""
+    folder = write_outputs(made, tmp_path / "ais", "NPY")
+    summary = folder.with_name("result_summary.json")
+    data = json.loads(summary.read_text())
+    data["args"]["dymBatch"] = dym_batch  # 0: ais_bench's default, a static .om
+    summary.write_text(json.dumps(data))
+    result = score(zoo_cli, made, folder, tmp_path / "o", "--json")
+    assert result.code == 0, result
+    (row,) = result.json()["results"]
+    assert row.get("batch_mode") == ("dynamic" if dym_batch else None)
+    assert validation_errors(json.loads((tmp_path / "o" / "results.json").read_text())) == []

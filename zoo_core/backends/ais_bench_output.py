@@ -198,17 +198,26 @@ def _check_throughput(path: Path, throughput: float, batch_size: int, latency: d
                        note="pass the summary of the run that wrote these outputs, unedited")
 
 
+def _dynamic_batch(summary: dict[str, Any]) -> bool:
+    """Whether ais_bench ran a dynamic-batch .om: its summary's args record ``--dymBatch`` (0 when not given)."""
+    args = summary.get("args")
+    value = args.get("dymBatch") if isinstance(args, dict) else None
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def _results(zoo: Zoo, model: ModelSpec, options: RunOptions, accuracy: dict[str, Any],
              summary: dict[str, Any], path: Path) -> RunResults | None:
     from ..results import RunResults
     from ..runner import SCHEMA, environment
+    from ..specs import DYNAMIC
 
     throughput, latency, bs = throughput_of(summary), _latency(summary), _batch_size(summary)
     if throughput is None or latency is None or bs is None:
         return None
     _check_throughput(path, throughput, bs, latency)
     row = {"batch_size": bs, "throughput": throughput, "throughput_device": throughput, "latency_ms": latency,
-           "top1": accuracy.get("top1"), "top5": accuracy.get("top5"), "images": accuracy["images"]}
+           "top1": accuracy.get("top1"), "top5": accuracy.get("top5"), "images": accuracy["images"],
+           **({"batch_mode": DYNAMIC} if _dynamic_batch(summary) else {})}  # a static row says none, as zoo run's
     data = {"schema": SCHEMA, "model": model.name, "backend": NAME, "device": DEVICE, "weights": "unknown",
             "preset": options.preset, "env": environment(zoo),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "accuracy": accuracy, "results": [row]}
