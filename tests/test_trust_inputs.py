@@ -339,3 +339,14 @@ def test_an_onnx_that_fixes_its_batch_serves_that_batch_size_only(zoo_cli, tmp_p
                      "--out", str(tmp_path / "ok"), "--json")
     assert result.code == 0, result
     assert result.json()["results"][0]["batch_size"] == 2
+
+
+@pytest.mark.parametrize("flag", [("--labels", "val_label.txt"), ("--limit", "3"), ("--skip-bad",),
+                                  ("--shard-images", "8"), ("--dataset", "imagenet-val")])
+def test_a_dataset_option_without_data_is_one_line(zoo_cli, tmp_path, flag) -> None:
+    # They were ignored without a word: `zoo run --labels val_label.txt` timed generated input and printed no
+    # accuracy, as if the label file had been read.
+    result = zoo_cli("run", "resnest-tiny", "--weights", "random", *FAST, *flag, "--out", str(tmp_path / "o"))
+    one_error(result, 2)
+    assert f"{flag[0]} is for --data" in result.stderr
+    assert not (tmp_path / "o").exists()

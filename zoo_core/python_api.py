@@ -75,6 +75,11 @@ def run(
     return run_with(zoo, with_default_out(zoo, options), args.progress_for(progress))
 
 
+# zoo run's options that only mean something with --data: (flag, RunOptions field)
+DATA_FLAGS = (("--labels", "labels"), ("--classes", "classes"), ("--dataset", "dataset"), ("--limit", "limit"),
+              ("--skip-bad", "skip_bad"), ("--shard-images", "shard_images"))
+
+
 def run_options(zoo: Zoo, model: str, flags: Mapping[str, Any], plugin_flags: Mapping[str, Any] | None = None,
                 backend_opts: Iterable[str] = (), cache: dict[str, Any] | None = None) -> RunOptions:
     """The options of ``zoo run``, checked before anything runs: ``flags`` by ``RunOptions`` field (only those
@@ -84,6 +89,11 @@ def run_options(zoo: Zoo, model: str, flags: Mapping[str, Any], plugin_flags: Ma
     from .specs import resolve_options
 
     options = resolve_options(zoo.registry.model(model), flags)
+    if options.data is None:  # the dataset's options, without a dataset, would be ignored without a word
+        given = [flag for flag, key in DATA_FLAGS if flags.get(key) is not None]
+        if given:
+            raise UsageError(f"{given[0]} is for --data, and without it the run times generated input",
+                             note=f"add --data DIR, or drop {given[0]}")
     # an option of another backend, or a malformed one, is a usage error
     options = args.with_plugin_options(zoo, options, [options.backend], plugin_flags or {}, tuple(backend_opts), cache)
     check_engine(zoo, options)  # an unknown engine, or an option of another one: a usage error before any work
